@@ -1,0 +1,442 @@
+"""OTLP decoding: request bodies (protobuf or OTLP/JSON, gzip or deflate) into plain span records.
+
+Both receivers (HTTP and gRPC) call this module and hand its records to the one writer. A span
+that cannot be stored (bad ids, impossible times) is rejected and counted for `partial_success`;
+the other spans of the request are kept. A body that cannot be parsed at all is a DecodeError.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tracing import conventions
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+MAX_INT64 = 2**63 - 1
+ZERO_TRACE_ID = "0" * 32
+ZERO_SPAN_ID = "0" * 16
+# Messages in partial_success name at most this many rejected spans: enough to debug an
+# exporter, bounded for a request full of bad spans.
+MAX_MESSAGES = 5
+
+
+class DecodeError(Exception):
+    """The body is not a valid OTLP trace export: nothing of it is stored."""
+
+
+class BodyTooLarge(Exception):
+    """The body, or what it inflates to, is over the limit."""
+
+
+class UnsupportedEncoding(Exception):
+    """A Content-Encoding we do not speak."""
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """One span, as the writer stores it: ids as lowercase hex, times in integer nanoseconds,
+    the structured parts already serialised to JSON text."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    start_ns: int
+    end_ns: int
+    kind: int
+    status_code: int
+    span_type: str
+    operation: str
+    input_tokens: int
+    output_tokens: int
+    flags: int
+    dropped_attributes_count: int
+    dropped_events_count: int
+    dropped_links_count: int
+    name: str
+    service_name: str
+    model: str
+    label: str
+    conversation_id: str
+    input_preview: str
+    status_message: str
+    trace_state: str
+    attributes_json: str
+    events_json: str
+    links_json: str
+    resource_json: str
+    scope_json: str
+
+
+# The column order of a record, for the writer's INSERT: the dataclass fields, in order.
+SPAN_COLUMNS: tuple[str, ...] = tuple(SpanRecord.__dataclass_fields__)
+
+
+@dataclass
+class Batch:
+    records: list[SpanRecord] = field(default_factory=list)
+    rejected: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def reject(self, message: str) -> None:
+        self.rejected += 1
+        if len(self.messages) < MAX_MESSAGES:
+            self.messages.append(message)
+
+    @property
+    def error_message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = self.rejected - len(self.messages)
+        text = "; ".join(self.messages)
+        if more > 0:
+            text += f"; and {more} more"
+        return f"{self.rejected} span(s) rejected: {text}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bodies
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate a gzip or deflate body, refusing to produce more than `limit` bytes.
+
+    Inflating stops as soon as the limit is passed, so a gzip bomb costs at most `limit` bytes.
+    """
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise BodyTooLarge(f"body of {len(body)} bytes is over the limit of {limit}")
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        wbits_options = (zlib.MAX_WBITS | 16,)
+    elif encoding == "deflate":
+        # HTTP's deflate is zlib-wrapped; some clients send raw deflate anyway.
+        wbits_options = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    else:
+        raise UnsupportedEncoding(f"unsupported Content-Encoding {encoding!r}")
+    last_error: Exception | None = None
+    for wbits in wbits_options:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(body, limit + 1)
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise BodyTooLarge(f"body inflates to more than the limit of {limit} bytes")
+            out += inflater.flush()
+        except zlib.error as exc:
+            last_error = exc
+            continue
+        if len(out) > limit:
+            raise BodyTooLarge(f"body inflates to more than the limit of {limit} bytes")
+        if not inflater.eof:
+            last_error = zlib.error("truncated stream")
+            continue
+        return out
+    raise DecodeError(f"corrupt {encoding} body: {last_error}")
+
+
+def decode(body: bytes, content_type: str) -> Batch:
+    if content_type == PROTOBUF:
+        return decode_protobuf(body)
+    if content_type == JSON:
+        return decode_json(body)
+    raise ValueError(f"unsupported content type {content_type!r}")
+
+
+def decode_protobuf(body: bytes) -> Batch:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
+        raise DecodeError(f"not a valid ExportTraceServiceRequest protobuf: {exc}") from None
+    return records_from_request(request)
+
+
+_ID_FIELDS = (("traceId", 16), ("spanId", 8), ("parentSpanId", 8))
+
+
+def decode_json(body: bytes) -> Batch:
+    """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex, not base64."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise DecodeError("OTLP/JSON body must be an object with `resourceSpans`")
+    batch = Batch()
+    try:
+        for resource_spans in document.get("resourceSpans") or []:
+            for scope_spans in resource_spans.get("scopeSpans") or []:
+                spans = scope_spans.get("spans")
+                if not spans:
+                    continue
+                kept = []
+                for span in spans:
+                    problem = _hex_ids_to_base64(span)
+                    if problem:
+                        batch.reject(problem)
+                    else:
+                        kept.append(span)
+                scope_spans["spans"] = kept
+    except (AttributeError, TypeError) as exc:
+        raise DecodeError(f"OTLP/JSON body has the wrong shape: {exc}") from None
+    request = ExportTraceServiceRequest()
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise DecodeError(f"not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+    decoded = records_from_request(request)
+    decoded.rejected += batch.rejected
+    decoded.messages = (batch.messages + decoded.messages)[:MAX_MESSAGES]
+    return decoded
+
+
+def _hex_to_base64(value: Any, what: str, size: int) -> tuple[str | None, str]:
+    if not isinstance(value, str):
+        return None, f"{what} must be a hex string"
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return None, f"{what} {value[:40]!r} is not hex"
+    if len(raw) != size:
+        return None, f"{what} {value[:40]!r} is not {size} bytes"
+    return base64.b64encode(raw).decode("ascii"), ""
+
+
+def _hex_ids_to_base64(span: dict[str, Any]) -> str:
+    """Rewrite a JSON span's hex ids in place for protobuf's parser; return a problem or ''."""
+    if not isinstance(span, dict):
+        raise TypeError("a span must be an object")
+    label = f"span {span.get('name', '')!r}"
+    for key, size in _ID_FIELDS:
+        value = span.get(key)
+        if value in (None, ""):
+            continue
+        converted, problem = _hex_to_base64(value, f"{label}: {key}", size)
+        if problem:
+            return problem
+        span[key] = converted
+    for link in span.get("links") or []:
+        if not isinstance(link, dict):
+            raise TypeError("a link must be an object")
+        for key, size in _ID_FIELDS[:2]:
+            value = link.get(key)
+            if value in (None, ""):
+                continue
+            converted, problem = _hex_to_base64(value, f"{label}: link {key}", size)
+            if problem:
+                return problem
+            link[key] = converted
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Protobuf messages to records
+
+
+def any_value(value: AnyValue) -> Any:
+    """An OTLP AnyValue as the JSON value that keeps its type."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "int_value":
+        return value.int_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "double_value":
+        number = value.double_value
+        # JSON has no NaN or infinities; keep them readable rather than fail the batch.
+        return number if math.isfinite(number) else str(number)
+    if which == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return None
+
+
+def key_values(items: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in items}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; JSON columns escape it, plain columns must not carry it.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def records_from_request(request: ExportTraceServiceRequest) -> Batch:
+    batch = Batch()
+    for resource_spans in request.resource_spans:
+        resource = resource_spans.resource
+        resource_attributes = key_values(resource.attributes)
+        service_name = resource_attributes.get("service.name")
+        service_name = _text(str(service_name)) if service_name is not None else ""
+        resource_doc: dict[str, Any] = {"attributes": resource_attributes}
+        if resource.dropped_attributes_count:
+            resource_doc["dropped_attributes_count"] = resource.dropped_attributes_count
+        if resource_spans.schema_url:
+            resource_doc["schema_url"] = resource_spans.schema_url
+        resource_json = _dumps(resource_doc)
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            scope_doc: dict[str, Any] = {"name": scope.name, "version": scope.version}
+            if len(scope.attributes):
+                scope_doc["attributes"] = key_values(scope.attributes)
+            if scope.dropped_attributes_count:
+                scope_doc["dropped_attributes_count"] = scope.dropped_attributes_count
+            if scope_spans.schema_url:
+                scope_doc["schema_url"] = scope_spans.schema_url
+            scope_json = _dumps(scope_doc)
+            for span in scope_spans.spans:
+                record = _record(span, service_name, resource_json, scope_json, batch)
+                if record is not None:
+                    batch.records.append(record)
+    return batch
+
+
+def _record(
+    span: Any, service_name: str, resource_json: str, scope_json: str, batch: Batch
+) -> SpanRecord | None:
+    trace_id = span.trace_id.hex()
+    span_id = span.span_id.hex()
+    label = f"span {span.name[:80]!r}"
+    if len(span.trace_id) != 16 or trace_id == ZERO_TRACE_ID:
+        batch.reject(f"{label}: trace_id must be 16 bytes and not all zero")
+        return None
+    if len(span.span_id) != 8 or span_id == ZERO_SPAN_ID:
+        batch.reject(f"{label}: span_id must be 8 bytes and not all zero")
+        return None
+    parent = span.parent_span_id.hex()
+    if parent == ZERO_SPAN_ID:
+        parent = ""
+    elif parent and len(span.parent_span_id) != 8:
+        batch.reject(f"{label}: parent_span_id must be 8 bytes or empty")
+        return None
+    start = span.start_time_unix_nano
+    end = span.end_time_unix_nano
+    if start == 0 or start > MAX_INT64 or end > MAX_INT64:
+        batch.reject(f"{label}: start_time_unix_nano missing or out of range")
+        return None
+    if end < start:
+        batch.reject(f"{label}: ends before it starts")
+        return None
+
+    attributes = key_values(span.attributes)
+    events = [
+        _event(event.name, event.time_unix_nano, event.attributes, event.dropped_attributes_count)
+        for event in span.events
+    ]
+    links = [_link(link) for link in span.links]
+    status_code = span.status.code
+    return SpanRecord(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        start_ns=start,
+        end_ns=end,
+        kind=span.kind,
+        status_code=status_code if status_code in (0, 1, 2) else 0,
+        span_type=conventions.span_type(attributes),
+        operation=_text(conventions.operation(attributes))[:64],
+        input_tokens=_bounded(conventions.input_tokens(attributes)),
+        output_tokens=_bounded(conventions.output_tokens(attributes)),
+        flags=span.flags,
+        dropped_attributes_count=span.dropped_attributes_count,
+        dropped_events_count=span.dropped_events_count,
+        dropped_links_count=span.dropped_links_count,
+        name=_text(span.name),
+        service_name=service_name,
+        model=_text(conventions.model(attributes)),
+        label=_text(conventions.label(span.name, attributes)),
+        conversation_id=_text(conventions.conversation_id(attributes)),
+        input_preview=_text(conventions.input_preview(attributes)),
+        status_message=_text(span.status.message),
+        trace_state=_text(span.trace_state),
+        attributes_json=_dumps(attributes),
+        events_json=_dumps(events),
+        links_json=_dumps(links),
+        resource_json=resource_json,
+        scope_json=scope_json,
+    )
+
+
+def _bounded(value: int) -> int:
+    return value if 0 <= value <= MAX_INT64 else 0
+
+
+def _event(name: str, time_ns: int, attributes: Any, dropped: int) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "name": name,
+        "time_ns": time_ns,
+        "attributes": key_values(attributes),
+    }
+    if dropped:
+        event["dropped_attributes_count"] = dropped
+    return event
+
+
+def _link(link: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "trace_id": link.trace_id.hex(),
+        "span_id": link.span_id.hex(),
+        "trace_state": link.trace_state,
+        "attributes": key_values(link.attributes),
+    }
+    if link.flags:
+        doc["flags"] = link.flags
+    if link.dropped_attributes_count:
+        doc["dropped_attributes_count"] = link.dropped_attributes_count
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+def response_message(batch: Batch) -> ExportTraceServiceResponse:
+    response = ExportTraceServiceResponse()
+    if batch.rejected:
+        response.partial_success.CopyFrom(
+            ExportTracePartialSuccess(
+                rejected_spans=batch.rejected, error_message=batch.error_message
+            )
+        )
+    return response
+
+
+def encode_response(batch: Batch, content_type: str) -> bytes:
+    message = response_message(batch)
+    if content_type == JSON:
+        return json_format.MessageToJson(message, indent=None).encode()
+    return message.SerializeToString()
+
+
+def is_hex_id(value: str, size: int) -> bool:
+    if len(value) != size * 2:
+        return False
+    try:
+        binascii.unhexlify(value)
+    except (binascii.Error, ValueError):
+        return False
+    return True

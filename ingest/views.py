@@ -1,0 +1,86 @@
+"""The OTLP/HTTP receiver: speaks the protocol (status codes, protobuf or JSON bodies), not pages.
+
+https://opentelemetry.io/docs/specs/otlp/#otlphttp
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from google.rpc import status_pb2
+
+from ingest import otlp
+from ingest.writer import QueueFull, WriterClosed, get_writer
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 2
+# Bodies above this are decoded in a thread so that one huge request does not stall the event
+# loop (pages, health checks) for its whole decode; smaller ones are cheaper decoded inline.
+INLINE_DECODE_BYTES = 1_000_000
+
+
+def _error(status: int, message: str, content_type: str, **headers: str) -> HttpResponse:
+    # OTLP asks for a google.rpc.Status body in the request's encoding.
+    if content_type == otlp.PROTOBUF:
+        body = status_pb2.Status(code=status, message=message).SerializeToString()
+    else:
+        content_type = otlp.JSON
+        body = json.dumps({"code": status, "message": message}).encode()
+    response = HttpResponse(body, status=status, content_type=content_type)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+@csrf_exempt
+@require_POST
+async def export_traces(request: HttpRequest) -> HttpResponse:
+    content_type = request.content_type or ""
+    if content_type not in (otlp.PROTOBUF, otlp.JSON):
+        return _error(
+            415,
+            f"unsupported content type {content_type!r}: "
+            f"send {otlp.PROTOBUF} or {otlp.JSON}",
+            otlp.JSON,
+        )
+    limit = settings.STUDIO_MAX_BODY_BYTES
+    body = request.body
+    try:
+        body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
+        if len(body) > INLINE_DECODE_BYTES:
+            batch = await asyncio.to_thread(otlp.decode, body, content_type)
+        else:
+            batch = otlp.decode(body, content_type)
+    except otlp.BodyTooLarge as exc:
+        return _error(413, str(exc), content_type)
+    except otlp.UnsupportedEncoding as exc:
+        return _error(415, str(exc), content_type)
+    except otlp.DecodeError as exc:
+        return _error(400, str(exc), content_type)
+
+    if batch.records:
+        try:
+            future = get_writer().submit(batch.records)
+        except (QueueFull, WriterClosed) as exc:
+            return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
+        try:
+            # Shielded: a timeout must not cancel the write, only stop waiting for it.
+            await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)), settings.STUDIO_WRITE_TIMEOUT
+            )
+        except TimeoutError:
+            # Still queued: it will be committed, and a retried duplicate is ignored.
+            return _error(
+                503, "the database is busy; retry", content_type, Retry_After="5"
+            )
+        except Exception:
+            logger.exception("storing %d spans failed", len(batch.records))
+            return _error(500, "storing the spans failed; see the Studio log", content_type)
+    return HttpResponse(otlp.encode_response(batch, content_type), content_type=content_type)

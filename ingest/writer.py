@@ -1,0 +1,278 @@
+"""The one writer: group commit of span batches.
+
+Receivers hand their decoded records to `writer.submit()` and wait on the returned future. The
+writer thread takes everything queued, writes it in ONE transaction (bulk insert, duplicates
+ignored by `(trace_id, span_id)`), recomputes the summary row of every touched trace, commits, and
+only then resolves the futures: an exporter hears success only for spans that are committed and
+readable, and many small requests share one commit.
+
+The queue is bounded in spans; when it is full `submit` raises QueueFull and the receivers answer
+503 / UNAVAILABLE, which OTLP exporters retry. So memory stays bounded under any load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+
+from ingest.otlp import SPAN_COLUMNS, SpanRecord
+from tracing.signals import traces_changed
+
+logger = logging.getLogger(__name__)
+
+# Trace ids per summary statement: far below SQLite's and PostgreSQL's bound-parameter limits.
+SUMMARY_CHUNK = 500
+
+
+class QueueFull(Exception):
+    """The writer has as many spans waiting as it may hold: try again later."""
+
+
+class WriterClosed(Exception):
+    """The process is shutting down and takes no more spans."""
+
+
+_INSERT_SQL = "INSERT INTO tracing_span ({columns}) VALUES ({values}) ON CONFLICT (trace_id, span_id) DO NOTHING".format(  # noqa: E501
+    columns=", ".join(SPAN_COLUMNS), values=", ".join(["%s"] * len(SPAN_COLUMNS))
+)
+
+# The summary of a trace, from its spans alone: recomputed, never incremented, so batches that
+# arrive out of order, split, or twice all converge to the same row. The root is the span without
+# a parent; until it arrives, the earliest span stands in for it.
+_SUMMARY_SQL = """
+INSERT INTO tracing_trace (
+    trace_id, name, root_span_id, has_root, span_type, service_name, start_ns, end_ns,
+    duration_ns, span_count, error_count, status_code, input_tokens, output_tokens, total_tokens,
+    conversation_id, input_preview
+)
+SELECT
+    a.trace_id, r.name, r.span_id, r.parent_span_id = '', r.span_type, r.service_name,
+    a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.span_count, a.error_count,
+    CASE WHEN a.error_count > 0 THEN 2 ELSE r.status_code END,
+    a.input_tokens, a.output_tokens, a.input_tokens + a.output_tokens,
+    a.conversation_id, COALESCE(p.input_preview, '')
+FROM (
+    SELECT
+        trace_id,
+        MIN(start_ns) AS start_ns,
+        MAX(end_ns) AS end_ns,
+        COUNT(*) AS span_count,
+        SUM(CASE WHEN status_code = 2 THEN 1 ELSE 0 END) AS error_count,
+        COALESCE(SUM(CASE WHEN span_type IN ('llm', 'embedding') THEN input_tokens ELSE 0 END), 0)
+            AS input_tokens,
+        COALESCE(SUM(CASE WHEN span_type IN ('llm', 'embedding') THEN output_tokens ELSE 0 END), 0)
+            AS output_tokens,
+        MAX(conversation_id) AS conversation_id
+    FROM tracing_span
+    WHERE trace_id IN ({ids})
+    GROUP BY trace_id
+) a
+JOIN (
+    SELECT
+        trace_id, name, span_id, parent_span_id, span_type, service_name, status_code,
+        ROW_NUMBER() OVER (
+            PARTITION BY trace_id
+            ORDER BY CASE WHEN parent_span_id = '' THEN 0 ELSE 1 END, start_ns, span_id
+        ) AS rn
+    FROM tracing_span
+    WHERE trace_id IN ({ids})
+) r ON r.trace_id = a.trace_id AND r.rn = 1
+LEFT JOIN (
+    SELECT
+        trace_id, input_preview,
+        ROW_NUMBER() OVER (PARTITION BY trace_id ORDER BY start_ns, span_id) AS rn
+    FROM tracing_span
+    WHERE trace_id IN ({ids}) AND input_preview <> ''
+) p ON p.trace_id = a.trace_id AND p.rn = 1
+WHERE 1 = 1
+ON CONFLICT (trace_id) DO UPDATE SET
+    name = excluded.name,
+    root_span_id = excluded.root_span_id,
+    has_root = excluded.has_root,
+    span_type = excluded.span_type,
+    service_name = excluded.service_name,
+    start_ns = excluded.start_ns,
+    end_ns = excluded.end_ns,
+    duration_ns = excluded.duration_ns,
+    span_count = excluded.span_count,
+    error_count = excluded.error_count,
+    status_code = excluded.status_code,
+    input_tokens = excluded.input_tokens,
+    output_tokens = excluded.output_tokens,
+    total_tokens = excluded.total_tokens,
+    conversation_id = excluded.conversation_id,
+    input_preview = excluded.input_preview
+"""
+
+
+def write_batch(records: Sequence[SpanRecord]) -> set[str]:
+    """Store records and refresh their traces' summaries in one transaction; return the traces."""
+    trace_ids = {record.trace_id for record in records}
+    if not records:
+        return trace_ids
+    rows = [
+        (
+            r.trace_id, r.span_id, r.parent_span_id, r.start_ns, r.end_ns, r.kind, r.status_code,
+            r.span_type, r.operation, r.input_tokens, r.output_tokens, r.flags,
+            r.dropped_attributes_count, r.dropped_events_count, r.dropped_links_count, r.name,
+            r.service_name, r.model, r.label, r.conversation_id, r.input_preview,
+            r.status_message, r.trace_state, r.attributes_json, r.events_json, r.links_json,
+            r.resource_json, r.scope_json,
+        )
+        for r in records
+    ]  # fmt: skip
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.executemany(_INSERT_SQL, rows)
+            refresh_summaries(cursor, trace_ids)
+    return trace_ids
+
+
+def refresh_summaries(cursor: object, trace_ids: Iterable[str]) -> None:
+    ids = sorted(trace_ids)
+    for start in range(0, len(ids), SUMMARY_CHUNK):
+        chunk = ids[start : start + SUMMARY_CHUNK]
+        placeholders = ", ".join(["%s"] * len(chunk))
+        cursor.execute(_SUMMARY_SQL.format(ids=placeholders), chunk * 3)  # type: ignore[attr-defined]
+
+
+class Writer:
+    """One per process: a thread that commits whatever the receivers queued, in groups."""
+
+    def __init__(self, max_queue_spans: int) -> None:
+        self.max_queue_spans = max_queue_spans
+        self._cond = threading.Condition()
+        self._pending: list[tuple[Sequence[SpanRecord], Future[None]]] = []
+        # Spans accepted but not yet committed, the batch being written included.
+        self._queued_spans = 0
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.commits = 0
+
+    @property
+    def queued_spans(self) -> int:
+        return self._queued_spans
+
+    def submit(self, records: Sequence[SpanRecord]) -> Future[None]:
+        """Queue records; the future resolves once they are committed."""
+        future: Future[None] = Future()
+        if not records:
+            future.set_result(None)
+            return future
+        with self._cond:
+            if self._closing:
+                raise WriterClosed("Studio is shutting down")
+            # One request larger than the whole queue still gets in when the queue is empty,
+            # otherwise it could never be stored.
+            if self._queued_spans and self._queued_spans + len(records) > self.max_queue_spans:
+                raise QueueFull(
+                    f"{self._queued_spans} spans are waiting to be written "
+                    f"(STUDIO_MAX_QUEUE_SPANS={self.max_queue_spans})"
+                )
+            self._pending.append((records, future))
+            self._queued_spans += len(records)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="studio-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return future
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Take no more spans, write what is queued, and stop. True if it drained in time."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._closing:
+                        self._cond.wait()
+                    if not self._pending and self._closing:
+                        return
+                    taken, self._pending = self._pending, []
+                for _, future in taken:
+                    # Marks it running, so a waiter that gives up cannot cancel it under us.
+                    future.set_running_or_notify_cancel()
+                try:
+                    self._commit(taken)
+                finally:
+                    with self._cond:
+                        self._queued_spans -= sum(len(records) for records, _ in taken)
+        finally:
+            connection.close()
+
+    def _commit(self, taken: list[tuple[Sequence[SpanRecord], Future[None]]]) -> None:
+        records = [record for batch, _ in taken for record in batch]
+        started = time.perf_counter()
+        try:
+            touched = self._write(records)
+        except Exception:
+            # One bad request must not fail the others that shared its commit: retry alone.
+            logger.exception("group commit of %d spans failed; retrying requests one by one", len(records))
+            touched = set()
+            for batch, future in taken:
+                try:
+                    touched |= self._write(batch)
+                except Exception as exc:
+                    logger.exception("storing a batch of %d spans failed", len(batch))
+                    _resolve(future, exc)
+                else:
+                    _resolve(future)
+        else:
+            for _, future in taken:
+                _resolve(future)
+        self.commits += 1
+        logger.debug(
+            "committed %d spans of %d requests in %.1f ms",
+            len(records), len(taken), (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+        if touched:
+            try:
+                traces_changed.send(sender=Writer, trace_ids=touched)
+            except Exception:
+                logger.exception("a traces_changed receiver failed")
+
+    def _write(self, records: Sequence[SpanRecord]) -> set[str]:
+        for attempt in range(3):
+            try:
+                return write_batch(records)
+            except (OperationalError, InterfaceError):
+                # A dropped connection (database restart) or a long lock is worth a fresh try.
+                connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _resolve(future: Future[None], exc: BaseException | None = None) -> None:
+    if future.done():  # cancelled by a waiter that went away
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+_writer: Writer | None = None
+_writer_lock = threading.Lock()
+
+
+def get_writer() -> Writer:
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = Writer(settings.STUDIO_MAX_QUEUE_SPANS)
+        return _writer

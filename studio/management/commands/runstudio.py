@@ -1,0 +1,135 @@
+"""`python manage.py runstudio`: migrate, then serve pages, API and OTLP/HTTP with uvicorn on one
+port, and OTLP/gRPC on another, in one process that shares one writer."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from studio.runtime import runtime
+
+logger = logging.getLogger("studio")
+
+SHUTDOWN_GRACE_SECONDS = 10
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Lets a restarted Studio take its port back from TIME_WAIT; on Linux it still refuses a
+    # port another process listens on.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"Port {port} on {host} is already in use (HTTP). Stop the other program, "
+                f"or start Studio with --port <another port> (env PORT)."
+            ) from None
+        raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class StudioServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, grpc_server: Any) -> None:
+        super().__init__(config)
+        self.grpc_server = grpc_server
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # Stop accepting on both receivers at once; in-flight RPCs get the grace period.
+        if self.grpc_server is not None:
+            self.grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+        super().handle_exit(sig, frame)
+
+
+class Command(BaseCommand):
+    help = "Start Studio: pages, API and OTLP/HTTP on --port, OTLP/gRPC on --grpc-port."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=settings.HOST, help="bind address (STUDIO_HOST)")
+        parser.add_argument("--port", type=int, default=settings.PORT, help="HTTP port (PORT)")
+        parser.add_argument(
+            "--grpc-port",
+            type=int,
+            default=settings.OTEL_GRPC_PORT,
+            help="OTLP/gRPC port (OTEL_GRPC_PORT)",
+        )
+        parser.add_argument("--no-migrate", action="store_true", help="skip migrations")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from ingest.grpc import PortInUse, make_server
+        from ingest.writer import get_writer
+
+        host: str = options["host"]
+        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        if not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        runtime.migrated = True
+
+        http_socket = bind_http(host, options["port"])
+        http_port = http_socket.getsockname()[1]
+        try:
+            grpc_server, grpc_port = make_server(host, options["grpc_port"])
+        except PortInUse as exc:
+            http_socket.close()
+            raise CommandError(
+                f"Port {options['grpc_port']} on {host} is already in use (OTLP/gRPC). Stop the "
+                f"other program, or start Studio with --grpc-port <another port> "
+                f"(env OTEL_GRPC_PORT)."
+            ) from exc
+        runtime.grpc_listening = True
+
+        shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1") else host
+        runtime.http_url = f"http://{shown_host}:{http_port}"
+        runtime.grpc_address = f"http://{shown_host}:{grpc_port}"
+        self.stdout.write(self.banner(http_port, grpc_port, host))
+        self.stdout.flush()
+
+        config = uvicorn.Config(
+            "studio.asgi:application",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            ws_max_size=1024 * 1024,
+        )
+        server = StudioServer(config, grpc_server)
+        try:
+            server.run(sockets=[http_socket])
+        finally:
+            grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait(SHUTDOWN_GRACE_SECONDS + 1)
+            drained = get_writer().close(timeout=60)
+            self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
+            sys.stdout.flush()
+
+    def banner(self, http_port: int, grpc_port: int, host: str) -> str:
+        url = runtime.http_url
+        return "\n".join(
+            [
+                f"Studio is listening on {host}",
+                f"  pages and API   {url}/",
+                f"  OTLP/HTTP       {url}/v1/traces",
+                f"  OTLP/gRPC       {runtime.grpc_address}",
+                f"  data            {settings.DATABASES['default']['NAME']}",
+                "",
+                "Point your app at it:",
+                f'  agentscope.init(studio_url="{url}")',
+                f"  OTEL_EXPORTER_OTLP_ENDPOINT={url}  OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+                f"  OTEL_EXPORTER_OTLP_ENDPOINT={runtime.grpc_address}  "
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+                "",
+            ]
+        )

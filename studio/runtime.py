@@ -1,0 +1,17 @@
+"""What this process is serving, as `runstudio` started it: read by /healthz and the pages that
+show users where to point their exporters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Runtime:
+    http_url: str = ""
+    grpc_address: str = ""
+    grpc_listening: bool = False
+    migrated: bool = False
+
+
+runtime = Runtime()
