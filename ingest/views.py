@@ -46,8 +46,7 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
     if content_type not in (otlp.PROTOBUF, otlp.JSON):
         return _error(
             415,
-            f"unsupported content type {content_type!r}: "
-            f"send {otlp.PROTOBUF} or {otlp.JSON}",
+            f"unsupported content type {content_type!r}: send {otlp.PROTOBUF} or {otlp.JSON}",
             otlp.JSON,
         )
     limit = settings.STUDIO_MAX_BODY_BYTES
@@ -77,9 +76,7 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
             )
         except TimeoutError:
             # Still queued: it will be committed, and a retried duplicate is ignored.
-            return _error(
-                503, "the database is busy; retry", content_type, Retry_After="5"
-            )
+            return _error(503, "the database is busy; retry", content_type, Retry_After="5")
         except Exception:
             logger.exception("storing %d spans failed", len(batch.records))
             return _error(500, "storing the spans failed; see the Studio log", content_type)

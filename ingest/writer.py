@@ -221,7 +221,9 @@ class Writer:
             touched = self._write(records)
         except Exception:
             # One bad request must not fail the others that shared its commit: retry alone.
-            logger.exception("group commit of %d spans failed; retrying requests one by one", len(records))
+            logger.exception(
+                "group commit of %d spans failed; retrying requests one by one", len(records)
+            )
             touched = set()
             for batch, future in taken:
                 try:

@@ -31,4 +31,3 @@ def content_security_policy(get_response: Callable) -> Callable:
         return response
 
     return middleware
-

@@ -114,9 +114,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA temp_store=MEMORY;"
         ),
     }
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     # A file, not Django's shared in-memory database: the writer thread and the server threads
-    # of the tests each open their own connection to it.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-studio.sqlite3")}
+    # of the tests each open their own connection to it. One per process, so that test runs
+    # side by side do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-studio-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60)
 

@@ -70,7 +70,9 @@ class StudioServer:
                 if len(last["spans"]) >= spans:
                     return last
             time.sleep(0.05)
-        raise AssertionError(f"trace {trace_id} has {len(last.get('spans', []))} spans, not {spans}")
+        raise AssertionError(
+            f"trace {trace_id} has {len(last.get('spans', []))} spans, not {spans}"
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -89,7 +91,9 @@ def _fresh_database_url(base_url: str) -> tuple[str, Callable[[], None]]:
 
     parts = urlsplit(base_url)
     name = f"studio_e2e_{uuid.uuid4().hex[:12]}"
-    admin = urlunsplit((parts.scheme.replace("postgresql", "postgres"), parts.netloc, "/postgres", "", ""))
+    admin = urlunsplit(
+        (parts.scheme.replace("postgresql", "postgres"), parts.netloc, "/postgres", "", "")
+    )
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -100,7 +104,9 @@ def _fresh_database_url(base_url: str) -> tuple[str, Callable[[], None]]:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, "")), drop
 
 
-def start_studio(tmp_path: Path, extra_env: dict[str, str] | None = None) -> tuple[StudioServer, Callable[[], None]]:
+def start_studio(
+    tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> tuple[StudioServer, Callable[[], None]]:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["STUDIO_DATA_DIR"] = str(tmp_path)
@@ -112,7 +118,15 @@ def start_studio(tmp_path: Path, extra_env: dict[str, str] | None = None) -> tup
     env.update(extra_env or {})
     port, grpc_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "runstudio", "--port", str(port), "--grpc-port", str(grpc_port)],
+        [
+            sys.executable,
+            "manage.py",
+            "runstudio",
+            "--port",
+            str(port),
+            "--grpc-port",
+            str(grpc_port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

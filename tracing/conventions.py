@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 Attributes = Mapping[str, Any]
 
 # Span types: the badge a person sees.
@@ -104,7 +106,9 @@ def span_type(attributes: Attributes) -> str:
         value = attributes.get(key)
         if isinstance(value, str) and value.lower() in _TRACELOOP_TYPES:
             return _TRACELOOP_TYPES[value.lower()]
-    if any(key in attributes for key in ("gen_ai.provider.name", "gen_ai.system", "llm.model_name")):
+    if any(
+        key in attributes for key in ("gen_ai.provider.name", "gen_ai.system", "llm.model_name")
+    ):
         return LLM
     return OTHER
 
@@ -188,8 +192,8 @@ def structured(value: Any) -> Any:
         stripped = value.lstrip()
         if stripped[:1] in ("[", "{", '"'):
             try:
-                return json.loads(value)
-            except ValueError:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
                 return value
     return value
 
@@ -231,7 +235,8 @@ def input_preview(attributes: Attributes, limit: int = 200) -> str:
         value = attributes.get("input.value")
         if isinstance(value, str):
             text = value
-    text = " ".join(text.split())
+    # Cut before folding white space: the preview is short, the text may be megabytes.
+    text = " ".join(text[: limit * 4].split())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text

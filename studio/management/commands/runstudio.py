@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
 import sys
 from typing import Any
@@ -40,6 +41,14 @@ def bind_http(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+class Stop(Exception):
+    """Raised by our signal handler once uvicorn has shut down, so that the drain runs."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stop(signal.Signals(signum).name)
 
 
 class StudioServer(uvicorn.Server):
@@ -107,8 +116,14 @@ class Command(BaseCommand):
             ws_max_size=1024 * 1024,
         )
         server = StudioServer(config, grpc_server)
+        # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+        # handlers that would kill the process before the writer drains.
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
         try:
             server.run(sockets=[http_socket])
+        except Stop:
+            pass
         finally:
             grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait(SHUTDOWN_GRACE_SECONDS + 1)
             drained = get_writer().close(timeout=60)

@@ -1,0 +1,170 @@
+"""The writer: summaries recomputed from spans, group commit, a bounded queue."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
+
+from ingest import otlp, writer
+from ingest.otlp import SpanRecord
+from tests.conftest import fixture_bytes
+from tracing.models import Span, Trace
+
+AGENTSCOPE_TRACE = "ad27a918a7ce11d08dc80c6ec77cd536"
+
+
+def agentscope_records() -> list[SpanRecord]:
+    return otlp.decode_protobuf(fixture_bytes("agentscope-1.0.21-react-agent.pb")).records
+
+
+def summary(trace_id: str) -> dict:
+    return Trace.objects.filter(trace_id=trace_id).values().get()
+
+
+@pytest.mark.django_db
+def test_the_summary_is_the_same_however_the_spans_arrive() -> None:
+    records = agentscope_records()
+    writer.write_batch(records)
+    expected = summary(AGENTSCOPE_TRACE)
+    assert expected["name"] == "invoke_agent Treasurer"
+    assert expected["has_root"] is True
+    assert expected["span_count"] == 9
+    assert (expected["input_tokens"], expected["output_tokens"], expected["total_tokens"]) == (
+        126,
+        27,
+        153,
+    )
+    assert expected["conversation_id"] == "FBR8Y7LSqV7pXo8fzTZ8TV"
+    assert expected["input_preview"] == "How much is 120 EUR in JPY?"
+    assert expected["span_type"] == "agent"
+
+    Span.objects.all().delete()
+    Trace.objects.all().delete()
+    # Children first, one span per batch, each sent twice.
+    for record in reversed(records):
+        writer.write_batch([record])
+        writer.write_batch([record])
+    assert summary(AGENTSCOPE_TRACE) == expected
+    assert Span.objects.filter(trace_id=AGENTSCOPE_TRACE).count() == 9
+
+
+@pytest.mark.django_db
+def test_until_the_root_arrives_the_earliest_span_names_the_trace() -> None:
+    records = agentscope_records()
+    children = [r for r in records if r.parent_span_id]
+    writer.write_batch(children)
+    partial = summary(AGENTSCOPE_TRACE)
+    assert partial["has_root"] is False
+    assert partial["name"] == "format openai"
+    writer.write_batch([r for r in records if not r.parent_span_id])
+    assert summary(AGENTSCOPE_TRACE)["name"] == "invoke_agent Treasurer"
+
+
+@pytest.mark.django_db
+def test_an_error_anywhere_marks_the_trace_failed() -> None:
+    records = agentscope_records()
+    records[2].status_code = 2
+    writer.write_batch(records)
+    trace = Trace.objects.get(trace_id=AGENTSCOPE_TRACE)
+    assert (trace.error_count, trace.status) == (1, "ERROR")
+
+
+class BlockedWriter(writer.Writer):
+    """A writer whose commits wait for the test to let them through."""
+
+    def __init__(self, max_queue_spans: int) -> None:
+        super().__init__(max_queue_spans)
+        self.gate = threading.Event()
+        self.written: list[int] = []
+
+    def _write(self, records: Sequence[SpanRecord]) -> set[str]:
+        self.gate.wait(10)
+        self.written.append(len(records))
+        return set()
+
+
+def test_a_full_queue_refuses_more_spans_until_it_drains() -> None:
+    records = agentscope_records()
+    blocked = BlockedWriter(max_queue_spans=20)
+    first = blocked.submit(records)  # 9 spans: taken by the writer thread, still uncommitted
+    second = blocked.submit(records)  # 18
+    with pytest.raises(writer.QueueFull):
+        blocked.submit(records)  # 27 > 20
+    blocked.gate.set()
+    first.result(5)
+    second.result(5)
+    blocked.submit(records).result(5)
+    assert blocked.close(5)
+    # The queued requests were committed together (group commit) or one by one, never lost.
+    assert sum(blocked.written) == 27
+
+
+def test_a_single_request_bigger_than_the_queue_still_gets_in() -> None:
+    blocked = BlockedWriter(max_queue_spans=5)
+    blocked.gate.set()
+    blocked.submit(agentscope_records()).result(5)
+    assert blocked.close(5)
+
+
+def test_closing_drains_the_queue_and_refuses_new_spans() -> None:
+    blocked = BlockedWriter(max_queue_spans=100)
+    futures = [blocked.submit(agentscope_records()) for _ in range(3)]
+    closer = threading.Thread(target=blocked.close, args=(10,))
+    closer.start()
+    blocked.gate.set()
+    closer.join()
+    assert all(f.done() and f.exception() is None for f in futures)
+    with pytest.raises(writer.WriterClosed):
+        blocked.submit(agentscope_records())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = BlockedWriter(max_queue_spans=10)
+    monkeypatch.setattr("ingest.views.get_writer", lambda: blocked)
+    client = AsyncClient()
+    body = fixture_bytes("agentscope-1.0.21-react-agent.pb")
+    blocked.submit(agentscope_records())
+    response = async_to_sync(client.post)("/v1/traces", body, content_type="application/x-protobuf")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    blocked.gate.set()
+    assert blocked.close(5)
+    assert not Trace.objects.filter(trace_id=AGENTSCOPE_TRACE).exists()
+
+
+def test_a_failed_group_commit_is_retried_request_by_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+
+    class Flaky(writer.Writer):
+        def _write(self, records: Sequence[SpanRecord]) -> set[str]:
+            calls.append(len(records))
+            if any(r.name == "poison" for r in records):
+                raise ValueError("cannot store this")
+            return {r.trace_id for r in records}
+
+    flaky = Flaky(max_queue_spans=1000)
+    gate = threading.Event()
+    original = flaky._commit
+
+    def slow_commit(taken):  # let both requests queue up before the first commit
+        gate.wait(5)
+        original(taken)
+
+    monkeypatch.setattr(flaky, "_commit", slow_commit)
+    good = agentscope_records()
+    poison = agentscope_records()
+    poison[0].name = "poison"
+    first = flaky.submit(good)
+    second = flaky.submit(poison)
+    gate.set()
+    assert first.result(5) is None
+    with pytest.raises(ValueError):
+        second.result(5)
+    assert flaky.close(5)
