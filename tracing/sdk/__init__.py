@@ -1,0 +1,34 @@
+"""Studio's tracing SDK: decorators that emit OpenTelemetry spans in the GenAI conventions.
+
+Plain Python and OpenTelemetry only (no Django). Typical use::
+
+    from tracing.sdk import init, trace_llm, trace_reply
+
+    init(studio_url="http://localhost:3000")
+
+Until ``init`` is called the decorators only call the function they wrap.
+"""
+
+from tracing.sdk.decorators import (
+    conversation,
+    trace,
+    trace_embedding,
+    trace_format,
+    trace_llm,
+    trace_reply,
+    trace_tool,
+)
+from tracing.sdk.setup import flush, init, shutdown
+
+__all__ = [
+    "conversation",
+    "flush",
+    "init",
+    "shutdown",
+    "trace",
+    "trace_embedding",
+    "trace_format",
+    "trace_llm",
+    "trace_reply",
+    "trace_tool",
+]
