@@ -27,7 +27,10 @@ class PortInUse(Exception):
 
 def export(request: bytes, context: grpc.ServicerContext) -> bytes:
     try:
-        batch = otlp.decode_protobuf(request)
+        with otlp.decode_budget().reserve(len(request)):
+            batch = otlp.decode_protobuf(request)
+    except otlp.Busy as exc:
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     except otlp.DecodeError as exc:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if batch.records:

@@ -11,7 +11,10 @@ import base64
 import binascii
 import json
 import math
+import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,10 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 MAX_INT64 = 2**63 - 1
+# PostgreSQL's integer: the dropped counts are uint32 on the wire.
+MAX_INT32 = 2**31 - 1
+# Per span: a trace's token totals are sums over its spans, and must still fit a bigint.
+MAX_TOKENS = 2**31 - 1
 ZERO_TRACE_ID = "0" * 32
 ZERO_SPAN_ID = "0" * 16
 # Messages in partial_success name at most this many rejected spans: enough to debug an
@@ -176,7 +183,7 @@ def decode_json(body: bytes) -> Batch:
     """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex, not base64."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise DecodeError(f"not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise DecodeError("OTLP/JSON body must be an object with `resourceSpans`")
@@ -311,7 +318,12 @@ def records_from_request(request: ExportTraceServiceRequest) -> Batch:
                 scope_doc["schema_url"] = scope_spans.schema_url
             scope_json = _dumps(scope_doc)
             for span in scope_spans.spans:
-                record = _record(span, service_name, resource_json, scope_json, batch)
+                try:
+                    record = _record(span, service_name, resource_json, scope_json, batch)
+                except (ValueError, TypeError) as exc:
+                    # An attribute no convention foresaw must cost its span, not the request.
+                    batch.reject(f"span {span.name[:80]!r}: {exc}")
+                    continue
                 if record is not None:
                     batch.records.append(record)
     return batch
@@ -364,21 +376,21 @@ def _record(
         parent_span_id=parent,
         start_ns=start,
         end_ns=end,
-        kind=span.kind,
+        kind=span.kind if 0 <= span.kind <= 5 else 0,
         status_code=status_code if status_code in (0, 1, 2) else 0,
         span_type=span_type,
         operation=_text(conventions.operation(attributes))[:64],
-        input_tokens=_bounded(conventions.input_tokens(attributes)),
-        output_tokens=_bounded(conventions.output_tokens(attributes)),
+        input_tokens=_bounded(conventions.input_tokens(attributes), MAX_TOKENS),
+        output_tokens=_bounded(conventions.output_tokens(attributes), MAX_TOKENS),
         flags=span.flags,
-        dropped_attributes_count=span.dropped_attributes_count,
-        dropped_events_count=span.dropped_events_count,
-        dropped_links_count=span.dropped_links_count,
+        dropped_attributes_count=min(span.dropped_attributes_count, MAX_INT32),
+        dropped_events_count=min(span.dropped_events_count, MAX_INT32),
+        dropped_links_count=min(span.dropped_links_count, MAX_INT32),
         name=_text(span.name),
         service_name=service_name,
         model=_text(conventions.model(attributes)),
         label=_text(conventions.label(span.name, attributes)),
-        conversation_id=_text(conventions.conversation_id(attributes)),
+        conversation_id=_text(_encodable(conventions.conversation_id(attributes))),
         # The overview shows the first user input of a trace: its root's, or an agent's while the
         # root is missing. Other spans' previews would never be shown.
         input_preview=_text(conventions.input_preview(attributes))
@@ -394,8 +406,18 @@ def _record(
     )
 
 
-def _bounded(value: int) -> int:
-    return value if 0 <= value <= MAX_INT64 else 0
+def _bounded(value: int, maximum: int) -> int:
+    return value if 0 <= value <= maximum else 0
+
+
+def _encodable(value: str) -> str:
+    # JSON-quoted ids are unquoted with json.loads, which lets lone surrogates through ("\ud800"):
+    # no database can store them, and the whole commit would fail.
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode(errors="replace").decode()
+    return value
 
 
 def _event(name: str, time_ns: int, attributes: Any, dropped: int) -> dict[str, Any]:
@@ -453,3 +475,45 @@ def is_hex_id(value: str, size: int) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
+
+
+class Busy(Exception):
+    """Too many bytes are being decoded at once: try again later."""
+
+
+class DecodeBudget:
+    """Bounds the bytes being decoded at once across both receivers.
+
+    Decoding inflates a body many times over in Python objects (about 13x for tiny spans), and
+    the receivers decode in several threads; without a shared bound, a burst of large bodies
+    could take gigabytes. One body always gets in when nothing else is decoding.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reserve(self, size: int) -> Iterator[None]:
+        with self._lock:
+            if self._in_flight and self._in_flight + size > self.limit:
+                raise Busy(f"{self._in_flight} bytes are being decoded; retry shortly")
+            self._in_flight += size
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= size
+
+
+_budget: DecodeBudget | None = None
+
+
+def decode_budget() -> DecodeBudget:
+    global _budget
+    if _budget is None:
+        from django.conf import settings
+
+        _budget = DecodeBudget(settings.STUDIO_MAX_BODY_BYTES)
+    return _budget

@@ -50,19 +50,27 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
             otlp.JSON,
         )
     limit = settings.STUDIO_MAX_BODY_BYTES
-    body = request.body
+    # Not `request.body`, which loads a body of any size into memory before we can refuse it.
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return _error(413, f"body is over the limit of {limit} bytes", content_type)
     try:
         body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
-        if len(body) > INLINE_DECODE_BYTES:
-            batch = await asyncio.to_thread(otlp.decode, body, content_type)
-        else:
-            batch = otlp.decode(body, content_type)
+        with otlp.decode_budget().reserve(len(body)):
+            if len(body) > INLINE_DECODE_BYTES:
+                batch = await asyncio.to_thread(otlp.decode, body, content_type)
+            else:
+                batch = otlp.decode(body, content_type)
+    except otlp.Busy as exc:
+        return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:
         return _error(413, str(exc), content_type)
     except otlp.UnsupportedEncoding as exc:
         return _error(415, str(exc), content_type)
     except otlp.DecodeError as exc:
         return _error(400, str(exc), content_type)
+    # Only the records wait for the writer, not the body they came from.
+    del body
 
     if batch.records:
         try:

@@ -6,8 +6,9 @@ ignored by `(trace_id, span_id)`), recomputes the summary row of every touched t
 only then resolves the futures: an exporter hears success only for spans that are committed and
 readable, and many small requests share one commit.
 
-The queue is bounded in spans; when it is full `submit` raises QueueFull and the receivers answer
-503 / UNAVAILABLE, which OTLP exporters retry. So memory stays bounded under any load.
+The queue is bounded in spans and in bytes (a span can carry megabytes of prompt); when it is full
+`submit` raises QueueFull and the receivers answer 503 / UNAVAILABLE, which OTLP exporters retry.
+So memory stays bounded under any load.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 
@@ -28,6 +30,16 @@ logger = logging.getLogger(__name__)
 
 # Trace ids per summary statement: far below SQLite's and PostgreSQL's bound-parameter limits.
 SUMMARY_CHUNK = 500
+# Several Studio processes may share one PostgreSQL database. Two of them summarising one trace at
+# once would each see only their own uncommitted spans, and the later commit would keep a summary
+# missing the other's. A lock per trace, taken after the insert, makes the second summary wait for
+# the first commit and see its spans. Trace ids share a few lock buckets: every lock held costs
+# PostgreSQL shared memory. (SQLite's IMMEDIATE transactions already serialise writers.)
+LOCK_BUCKETS = 256
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(7370, b) FROM unnest(%s::int[]) AS b"
+
+# What a record costs in memory besides its strings: the object and its small fields.
+RECORD_OVERHEAD_BYTES = 500
 
 
 class QueueFull(Exception):
@@ -130,6 +142,10 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.executemany(_INSERT_SQL, rows)
+            if connection.vendor == "postgresql":
+                # Sorted, so that two writers never wait for each other's buckets in a cycle.
+                buckets = sorted({zlib.crc32(t.encode()) % LOCK_BUCKETS for t in trace_ids})
+                cursor.execute(_LOCK_SQL, [buckets])
             refresh_summaries(cursor, trace_ids)
     return trace_ids
 
@@ -145,12 +161,15 @@ def refresh_summaries(cursor: object, trace_ids: Iterable[str]) -> None:
 class Writer:
     """One per process: a thread that commits whatever the receivers queued, in groups."""
 
-    def __init__(self, max_queue_spans: int) -> None:
+    def __init__(self, max_queue_spans: int, max_queue_bytes: int | None = None) -> None:
         self.max_queue_spans = max_queue_spans
+        self.max_queue_bytes = max_queue_bytes
         self._cond = threading.Condition()
         self._pending: list[tuple[Sequence[SpanRecord], Future[None]]] = []
-        # Spans accepted but not yet committed, the batch being written included.
+        # Spans (and their estimated bytes) accepted but not yet committed, the batch being
+        # written included.
         self._queued_spans = 0
+        self._queued_bytes = 0
         self._closing = False
         self._thread: threading.Thread | None = None
         self.commits = 0
@@ -165,6 +184,7 @@ class Writer:
         if not records:
             future.set_result(None)
             return future
+        size = records_size(records)
         with self._cond:
             if self._closing:
                 raise WriterClosed("Studio is shutting down")
@@ -175,8 +195,15 @@ class Writer:
                     f"{self._queued_spans} spans are waiting to be written "
                     f"(STUDIO_MAX_QUEUE_SPANS={self.max_queue_spans})"
                 )
+            if (
+                self.max_queue_bytes is not None
+                and self._queued_bytes
+                and self._queued_bytes + size > self.max_queue_bytes
+            ):
+                raise QueueFull(f"{self._queued_bytes} bytes of spans are waiting to be written")
             self._pending.append((records, future))
             self._queued_spans += len(records)
+            self._queued_bytes += size
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="studio-writer", daemon=True)
                 self._thread.start()
@@ -211,6 +238,7 @@ class Writer:
                 finally:
                     with self._cond:
                         self._queued_spans -= sum(len(records) for records, _ in taken)
+                        self._queued_bytes -= sum(records_size(records) for records, _ in taken)
         finally:
             connection.close()
 
@@ -259,6 +287,15 @@ class Writer:
         raise AssertionError("unreachable")
 
 
+def records_size(records: Sequence[SpanRecord]) -> int:
+    """Roughly what the records hold in memory. Resource and scope JSON are shared by the spans
+    of a request, so they are not counted per span."""
+    return sum(
+        len(r.attributes_json) + len(r.events_json) + len(r.links_json) + len(r.name)
+        for r in records
+    ) + RECORD_OVERHEAD_BYTES * len(records)
+
+
 def _resolve(future: Future[None], exc: BaseException | None = None) -> None:
     if future.done():  # cancelled by a waiter that went away
         return
@@ -276,5 +313,5 @@ def get_writer() -> Writer:
     global _writer
     with _writer_lock:
         if _writer is None:
-            _writer = Writer(settings.STUDIO_MAX_QUEUE_SPANS)
+            _writer = Writer(settings.STUDIO_MAX_QUEUE_SPANS, settings.STUDIO_MAX_QUEUE_BYTES)
         return _writer

@@ -16,12 +16,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from studio import sockets
+from tracing import selectors
 from tracing.models import (
     KIND_NAMES,
+    RUN_STATUSES,
     STATUS_CODES,
     STATUS_NAMES,
+    Message,
+    Run,
     Span,
     Trace,
+    UserInputRequest,
     datetime_to_ns,
     ns_to_datetime,
 )
@@ -120,7 +126,10 @@ class TracePagination(LimitOffsetPagination):
 
 
 def _parse_time(value: str, name: str) -> int:
-    moment: datetime | None = parse_datetime(value)
+    try:
+        moment: datetime | None = parse_datetime(value)
+    except ValueError:  # well-formed but impossible, like month 13
+        moment = None
     if moment is None:
         raise ValidationError({name: f"{value!r} is not an ISO 8601 date-time"})
     return datetime_to_ns(moment)
@@ -141,8 +150,12 @@ class TraceList(ListAPIView):
         min_duration = params.get("min_duration_ms")
         try:
             min_duration_ns = int(float(min_duration) * 1e6) if min_duration else None
-        except ValueError:
-            raise ValidationError({"min_duration_ms": "must be a number"}) from None
+        except (ValueError, OverflowError):
+            raise ValidationError({"min_duration_ms": "must be a finite number"}) from None
+        for name in ("q", "service", "conversation_id"):
+            # PostgreSQL text cannot hold NUL; no stored value contains one either.
+            if "\x00" in params.get(name, ""):
+                raise ValidationError({name: "must not contain NUL characters"})
         qs = Trace.objects.matching(
             q=params.get("q", ""),
             service=params.get("service", ""),
@@ -177,4 +190,104 @@ class TraceDetail(APIView):
             raise Http404("no such trace")
         data = trace_to_dict(trace)
         data["spans"] = [span_to_dict(span) for span in Span.objects.for_trace(trace_id)]
+        return Response(data)
+
+
+def _iso_datetime(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+def run_to_dict(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "project": run.project,
+        "name": run.name,
+        "status": run.status,
+        "pid": run.pid,
+        "started_at": _iso_datetime(run.started_at),
+        "finished_at": _iso_datetime(run.finished_at),
+        "duration_ms": round(run.duration_seconds * 1000, 3),
+        "client_timestamp": run.client_timestamp,
+        "trace_count": getattr(run, "trace_count", None),
+        "total_tokens": getattr(run, "token_count", None),
+    }
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.msg_id,
+        "name": message.name,
+        "role": message.role,
+        "content": message.content,
+        "metadata": message.metadata,
+        "timestamp": message.client_timestamp,
+        "reply_id": message.reply_id,
+        "reply_name": message.reply_name,
+        "reply_role": message.reply_role,
+    }
+
+
+def input_request_to_dict(request: UserInputRequest) -> dict[str, Any]:
+    return {
+        "request_id": request.request_id,
+        "agent_id": request.agent_id,
+        "agent_name": request.agent_name,
+        "structured_input": request.structured_schema,
+        "created_at": _iso_datetime(request.created_at),
+        "answered_at": _iso_datetime(request.answered_at),
+        "answer": request.answer_text if request.answered_at else None,
+    }
+
+
+class RunSerializer(serializers.BaseSerializer):
+    def to_representation(self, instance: Run) -> dict[str, Any]:
+        return run_to_dict(instance)
+
+
+class RunList(ListAPIView):
+    """`GET /api/runs/`: registered runs, newest first, filtered by `project` and `status`."""
+
+    serializer_class = RunSerializer
+    pagination_class = TracePagination
+
+    def get_queryset(self) -> Any:
+        params = self.request.query_params
+        qs = Run.objects.with_trace_totals().order_by("-started_at", "-id")
+        if params.get("project"):
+            qs = qs.filter(project=params["project"])
+        status = params.get("status", "")
+        if status:
+            if status not in RUN_STATUSES:
+                raise ValidationError({"status": f"must be one of {', '.join(RUN_STATUSES)}"})
+            qs = qs.filter(status=status)
+        return qs
+
+
+class RunDetail(APIView):
+    """`GET /api/runs/<run_id>/`: the run, its messages (streamed chunks collapsed), its input
+    requests, the ids of its traces (oldest first) and its LLM usage per model."""
+
+    def get(self, request: Request, run_id: str) -> Response:
+        run = Run.objects.with_trace_totals().filter(id=run_id).first()
+        if run is None:
+            raise Http404("no such run")
+        data = run_to_dict(run)
+        data["connected"] = sockets.is_connected(run.id)
+        data["trace_ids"] = list(
+            selectors.conversation_traces(run.id).values_list("trace_id", flat=True)
+        )
+        data["messages"] = [message_to_dict(m) for m in run.messages.order_by("id")]
+        data["input_requests"] = [
+            input_request_to_dict(r) for r in run.input_requests.order_by("created_at")
+        ]
+        data["models"] = [
+            {
+                "model": usage.model,
+                "calls": usage.calls,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "duration_ms": usage.duration_ms,
+            }
+            for usage in selectors.model_usage(run.id)
+        ]
         return Response(data)

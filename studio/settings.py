@@ -159,6 +159,10 @@ else:
 # Ingest knobs.
 STUDIO_MAX_BODY_BYTES = env_int("STUDIO_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024)
 STUDIO_MAX_QUEUE_SPANS = env_int("STUDIO_MAX_QUEUE_SPANS", 100_000, minimum=1)
+# Spans of huge prompts would blow a span-count bound: the queue is bounded in bytes too.
+STUDIO_MAX_QUEUE_BYTES = env_int(
+    "STUDIO_MAX_QUEUE_BYTES", 4 * STUDIO_MAX_BODY_BYTES, minimum=STUDIO_MAX_BODY_BYTES
+)
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 
 # Django reads the body before our views see it; the receivers enforce their own limit with a

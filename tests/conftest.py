@@ -210,3 +210,10 @@ def page(chromium: Any) -> Iterator[Any]:
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Playwright's sync API keeps an event loop running in the main thread for as long as the
+    # session-scoped browser lives; async_to_sync and asyncio.run refuse to run beside it. So
+    # browser tests go last, after every test that needs a free main thread.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

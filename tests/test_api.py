@@ -80,6 +80,9 @@ def test_it_pages_with_limit(client: Client, stored: None) -> None:
         {"since": "yesterday"},
         {"ordering": "attributes"},
         {"min_duration_ms": "x"},
+        {"since": "2024-13-45T00:00:00"},
+        {"min_duration_ms": "inf"},
+        {"q": "a\x00b"},
     ],
 )
 def test_bad_query_parameters_are_400(client: Client, stored: None, params: dict) -> None:

@@ -226,6 +226,63 @@ def test_it_rejects_unstorable_spans_beside_good_ones(override: dict, reason: st
     assert reason in batch.error_message
 
 
+def attribute(key: str, value: dict) -> dict:
+    return {"key": key, "value": value}
+
+
+def test_odd_token_strings_never_fail_the_request() -> None:
+    # "²".isdigit() is True but int("²") raises; so does a 5000-digit number.
+    odd = [
+        span(spanId=f"{n:016x}", attributes=[attribute("gen_ai.usage.input_tokens", value)])
+        for n, value in enumerate([{"stringValue": "²"}, {"stringValue": "9" * 5000}], start=2)
+    ]
+    batch = otlp.decode_json(json_body([span(spanId="1111111111111111"), *odd]))
+    assert "1111111111111111" in [r.span_id for r in batch.records]
+    assert len(batch.records) + batch.rejected == 3
+
+
+def test_a_span_the_conventions_choke_on_is_rejected_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def choke(attributes: dict) -> str:
+        if "poison" in attributes:
+            raise ValueError("cannot read this")
+        return ""
+
+    monkeypatch.setattr(otlp.conventions, "model", choke)
+    poisoned = span(spanId="2222222222222222", attributes=[attribute("poison", {"intValue": 1})])
+    batch = otlp.decode_json(json_body([span(spanId="1111111111111111"), poisoned]))
+    assert [r.span_id for r in batch.records] == ["1111111111111111"]
+    assert batch.rejected == 1 and "cannot read this" in batch.error_message
+
+
+def test_values_past_the_database_columns_are_clamped() -> None:
+    [record] = otlp.decode_json(
+        json_body(
+            [
+                span(
+                    kind=99999,
+                    droppedAttributesCount=2**32 - 1,
+                    droppedEventsCount=2**32 - 1,
+                    droppedLinksCount=2**32 - 1,
+                    attributes=[
+                        attribute("gen_ai.operation.name", {"stringValue": "chat"}),
+                        attribute("gen_ai.usage.input_tokens", {"intValue": str(2**63 - 1)}),
+                        attribute("gen_ai.usage.output_tokens", {"intValue": str(2**31 - 1)}),
+                        attribute("gen_ai.conversation.id", {"stringValue": '"\\ud800x"'}),
+                    ],
+                )
+            ]
+        )
+    ).records
+    # PostgreSQL: kind is a smallint, the dropped counts integers, token sums bigints.
+    assert record.kind == 0
+    assert record.dropped_attributes_count == record.dropped_links_count == 2**31 - 1
+    assert (record.input_tokens, record.output_tokens) == (0, 2**31 - 1)
+    # A lone surrogate from a JSON-quoted id cannot be stored by any database.
+    assert record.conversation_id == "?x"
+
+
 def test_partial_success_is_encoded_in_the_request_encoding() -> None:
     batch = otlp.decode_json(json_body([span(spanId="00" * 8)]))
     as_json = json.loads(otlp.encode_response(batch, otlp.JSON))
@@ -247,6 +304,8 @@ def test_partial_success_is_encoded_in_the_request_encoding() -> None:
         + TRACE_ID.encode()
         + b'", "startTimeUnixNano": "soon"}]}]}]}',
         b"\xff\xfe",
+        # Deeper than Python's recursion limit: a 400, not a RecursionError.
+        b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     ],
 )
 def test_it_refuses_malformed_json(body: bytes) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import random
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -251,6 +253,15 @@ def test_bad_span_ids_beside_good_spans_get_partial_success(studio_server: Studi
     assert [s["name"] for s in studio_server.trace(trace_id)["spans"]] == ["good"]
 
 
+# 80 MB of zeros, past the default 64 MB limit once inflated; made only when the test runs.
+GZIP_BOMB = b"<gzip bomb>"
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    return gzip.compress(b"\0" * (80 * 1024 * 1024))
+
+
 def count_traces(server: StudioServer) -> int:
     return server.api("/api/traces/", limit=1)["count"]
 
@@ -266,7 +277,7 @@ def count_traces(server: StudioServer) -> int:
         (JSON, b"[1, 2, 3]", 400),
         ({**PB, "Content-Encoding": "gzip"}, b"\x1f\x8b\x08\x00corrupt", 400),
         ({**PB, "Content-Encoding": "br"}, b"whatever", 415),
-        ({**PB, "Content-Encoding": "gzip"}, gzip.compress(b"\0" * (80 * 1024 * 1024)), 413),
+        ({**PB, "Content-Encoding": "gzip"}, GZIP_BOMB, 413),
     ],
     ids=[
         "garbage-protobuf",
@@ -284,6 +295,8 @@ def test_bad_input_gets_its_status_and_stores_nothing(
     studio_server: StudioServer, headers: dict, body: bytes, status: int
 ) -> None:
     before = count_traces(studio_server)
+    if body is GZIP_BOMB:
+        body = gzip_bomb()
     response = requests.post(
         f"{studio_server.url}/v1/traces", data=body, headers=headers, timeout=30
     )
@@ -350,3 +363,26 @@ def test_grpc_reports_partial_success(studio_server: StudioServer) -> None:
         response = trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=10)
     assert response.partial_success.rejected_spans == 1
     assert studio_server.trace(trace_id)["span_count"] == 1
+
+
+def test_an_announced_body_over_the_limit_is_refused_before_it_is_read(
+    studio_server: StudioServer,
+) -> None:
+    with socket.create_connection(("127.0.0.1", studio_server.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 10000000000\r\n\r\n"
+        )
+        reply = conn.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413")
+
+
+def test_a_chunked_body_over_the_limit_gets_413(fresh_studio) -> None:
+    server = fresh_studio(STUDIO_MAX_BODY_BYTES="4096")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(100):
+            yield b"\0" * 1024
+
+    response = requests.post(f"{server.url}/v1/traces", data=chunks(), headers=PB, timeout=30)
+    assert response.status_code == 413

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,9 @@ def test_sigterm_drains_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
     threads = [threading.Thread(target=sender, args=(n + 1,)) for n in range(4)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
     while len(acknowledged) < 40:
+        assert time.monotonic() < deadline and server.process.poll() is None, "no progress"
         threading.Event().wait(0.01)
     try:
         assert server.stop(signal.SIGTERM) == 0

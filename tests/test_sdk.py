@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Generator, Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -514,6 +515,25 @@ def test_errors_in_every_shape_are_recorded(spans: InMemorySpanExporter) -> None
     assert all(s.status.status_code is StatusCode.ERROR for s in by_name.values())
 
 
+def test_an_exception_whose_str_raises_still_propagates_unchanged(
+    spans: InMemorySpanExporter,
+) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    @trace(name="odd")
+    def odd() -> None:
+        raise Unprintable()
+
+    with pytest.raises(Unprintable):
+        odd()
+    span = only(spans)
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "Unprintable"
+    assert attrs(span)["error.type"] == error_name(Unprintable)
+
+
 def test_a_failing_attribute_extractor_never_breaks_the_call(spans: InMemorySpanExporter) -> None:
     class Hostile:
         @property
@@ -533,6 +553,33 @@ def test_a_failing_attribute_extractor_never_breaks_the_call(spans: InMemorySpan
 
 
 # ---------------------------------------------------------------- generators closed early
+
+
+def test_a_generator_span_does_not_keep_what_it_yielded_alive(
+    spans: InMemorySpanExporter,
+) -> None:
+    class Chunk:
+        def __repr__(self) -> str:
+            return "Chunk()"
+
+    alive: list[weakref.ref[Chunk]] = []
+
+    @trace(name="chunks")
+    def chunks() -> Generator[Chunk, None, None]:
+        for _ in range(3):
+            chunk = Chunk()
+            alive.append(weakref.ref(chunk))
+            yield chunk
+            del chunk
+
+    stream = chunks()
+    for _ in range(3):
+        next(stream)
+    gc.collect()
+    # The consumer dropped the first two; the span (still open) must not hold them.
+    assert [ref() for ref in alive[:2]] == [None, None]
+    stream.close()
+    assert json_attr(only(spans), "agentscope.function.output") == ["Chunk()"] * 3
 
 
 def test_it_closes_the_span_when_a_generator_is_abandoned(spans: InMemorySpanExporter) -> None:
@@ -1621,6 +1668,11 @@ def test_truncation_keeps_json_valid_and_small_fields_intact() -> None:
     for _ in range(100):
         nested = [nested]
     json.loads(dumps(nested, 1000))
+    # Ints past 64 bits do not make json.dumps fail (nor str(), past 4300 digits).
+    assert json.loads(dumps({"n": 10**5000, "m": 2**64 - 1}, 500)) == {
+        "n": "<int object (repr failed)>",
+        "m": 2**64 - 1,
+    }
     assert truncate_text("abc", 64) == "abc"
     assert 90 <= len(truncate_text("x" * 1000, 100)) <= 100
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
+from django.http import HttpRequest
 from django.test import AsyncClient
 
 from ingest import otlp, writer
@@ -73,11 +76,89 @@ def test_an_error_anywhere_marks_the_trace_failed() -> None:
     assert (trace.error_count, trace.status) == (1, "ERROR")
 
 
+@pytest.mark.django_db
+def test_extreme_but_valid_spans_are_storable_on_every_database() -> None:
+    body = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": f"{n:016x}",
+                                "name": "edge\x00",
+                                "kind": 99999,
+                                "startTimeUnixNano": "1",
+                                "endTimeUnixNano": str(2**63 - 1),
+                                "droppedAttributesCount": 2**32 - 1,
+                                "flags": 2**32 - 1,
+                                "attributes": [
+                                    {"key": k, "value": v}
+                                    for k, v in [
+                                        ("gen_ai.operation.name", {"stringValue": "chat"}),
+                                        ("gen_ai.usage.input_tokens", {"intValue": "2147483647"}),
+                                        ("gen_ai.usage.output_tokens", {"intValue": "2147483647"}),
+                                        ("gen_ai.conversation.id", {"stringValue": '"\\ud800"'}),
+                                    ]
+                                ],
+                                "events": [{"name": "e", "timeUnixNano": str(2**64 - 1)}],
+                            }
+                            for n in (1, 2)
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    records = otlp.decode_json(json.dumps(body).encode()).records
+    writer.write_batch(records)
+    trace = summary("5b8efff798038103d269b633813fc60c")
+    assert trace["span_count"] == 2
+    assert trace["total_tokens"] == 4 * (2**31 - 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_summarising_one_trace_at_once_converge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's IMMEDIATE transactions serialise writers")
+    first, second = agentscope_records()[:2]
+    summarised, release = threading.Event(), threading.Event()
+    original = writer.refresh_summaries
+
+    def refresh_then_hold(cursor: object, trace_ids: set[str]) -> None:
+        original(cursor, trace_ids)
+        if threading.current_thread().name == "first":
+            summarised.set()  # summarised but not committed: the other process comes now
+            release.wait(10)
+
+    monkeypatch.setattr(writer, "refresh_summaries", refresh_then_hold)
+
+    def write(record: SpanRecord) -> None:
+        try:
+            writer.write_batch([record])
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=write, args=(first,), name="first")
+    two = threading.Thread(target=write, args=(second,), name="second")
+    one.start()
+    assert summarised.wait(10)
+    two.start()
+    two.join(0.5)  # without a lock it summarises now, seeing only its own span
+    release.set()
+    one.join()
+    two.join()
+    assert summary(AGENTSCOPE_TRACE)["span_count"] == 2
+
+
 class BlockedWriter(writer.Writer):
     """A writer whose commits wait for the test to let them through."""
 
-    def __init__(self, max_queue_spans: int) -> None:
-        super().__init__(max_queue_spans)
+    def __init__(self, max_queue_spans: int, max_queue_bytes: int | None = None) -> None:
+        super().__init__(max_queue_spans, max_queue_bytes)
         self.gate = threading.Event()
         self.written: list[int] = []
 
@@ -101,6 +182,19 @@ def test_a_full_queue_refuses_more_spans_until_it_drains() -> None:
     assert blocked.close(5)
     # The queued requests were committed together (group commit) or one by one, never lost.
     assert sum(blocked.written) == 27
+
+
+def test_the_queue_is_bounded_in_bytes_too() -> None:
+    # Few spans can still be megabytes each: a span count alone does not bound memory.
+    records = agentscope_records()
+    blocked = BlockedWriter(max_queue_spans=1000, max_queue_bytes=writer.records_size(records) + 1)
+    first = blocked.submit(records)
+    with pytest.raises(writer.QueueFull):
+        blocked.submit(records)
+    blocked.gate.set()
+    first.result(5)
+    blocked.submit(records).result(5)
+    assert blocked.close(5)
 
 
 def test_a_single_request_bigger_than_the_queue_still_gets_in() -> None:
@@ -137,6 +231,24 @@ def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPat
     assert not Trace.objects.filter(trace_id=AGENTSCOPE_TRACE).exists()
 
 
+def test_a_body_over_the_limit_is_refused_without_being_read_whole(
+    monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    settings.STUDIO_MAX_BODY_BYTES = 2048
+
+    def whole_body(request: object) -> bytes:
+        raise AssertionError("request.body reads a body of any size into memory")
+
+    monkeypatch.setattr(HttpRequest, "body", property(whole_body))
+    client = AsyncClient()
+    response = async_to_sync(client.post)(
+        "/v1/traces", b"\0" * 100_000, content_type="application/x-protobuf"
+    )
+    assert response.status_code == 413
+    response = async_to_sync(client.post)("/v1/traces", b"{}", content_type="application/json")
+    assert response.status_code == 200
+
+
 def test_a_failed_group_commit_is_retried_request_by_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -168,3 +280,18 @@ def test_a_failed_group_commit_is_retried_request_by_request(
     with pytest.raises(ValueError):
         second.result(5)
     assert flaky.close(5)
+
+
+def test_the_decode_budget_admits_one_body_alone_and_bounds_several() -> None:
+    budget = otlp.DecodeBudget(limit=100)
+    with budget.reserve(500):  # alone, even over the limit
+        with pytest.raises(otlp.Busy):
+            with budget.reserve(1):
+                pass
+    with budget.reserve(60):
+        with budget.reserve(40):
+            with pytest.raises(otlp.Busy):
+                with budget.reserve(1):
+                    pass
+    with budget.reserve(100):
+        pass

@@ -8,6 +8,7 @@ and render spans. See shared/reference/conventions.md for the sources of every r
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -128,9 +129,10 @@ def first_int(attributes: Attributes, keys: tuple[str, ...]) -> int:
             continue
         if isinstance(value, int):
             return value
-        if isinstance(value, float):
+        if isinstance(value, float) and math.isfinite(value):
             return int(value)
-        if isinstance(value, str) and value.isdigit():
+        # isdigit() admits "²" and other digits int() refuses; 18 digits always fit in int64.
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
             return int(value)
     return 0
 
@@ -165,7 +167,8 @@ def conversation_id(attributes: Attributes) -> str:
         except ValueError:
             decoded = text[1:-1]
         text = str(decoded)
-    return text
+    # JSON escapes can spell lone surrogates, which no database stores.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def label(name: str, attributes: Attributes) -> str:

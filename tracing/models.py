@@ -9,10 +9,13 @@ that read only the narrow columns never touch the overflow pages holding the bod
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import models
+from django.db import connections, models, transaction
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from tracing import conventions
 
@@ -22,7 +25,14 @@ STATUS_ERROR = 2
 STATUS_NAMES = {STATUS_UNSET: "UNSET", STATUS_OK: "OK", STATUS_ERROR: "ERROR"}
 STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
 
-KIND_NAMES = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+KIND_NAMES = {
+    0: "UNSPECIFIED",
+    1: "INTERNAL",
+    2: "SERVER",
+    3: "CLIENT",
+    4: "PRODUCER",
+    5: "CONSUMER",
+}
 
 
 def ns_to_datetime(ns: int | None) -> datetime | None:
@@ -35,6 +45,91 @@ def datetime_to_ns(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return int(value.timestamp() * 1_000_000) * 1000
+
+
+# A keyset cursor: the sort column's value and the trace id of the row a page starts or ends at.
+Cursor = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class TracePage:
+    """One page of a keyset-paginated list, with the cursors of its neighbours (None at an end)."""
+
+    rows: list[Trace]
+    previous: Cursor | None
+    next: Cursor | None
+
+
+@dataclass(frozen=True)
+class TraceStats:
+    """Totals over every trace a filter matches: the overview's summary cards."""
+
+    traces: int
+    spans: int
+    error_traces: int
+    error_spans: int
+    input_tokens: int
+    output_tokens: int
+    duration_p50_ns: int | None
+    duration_p95_ns: int | None
+    newest_start_ns: int | None
+
+
+# Totals and exact nearest-rank percentiles (rank = ceil(p * n)) in one statement, in SQL that
+# SQLite and PostgreSQL share. Filtered: the matching rows are materialized once, summed, and
+# sorted for each pick.
+_STATS_SQL = """
+WITH f AS MATERIALIZED ({matching}), n AS MATERIALIZED (SELECT COUNT(*) AS n FROM f)
+SELECT
+    n.n,
+    COALESCE(SUM(span_count), 0),
+    COALESCE(SUM(CASE WHEN status_code = 2 THEN 1 ELSE 0 END), 0),
+    COALESCE(SUM(error_count), 0),
+    COALESCE(SUM(input_tokens), 0),
+    COALESCE(SUM(output_tokens), 0),
+    MAX(start_ns),
+    (SELECT duration_ns FROM f ORDER BY duration_ns LIMIT 1 OFFSET (
+        SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
+    (SELECT duration_ns FROM f ORDER BY duration_ns DESC LIMIT 1 OFFSET (
+        SELECT n - (n * 95 + 99) / 100 FROM n))
+FROM f, n
+GROUP BY n.n
+"""
+
+# Unfiltered, everything but the token split comes from an index: the percentiles walk the
+# duration index (p95 from its far end), and error spans are summed over error traces only (a
+# trace is ERROR exactly when it has an error span: see ingest.writer). Only the tokens scan rows.
+_ALL_STATS_SQL = """
+WITH n AS MATERIALIZED (SELECT COUNT(*) AS n FROM {table})
+SELECT
+    n.n,
+    (SELECT COALESCE(SUM(span_count), 0) FROM {table}),
+    (SELECT COUNT(*) FROM {table} WHERE status_code = 2),
+    (SELECT COALESCE(SUM(error_count), 0) FROM {table} WHERE status_code = 2),
+    tokens.input_tokens,
+    tokens.output_tokens,
+    (SELECT MAX(start_ns) FROM {table}),
+    (SELECT duration_ns FROM {table} ORDER BY duration_ns LIMIT 1 OFFSET (
+        SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
+    (SELECT duration_ns FROM {table} ORDER BY duration_ns DESC LIMIT 1 OFFSET (
+        SELECT n - (n * 95 + 99) / 100 FROM n))
+FROM n, (
+    SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens,
+        COALESCE(SUM(output_tokens), 0) AS output_tokens
+    FROM {table}
+) AS tokens
+"""
+
+# Distinct services by skip-scan: one index seek per service instead of reading every row.
+_SERVICES_SQL = """
+WITH RECURSIVE s (name) AS (
+    SELECT MIN(service_name) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN(service_name) FROM {table} WHERE service_name > s.name)
+    FROM s WHERE s.name IS NOT NULL
+)
+SELECT name FROM s WHERE name IS NOT NULL LIMIT %s
+"""
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
@@ -73,9 +168,89 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         return qs
 
     def services(self) -> list[str]:
-        return list(
-            self.order_by("service_name").values_list("service_name", flat=True).distinct()
+        return list(self.order_by("service_name").values_list("service_name", flat=True).distinct())
+
+    def keyset_page(
+        self,
+        field: str,
+        *,
+        descending: bool = True,
+        after: Cursor | None = None,
+        before: Cursor | None = None,
+        size: int = 50,
+    ) -> TracePage:
+        """The `size` rows ordered by (`field`, trace_id) that follow the cursor `after` (or,
+        with `before`, precede it). Pages stay put while new traces arrive, and every page,
+        however deep, is one index seek: `field <= value` is a range the index can start from,
+        and the OR only breaks ties."""
+        backwards = before is not None
+        cursor = before if backwards else after
+        walk_descending = descending != backwards
+        rows_qs = self
+        if cursor is not None:
+            value, trace_id = cursor
+            if walk_descending:
+                rows_qs = rows_qs.filter(
+                    models.Q(**{f"{field}__lte": value}),
+                    models.Q(**{f"{field}__lt": value}) | models.Q(trace_id__lt=trace_id),
+                )
+            else:
+                rows_qs = rows_qs.filter(
+                    models.Q(**{f"{field}__gte": value}),
+                    models.Q(**{f"{field}__gt": value}) | models.Q(trace_id__gt=trace_id),
+                )
+        prefix = "-" if walk_descending else ""
+        rows = list(rows_qs.order_by(f"{prefix}{field}", f"{prefix}trace_id")[: size + 1])
+        more = len(rows) > size
+        del rows[size:]
+        if backwards:
+            rows.reverse()
+            has_previous, has_next = more, True
+        else:
+            has_previous, has_next = cursor is not None, more
+        if not rows:
+            return TracePage(rows, None, None)
+        first, last = rows[0], rows[-1]
+        return TracePage(
+            rows,
+            (getattr(first, field), first.trace_id) if has_previous else None,
+            (getattr(last, field), last.trace_id) if has_next else None,
         )
+
+    def stats(self) -> TraceStats:
+        """Counts, tokens and exact duration p50/p95 of the matched traces, in one statement."""
+        connection = connections[self.db]
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        if self.query.where:
+            columns = ("duration_ns", "span_count", "error_count", "status_code")
+            columns += ("input_tokens", "output_tokens", "start_ns")
+            matching, params = self.order_by().values(*columns).query.sql_with_params()
+            sql = _STATS_SQL.format(matching=matching)
+        else:
+            sql, params = _ALL_STATS_SQL.format(table=table), ()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None)
+        totals = [int(value) for value in row[:6]]
+        newest, p50, p95 = (None if value is None else int(value) for value in row[6:])
+        return TraceStats(*totals, duration_p50_ns=p50, duration_p95_ns=p95, newest_start_ns=newest)
+
+    def service_names(self, limit: int = 500) -> list[str]:
+        """Every service (at most `limit`), sorted; unlike `services()` it ignores filters, and it
+        costs one index seek per service however many traces there are."""
+        connection = connections[self.db]
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(_SERVICES_SQL.format(table=table), [limit])
+            return [name for (name,) in cursor.fetchall()]
+
+    def delete_with_spans(self) -> int:
+        """Delete these traces and every span of theirs; returns how many traces went."""
+        ids = list(self.values_list("trace_id", flat=True))
+        with transaction.atomic(using=self.db):
+            Span.objects.using(self.db).filter(trace_id__in=ids).delete()
+            deleted, _ = self.model.objects.using(self.db).filter(trace_id__in=ids).delete()
+        return deleted
 
 
 class Trace(models.Model):
@@ -227,3 +402,125 @@ class Span(models.Model):
     @property
     def type_label(self) -> str:
         return self.span_type or conventions.OTHER
+
+
+# Runs: what an AgentScope application registers with `init(studio_url=...)`. Its spans carry the
+# run id as `gen_ai.conversation.id`, which is how a run finds its traces.
+
+RUN_RUNNING = "running"
+RUN_FINISHED = "finished"
+RUN_STATUSES = (RUN_RUNNING, RUN_FINISHED)
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def with_trace_totals(self) -> RunQuerySet:
+        """Each run with the count and tokens of its traces, as correlated subqueries (one
+        query for the whole page, using the (conversation_id, start_ns) index)."""
+        traces = Trace.objects.filter(conversation_id=models.OuterRef("pk")).order_by()
+        count = traces.values("conversation_id").annotate(n=models.Count("*")).values("n")
+        tokens = traces.values("conversation_id").annotate(n=models.Sum("total_tokens")).values("n")
+        return self.annotate(
+            trace_count=Coalesce(models.Subquery(count), 0, output_field=models.IntegerField()),
+            token_count=Coalesce(models.Subquery(tokens), 0, output_field=models.BigIntegerField()),
+        )
+
+    def projects(self) -> list[str]:
+        return list(self.order_by("project").values_list("project", flat=True).distinct())
+
+
+class Run(models.Model):
+    id = models.CharField(max_length=64, primary_key=True)
+    project = models.TextField(default="")
+    name = models.TextField(default="")
+    status = models.CharField(max_length=16, default=RUN_RUNNING)
+    pid = models.IntegerField(null=True, blank=True)
+    # As the client wrote it: its local time, without a zone, so only shown, never computed with.
+    client_timestamp = models.CharField(max_length=64, default="", blank=True)
+    run_dir = models.TextField(default="", blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-started_at"], name="run_started_idx"),
+            models.Index(fields=["project", "-started_at"], name="run_project_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.name} ({self.id})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == RUN_RUNNING
+
+    @property
+    def duration_seconds(self) -> float:
+        end = self.finished_at or timezone.now()
+        return max((end - self.started_at).total_seconds(), 0.0)
+
+
+class Message(models.Model):
+    """A message an application printed. Streamed chunks repeat `msg_id` with growing content:
+    each replaces the stored content, so a message is one row however it was streamed."""
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
+    msg_id = models.CharField(max_length=64)
+    reply_id = models.CharField(max_length=64, default="", blank=True)
+    reply_name = models.TextField(default="", blank=True)
+    reply_role = models.CharField(max_length=32, default="", blank=True)
+    name = models.TextField(default="", blank=True)
+    role = models.CharField(max_length=32, default="", blank=True)
+    client_timestamp = models.CharField(max_length=64, default="", blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    # A string or a list of content blocks ({"type": "text" | "tool_use" | ...}), as JSON text.
+    content_json = models.TextField(default='""')
+    metadata_json = models.TextField(default="{}")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "msg_id"], name="message_run_msg_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.msg_id}"
+
+    @property
+    def content(self) -> Any:
+        return json.loads(self.content_json)
+
+    @property
+    def metadata(self) -> Any:
+        return json.loads(self.metadata_json)
+
+
+class UserInputRequest(models.Model):
+    """A `UserAgent` waiting for a person: answered from the run page over the run's socket."""
+
+    request_id = models.CharField(max_length=64, primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="input_requests")
+    agent_id = models.CharField(max_length=64, default="", blank=True)
+    agent_name = models.TextField(default="", blank=True)
+    # The JSON schema of the structured input asked for, as JSON text; "" when only text is.
+    structured_schema_json = models.TextField(default="", blank=True)
+    created_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answer_text = models.TextField(default="", blank=True)
+    answer_structured_json = models.TextField(default="", blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "created_at"], name="input_request_run_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_name} ({self.request_id})"
+
+    @property
+    def structured_schema(self) -> dict[str, Any] | None:
+        return json.loads(self.structured_schema_json) if self.structured_schema_json else None
+
+    @property
+    def is_pending(self) -> bool:
+        return self.answered_at is None

@@ -155,9 +155,17 @@ class _Run:
                 self._record(self.collector.value())
             except Exception:
                 logger.warning("Studio tracing could not fold a stream", exc_info=True)
-        self.span.record_exception(exc, escaped=True)
         self.span.set_attribute("error.type", error_type(exc))
-        self.span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))
+        # str() runs the exception's own code, which may raise: ours must never replace theirs.
+        try:
+            message = str(exc) or type(exc).__name__
+        except Exception:
+            message = type(exc).__name__
+        self.span.set_status(Status(StatusCode.ERROR, message))
+        try:
+            self.span.record_exception(exc, escaped=True)
+        except Exception:
+            logger.warning("Studio tracing could not record an exception", exc_info=True)
         self._end()
 
     def _end(self) -> None:

@@ -27,7 +27,7 @@ from tracing.sdk.messages import (
     to_messages,
     tool_definitions,
 )
-from tracing.sdk.serialize import dumps, items_marker, truncate_text
+from tracing.sdk.serialize import dumps, items_marker, snapshot, truncate_text
 
 AttributeValue = str | bool | int | float | list[str]
 Attributes = dict[str, AttributeValue]
@@ -110,15 +110,23 @@ class Collector(Protocol):
 
 
 class ListCollector:
-    def __init__(self, keep: bool) -> None:
+    """Keeps bounded JSON snapshots of the items, not the items: a generator of file chunks or
+    data frames must not have a thousand of them pinned in memory until it ends."""
+
+    def __init__(self, keep: bool, max_chars: int) -> None:
         self.keep = keep
+        self.max_chars = max_chars
+        self.chars = 0
         self.items: list[Any] = []
         self.total = 0
 
     def add(self, item: Any) -> None:
         self.total += 1
-        if self.keep and len(self.items) < MAX_COLLECTED_ITEMS:
-            self.items.append(item)
+        # Past max_chars the output attribute could not show more items anyway.
+        if self.keep and self.chars < self.max_chars and len(self.items) < MAX_COLLECTED_ITEMS:
+            data, chars = snapshot(item, self.max_chars)
+            self.items.append(data)
+            self.chars += chars
 
     def value(self) -> Collected:
         return Collected(self.items, self.total)
@@ -218,7 +226,7 @@ class GenericOperation(Operation):
         return {"agentscope.function.output": _json(output, settings)}
 
     def collector(self, settings: Settings) -> Collector:
-        return ListCollector(settings.capture_content)
+        return ListCollector(settings.capture_content, settings.max_attribute_chars)
 
 
 _FORMATTER_SUFFIXES = re.compile(r"(MultiAgent|Chat)?Formatter(Base)?$")
@@ -264,7 +272,7 @@ class FormatOperation(Operation):
         return attributes
 
     def collector(self, settings: Settings) -> Collector:
-        return ListCollector(settings.capture_content)
+        return ListCollector(settings.capture_content, settings.max_attribute_chars)
 
 
 # Checked in order against the lowercased class name; the first hit names the provider.

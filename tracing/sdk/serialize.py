@@ -61,7 +61,8 @@ class _Converter:
             return self.string(value)
         if isinstance(value, int):
             self.budget -= 8
-            return int(value)
+            # json.dumps, like str(), refuses ints of more than 4300 digits.
+            return int(value) if value.bit_length() <= 64 else self.string(safe_repr(value, 64))
         if isinstance(value, float):
             self.budget -= 8
             # NaN and infinities are not JSON; json.dumps would write them anyway.
@@ -107,6 +108,13 @@ def _is_scalar(value: object) -> bool:
 def to_jsonable(value: Any, max_chars: int) -> Any:
     """JSON-compatible data for ``value``: non-JSON values become their repr, sizes bounded."""
     return _Converter(max_chars).convert(value)
+
+
+def snapshot(value: Any, max_chars: int) -> tuple[Any, int]:
+    """``to_jsonable(value, max_chars)``, and about how many characters of JSON it makes."""
+    converter = _Converter(max_chars)
+    data = converter.convert(value)
+    return data, 2 * max_chars - converter.budget
 
 
 def _encode(data: Any) -> str:

@@ -87,6 +87,10 @@ class Command(BaseCommand):
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         runtime.migrated = True
+        from tracing.runs import finish_orphaned_runs
+
+        # No socket is connected yet: runs marked running lost theirs with the last Studio.
+        finish_orphaned_runs()
 
         http_socket = bind_http(host, options["port"])
         http_port = http_socket.getsockname()[1]

@@ -1,0 +1,181 @@
+"""Benchmark the trace overview: server-side render time of `/traces/` on a big SQLite database.
+
+    .venv/bin/python benchmarks/bench_overview.py                 # 100,000 traces / 1,000,000 spans
+    .venv/bin/python benchmarks/bench_overview.py --traces 20000  # smaller
+    .venv/bin/python benchmarks/bench_overview.py --data-dir /tmp/bench --keep   # build once, reuse
+
+It migrates a fresh STUDIO_DATA_DIR, inserts spans with sqlite3 `executemany` (the writer's
+own INSERT columns), derives the trace rows with the writer's own summary SQL, then renders pages
+through Django's test client (middleware, view, template: everything but the socket) and prints
+the median and p95 of each. Traces are spread over the last 30 days, so "24 h" holds about 1/30
+of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVICES = [("checkout-agent", 50), ("support-bot", 25), ("research-agent", 15), ("indexer", 9)]
+RARE_SERVICE = "nightly-eval"  # 1 % of traces: a selective filter
+DAY_NS = 86_400 * 10**9
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--traces", type=int, default=100_000)
+    parser.add_argument("--spans-per-trace", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=30, help="renders per page")
+    parser.add_argument("--data-dir", help="use (and with --keep, reuse) this directory")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    return parser.parse_args()
+
+
+def build(db_path: Path, traces: int, spans_per_trace: int) -> None:
+    from ingest.otlp import SPAN_COLUMNS
+    from ingest.writer import _SUMMARY_SQL
+
+    rng = random.Random(42)
+    now = time.time_ns()
+    services = [name for name, weight in SERVICES for _ in range(weight)] + [RARE_SERVICE]
+    attributes = json.dumps({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    insert = "INSERT INTO tracing_span ({}) VALUES ({})".format(
+        ", ".join(SPAN_COLUMNS), ", ".join("?" * len(SPAN_COLUMNS))
+    )
+    started = time.perf_counter()
+    rows: list[tuple] = []
+    trace_ids: list[str] = []
+    for t in range(traces):
+        trace_id = f"{rng.getrandbits(128):032x}"
+        trace_ids.append(trace_id)
+        service = rng.choice(services)
+        start = now - rng.randrange(30 * DAY_NS)
+        duration = int(rng.lognormvariate(20, 1.2))  # median ~0.5 s, long tail
+        failed = rng.random() < 0.05
+        conversation = f"conv-{t // 5}"
+        root_id = f"{rng.getrandbits(64):016x}"
+        for s in range(spans_per_trace):
+            span_id = root_id if s == 0 else f"{rng.getrandbits(64):016x}"
+            kind = "agent" if s == 0 else rng.choice(["llm", "tool", "formatter", "function"])
+            span_start = start + (0 if s == 0 else rng.randrange(max(duration, 1)))
+            span_end = start + duration if s == 0 else min(start + duration, span_start + 10**7)
+            tokens = kind == "llm"
+            rows.append(
+                (
+                    trace_id, span_id, "" if s == 0 else root_id, span_start, span_end, 1,
+                    2 if failed and s == spans_per_trace - 1 else 0, kind,
+                    "invoke_agent" if s == 0 else "chat", rng.randrange(2000) if tokens else 0,
+                    rng.randrange(500) if tokens else 0, 0, 0, 0, 0,
+                    f"invoke_agent Friday-{t % 7}" if s == 0 else f"{kind} step {s}", service,
+                    "gpt-4o" if tokens else "", "", conversation,
+                    f"Question number {t}: how do I reset my password?" if s == 0 else "",
+                    "boom" if failed and s == spans_per_trace - 1 else "", "", attributes, "[]",
+                    "[]", json.dumps({"service.name": service}), '{"name": "agentscope"}',
+                )
+            )  # fmt: skip
+        if len(rows) >= 200_000:
+            conn.executemany(insert, rows)
+            rows.clear()
+    conn.executemany(insert, rows)
+    conn.commit()
+    inserted = time.perf_counter()
+    trace_ids.sort()
+    summary = _SUMMARY_SQL.replace("%s", "?")
+    for start in range(0, len(trace_ids), 500):
+        chunk = trace_ids[start : start + 500]
+        conn.execute(summary.format(ids=", ".join("?" * len(chunk))), chunk * 3)
+    conn.commit()
+    conn.execute("PRAGMA optimize")
+    conn.close()
+    print(
+        f"built {traces:,} traces / {traces * spans_per_trace:,} spans: spans "
+        f"{inserted - started:.1f} s, summaries {time.perf_counter() - inserted:.1f} s, "
+        f"{db_path.stat().st_size / 1e6:.0f} MB"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from tracing.models import Trace
+
+    db_path = Path(settings.DATABASES["default"]["NAME"])
+    if not (args.keep and db_path.exists() and Trace.objects.exists()):
+        call_command("migrate", interactive=False, verbosity=0)
+        build(db_path, args.traces, args.spans_per_trace)
+    count = Trace.objects.count()
+
+    # A trace about 90 % of the way into the past, for a deep keyset page.
+    deep = Trace.objects.order_by("-start_ns", "-trace_id").values("start_ns", "trace_id")[
+        count * 9 // 10
+    ]
+    deep_cursor = f"{deep['start_ns']}_{deep['trace_id']}"
+    pages = {
+        "first page (all time)": "/traces/?range=all",
+        "first page (24 h)": "/traces/?range=24h",
+        "filtered: service (1 %)": f"/traces/?range=all&service={RARE_SERVICE}",
+        "filtered: status ERROR": "/traces/?range=all&status=ERROR",
+        "filtered: search name": "/traces/?range=all&q=Friday-3",
+        "filtered: 7 d, min 2 s": "/traces/?range=7d&min_duration=2000",
+        "sorted by duration": "/traces/?range=all&sort=-duration",
+        "deep page (90 % back)": f"/traces/?range=all&after={deep_cursor}",
+        "htmx swap (filtered)": f"/traces/?range=all&service={RARE_SERVICE}",
+    }
+    client = Client()
+    print(f"{count:,} traces in {db_path}; {args.repeat} renders each, in ms")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    # Wall time is what a user waits for; CPU time (this process, one thread) is the work
+    # itself, and stays honest on a machine shared with other jobs.
+    print(f"{'page':<26} {'median':>8} {'p95':>8} {'cpu med':>8} {'queries':>8} {'rows':>5}")
+    for label, url in pages.items():
+        headers = {"HX-Request": "true", "HX-Target": "results"} if "htmx" in label else {}
+        client.get(url, headers=headers)  # warm the page cache and the template loader
+        timings, cpu = [], []
+        for _ in range(args.repeat):
+            with CaptureQueriesContext(connection) as queries:
+                started, started_cpu = time.perf_counter(), time.process_time()
+                response = client.get(url, headers=headers)
+                timings.append((time.perf_counter() - started) * 1000)
+                cpu.append((time.process_time() - started_cpu) * 1000)
+            assert response.status_code == 200, (url, response.status_code)
+        rows = response.content.count(b'class="trace-row')
+        timings.sort()
+        p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+        print(
+            f"{label:<26} {statistics.median(timings):8.1f} {p95:8.1f} "
+            f"{statistics.median(cpu):8.1f} {len(queries.captured_queries):8d} {rows:5d}"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if not args.keep and not args.data_dir:
+        shutil.rmtree(data_dir)
+
+
+if __name__ == "__main__":
+    main()

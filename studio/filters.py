@@ -1,0 +1,323 @@
+"""The overview's filters: parsed from the URL (every filter lives there, so pages are bookmarkable
+and Back works), validated, and turned back into URLs for links.
+
+A bad value never fails the page: it is dropped, and the page says which one and why.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django import forms
+from django.http import QueryDict
+from django.urls import reverse
+from django.utils import timezone
+
+from tracing.models import STATUS_CODES, Cursor, Trace, TraceQuerySet, datetime_to_ns
+
+PAGE_SIZE = 50
+
+RANGES: dict[str, tuple[str, timedelta | None]] = {
+    "15m": ("Last 15 minutes", timedelta(minutes=15)),
+    "1h": ("Last hour", timedelta(hours=1)),
+    "24h": ("Last 24 hours", timedelta(hours=24)),
+    "7d": ("Last 7 days", timedelta(days=7)),
+    "30d": ("Last 30 days", timedelta(days=30)),
+    "all": ("All time", None),
+}
+CUSTOM_RANGE = "custom"
+# All time: a local Studio shows what it has, and unfiltered totals are the cheap case (they walk
+# the duration index); a narrower preset is one click away.
+DEFAULT_RANGE = "all"
+
+# URL value -> Trace column. Every one has a (column, trace_id) index, so sorting and paging are
+# done by the database across all pages.
+SORT_FIELDS = {
+    "start": "start_ns",
+    "duration": "duration_ns",
+    "spans": "span_count",
+    "tokens": "total_tokens",
+}
+SORTS = {
+    "-start": "Newest first",
+    "start": "Oldest first",
+    "-duration": "Slowest first",
+    "duration": "Fastest first",
+    "-spans": "Most spans",
+    "spans": "Fewest spans",
+    "-tokens": "Most tokens",
+    "tokens": "Fewest tokens",
+}
+DEFAULT_SORT = "-start"
+
+_CURSOR = re.compile(r"^(-?\d{1,20})_([0-9a-f]{32})$")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def as_trace_id(text: str) -> str:
+    """The trace id in `text` as Studio stores it, or "" if it is not one. Accepts the forms
+    other tools print: upper case, a 0x prefix, UUID dashes."""
+    candidate = text.strip().lower().removeprefix("0x").replace("-", "")
+    return candidate if _TRACE_ID.match(candidate) else ""
+
+
+def zone_from_cookie(value: str | None) -> ZoneInfo | None:
+    """The browser's time zone, which overview.js stores in the `tz` cookie."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+class CursorField(forms.CharField):
+    def to_python(self, value: Any) -> Cursor | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if not text:
+            return None
+        match = _CURSOR.match(text)
+        if match is None:
+            raise forms.ValidationError("not a page cursor")
+        return int(match[1]), match[2]
+
+
+class UpperChoiceField(forms.ChoiceField):
+    def to_python(self, value: Any) -> str:
+        return super().to_python(value).upper()
+
+
+class TraceFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=500)
+    service = forms.CharField(required=False, max_length=500, strip=False)
+    status = UpperChoiceField(required=False, choices=[(s, s) for s in STATUS_CODES])
+    range = forms.ChoiceField(required=False, choices=[(r, r) for r in [*RANGES, CUSTOM_RANGE]])
+    since = forms.DateTimeField(required=False)
+    until = forms.DateTimeField(required=False)
+    min_duration = forms.FloatField(required=False, min_value=0, max_value=1e12)
+    sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS])
+    after = CursorField(required=False)
+    before = CursorField(required=False)
+    # The traces of one conversation (`gen_ai.conversation.id`); `run` is the same for a run id.
+    conversation = forms.CharField(required=False, max_length=500)
+    run = forms.CharField(required=False, max_length=500)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since >= until:
+            self.add_error("until", "must be later than the start of the range")
+        return data
+
+
+FIELD_LABELS = {
+    "q": "search",
+    "service": "service",
+    "status": "status",
+    "range": "time range",
+    "since": "from",
+    "until": "to",
+    "min_duration": "minimum duration",
+    "sort": "sort",
+    "after": "page",
+    "before": "page",
+    "conversation": "conversation",
+    "run": "run",
+}
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    """What the overview shows: a validated, immutable view of its URL."""
+
+    q: str = ""
+    service: str = ""
+    status: str = ""
+    range: str = DEFAULT_RANGE
+    since: datetime | None = None
+    until: datetime | None = None
+    min_duration_ms: float | None = None
+    sort: str = DEFAULT_SORT
+    after: Cursor | None = None
+    before: Cursor | None = None
+    conversation: str = ""
+    # What was wrong with the URL, for the page to say.
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_query(cls, data: QueryDict | dict[str, str]) -> TraceFilter:
+        """Parse a query string; naive times are read in the active time zone."""
+        form = TraceFilterForm(data)
+        form.is_valid()
+        clean = form.cleaned_data
+        problems = tuple(
+            f"Ignored the {FIELD_LABELS[name]} “{str(form.data.get(name, ''))[:80]}”: "
+            f"{' '.join(str(error) for error in errors).rstrip('.').lower()}."
+            for name, errors in form.errors.items()
+            if name in FIELD_LABELS
+        )
+        since, until = clean.get("since"), clean.get("until")
+        chosen = clean.get("range") or ""
+        if chosen in RANGES:
+            since = until = None
+            range_ = chosen
+        elif since or until:
+            range_ = CUSTOM_RANGE
+        elif chosen == CUSTOM_RANGE:
+            range_ = CUSTOM_RANGE
+        else:
+            range_ = DEFAULT_RANGE
+        after, before = clean.get("after"), clean.get("before")
+        if after and before:
+            before = None
+        return cls(
+            q=(clean.get("q") or "").strip(),
+            service=clean.get("service") or "",
+            status=clean.get("status") or "",
+            range=range_,
+            since=since,
+            until=until,
+            min_duration_ms=clean.get("min_duration"),
+            sort=clean.get("sort") or DEFAULT_SORT,
+            after=after,
+            before=before,
+            conversation=(clean.get("conversation") or clean.get("run") or "").strip(),
+            problems=problems,
+        )
+
+    # What it selects.
+
+    @property
+    def trace_id(self) -> str:
+        """The trace id searched for, if the search box holds one."""
+        return as_trace_id(self.q)
+
+    @property
+    def sort_field(self) -> str:
+        return SORT_FIELDS[self.sort.lstrip("-")]
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    @property
+    def is_first_page(self) -> bool:
+        return self.after is None and self.before is None
+
+    @property
+    def is_newest_first(self) -> bool:
+        return self.sort == DEFAULT_SORT
+
+    @property
+    def narrows(self) -> bool:
+        """True if this filter can hide traces (so an empty result may not mean an empty Studio)."""
+        return bool(
+            self.q
+            or self.service
+            or self.status
+            or self.range != DEFAULT_RANGE
+            or self.min_duration_ms is not None
+            or self.conversation
+        )
+
+    def window_ns(self, now: datetime | None = None) -> tuple[int | None, int | None]:
+        if self.range == CUSTOM_RANGE:
+            return (
+                datetime_to_ns(self.since) if self.since else None,
+                datetime_to_ns(self.until) if self.until else None,
+            )
+        span = RANGES[self.range][1]
+        if span is None:
+            return None, None
+        return datetime_to_ns((now or timezone.now()) - span), None
+
+    def traces(self, now: datetime | None = None) -> TraceQuerySet:
+        # A pasted trace id means "that trace", wherever it is: the other filters would only
+        # hide it (they stay in the URL, for when the search box is cleared).
+        if self.trace_id:
+            return Trace.objects.filter(trace_id=self.trace_id)
+        since_ns, until_ns = self.window_ns(now)
+        return Trace.objects.matching(
+            q=self.q,
+            service=self.service,
+            status=self.status,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            min_duration_ns=(
+                int(self.min_duration_ms * 1_000_000) if self.min_duration_ms is not None else None
+            ),
+            conversation_id=self.conversation,
+        )
+
+    # Back to URLs.
+
+    def params(self) -> dict[str, str]:
+        """The query parameters that differ from the defaults, in a stable order."""
+        params: dict[str, str] = {}
+        if self.q:
+            params["q"] = self.q
+        if self.service:
+            params["service"] = self.service
+        if self.status:
+            params["status"] = self.status
+        if self.range == CUSTOM_RANGE:
+            params["range"] = CUSTOM_RANGE
+            if self.since:
+                params["since"] = _local_iso(self.since)
+            if self.until:
+                params["until"] = _local_iso(self.until)
+        elif self.range != DEFAULT_RANGE:
+            params["range"] = self.range
+        if self.min_duration_ms is not None:
+            params["min_duration"] = f"{self.min_duration_ms:g}"
+        if self.conversation:
+            params["conversation"] = self.conversation
+        if self.sort != DEFAULT_SORT:
+            params["sort"] = self.sort
+        if self.after:
+            params["after"] = format_cursor(self.after)
+        if self.before:
+            params["before"] = format_cursor(self.before)
+        return params
+
+    def query_string(self) -> str:
+        return urlencode(self.params())
+
+    def url(self, **changes: Any) -> str:
+        target = replace(self, **changes) if changes else self
+        query = target.query_string()
+        return reverse("trace_list") + (f"?{query}" if query else "")
+
+    def first_page_url(self) -> str:
+        return self.url(after=None, before=None)
+
+    def sort_url(self, key: str) -> str:
+        """A column header's link: that column, biggest first; again, smallest first."""
+        sort = key if self.sort == f"-{key}" else f"-{key}"
+        return self.url(sort=sort, after=None, before=None)
+
+    def aria_sort(self, key: str) -> str:
+        if self.sort.lstrip("-") != key:
+            return "none"
+        return "descending" if self.descending else "ascending"
+
+    def local_input(self, name: str) -> str:
+        """`since` / `until` as a datetime-local input wants them."""
+        value = getattr(self, name)
+        return _local_iso(value) if value else ""
+
+
+def format_cursor(cursor: Cursor) -> str:
+    return f"{cursor[0]}_{cursor[1]}"
+
+
+def _local_iso(value: datetime) -> str:
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return local.replace(tzinfo=None).isoformat(
+        timespec="minutes" if not local.second else "seconds"
+    )

@@ -1,0 +1,74 @@
+"""The Socket.IO server AgentScope 1.0.x applications connect to (`/socket.io/`, namespace
+`/python`, `auth={"run_id": ...}`): it tells which runs are alive, and carries a person's answers
+to a waiting `UserAgent` (`forwardUserInput`).
+
+Which socket belongs to which run is kept in this process's memory: runstudio serves everything
+from one process, and a Studio that restarts has no sockets until the clients reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+from asgiref.sync import sync_to_async
+
+from tracing import runs
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "/python"
+MAX_RUN_ID_LENGTH = 64
+
+sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
+
+# run id -> its current socket id, and back; a reconnecting run replaces its old socket.
+_socket_of_run: dict[str, str] = {}
+_run_of_socket: dict[str, str] = {}
+
+
+def connected_run_ids() -> set[str]:
+    return set(_socket_of_run)
+
+
+def is_connected(run_id: str) -> bool:
+    return run_id in _socket_of_run
+
+
+@sio.on("connect", namespace=NAMESPACE)
+async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    run_id = auth.get("run_id") if isinstance(auth, dict) else None
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= MAX_RUN_ID_LENGTH:
+        raise socketio.exceptions.ConnectionRefusedError("auth must carry the run_id")
+    _socket_of_run[run_id] = sid
+    _run_of_socket[sid] = run_id
+    await sync_to_async(runs.mark_connected)(run_id)
+    logger.info("run %s connected", run_id)
+
+
+@sio.on("disconnect", namespace=NAMESPACE)
+async def disconnect(sid: str, *reason: Any) -> None:
+    run_id = _run_of_socket.pop(sid, None)
+    # A run that already reconnected on a new socket is still alive.
+    if run_id is None or _socket_of_run.get(run_id) != sid:
+        return
+    del _socket_of_run[run_id]
+    await sync_to_async(runs.mark_finished)(run_id)
+    logger.info("run %s disconnected", run_id)
+
+
+async def forward_user_input(
+    run_id: str, request_id: str, text: str, structured: dict[str, Any] | None
+) -> bool:
+    """Sends a person's answer to the run's `UserAgent`; False when the run is not connected."""
+    sid = _socket_of_run.get(run_id)
+    if sid is None:
+        return False
+    await sio.emit(
+        "forwardUserInput",
+        (request_id, [{"type": "text", "text": text}], structured),
+        to=sid,
+        namespace=NAMESPACE,
+    )
+    return True

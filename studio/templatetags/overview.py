@@ -1,0 +1,103 @@
+"""Filters for the trace overview: nanosecond times and durations, compact numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+from studio.filters import TraceFilter
+from tracing.models import ns_to_datetime
+
+register = template.Library()
+
+
+@register.filter
+def ns_duration(ns: int | None) -> str:
+    """A duration in the largest units that read well: 0.4 ms, 850 ms, 4.2 s, 3 min 5 s."""
+    if ns is None:
+        return "–"
+    ms = ns / 1e6
+    if ms < 1:
+        return f"{ms:.2f} ms" if ms >= 0.01 else f"{ns / 1e3:.0f} µs"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@register.filter
+def ns_time(ns: int | None) -> datetime | None:
+    return ns_to_datetime(ns)
+
+
+@register.filter
+def exact_time(moment: datetime | None) -> str:
+    """To the millisecond, in the viewer's time zone, naming it."""
+    if moment is None:
+        return ""
+    local = timezone.localtime(moment)
+    return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local.tzname()}"
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """Short relative time, as overview.js keeps refreshing it: 12 s ago, 5 min ago, 3 h ago."""
+    if moment is None:
+        return ""
+    seconds = int((timezone.now() - moment).total_seconds())
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+@register.filter
+def iso_time(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@register.filter
+def compact(value: int | None) -> str:
+    """12, 1.2k, 34k, 5.6M: token counts that fit a narrow column (the exact number goes in a
+    title)."""
+    if value is None:
+        return "–"
+    for threshold, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if abs(value) >= threshold:
+            scaled = value / threshold
+            return f"{scaled:.1f}{suffix}" if scaled < 10 else f"{scaled:.0f}{suffix}"
+    return str(value)
+
+
+@register.filter
+def percent_of(part: int, whole: int) -> str:
+    if not whole:
+        return "0%"
+    share = 100 * part / whole
+    return f"{share:.1f}%" if share < 10 else f"{share:.0f}%"
+
+
+@register.filter
+def local_input(trace_filter: TraceFilter, name: str) -> str:
+    """`since` / `until` of a filter, as a datetime-local input shows them."""
+    return trace_filter.local_input(name)
+
+
+@register.filter
+def bar_width(duration_ns: int, longest_ns: int) -> str:
+    """A duration bar's length, in percent of the longest on the page (SVG units, no style)."""
+    if not longest_ns or duration_ns <= 0:
+        return "0"
+    return f"{min(100.0, 100 * duration_ns / longest_ns):.1f}"

@@ -1,0 +1,323 @@
+"""Live updates of the overview: the writer's commits reach open pages over the websocket.
+
+The path is the real one: spans go through the process's writer, whose thread sends
+`traces_changed`; studio.live hands it to the in-memory channel layer on the loop serving the
+socket; the consumer re-checks the page's filter and pushes rendered rows.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from socket import create_connection
+from typing import Any
+
+import pytest
+import requests
+from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.testing import ApplicationCommunicator
+from channels.routing import URLRouter
+from websockets.sync.client import connect
+
+from ingest import otlp
+from ingest.writer import get_writer
+from studio import live
+from studio.consumers import Subscription, build_update
+from studio.filters import TraceFilter
+from studio.routing import websocket_urlpatterns
+from tests.conftest import StudioServer, free_port
+from tracing.models import Trace
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MS = 1_000_000
+
+
+def spans(
+    trace: int, *, span: int = 1, parent: int = 0, start_ms: float = 0, status: int = 0,
+    name: str = "invoke_agent Live", service: str = "live",
+) -> list[otlp.SpanRecord]:  # fmt: skip
+    start = time.time_ns() + int(start_ms * MS)
+    record = {
+        "traceId": f"{trace:032x}",
+        "spanId": f"{span:016x}",
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + 5 * MS),
+        "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "invoke_agent"}}],
+        "status": {"code": status},
+    }
+    if parent:
+        record["parentSpanId"] = f"{parent:016x}"
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+    body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [record]}]}]}
+    return otlp.decode(json.dumps(body).encode(), otlp.JSON).records
+
+
+class WebsocketCommunicator:
+    """A websocket client for an ASGI app in the test's loop (channels.testing needs daphne)."""
+
+    def __init__(self, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        scope = {"type": "websocket", "path": path, "query_string": b"", "headers": headers or []}
+        self.app = ApplicationCommunicator(URLRouter(websocket_urlpatterns), scope)
+
+    async def connect(self) -> str:
+        await self.app.send_input({"type": "websocket.connect"})
+        return (await self.app.receive_output(5))["type"]
+
+    async def send_json_to(self, data: Any) -> None:
+        await self.app.send_input({"type": "websocket.receive", "text": json.dumps(data)})
+
+    async def receive_json_from(self, timeout: float) -> Any:
+        message = await self.app.receive_output(timeout)
+        assert message["type"] == "websocket.send"
+        return json.loads(message["text"])
+
+    async def receive_nothing(self, timeout: float) -> bool:
+        return await self.app.receive_nothing(timeout)
+
+    async def disconnect(self) -> None:
+        await self.app.send_input({"type": "websocket.disconnect", "code": 1000})
+        await self.app.wait(2)
+
+
+@sync_to_async
+def commit(*batches: list[otlp.SpanRecord]) -> None:
+    """Through the process's writer, as a receiver would, waiting for each commit."""
+    for batch in batches:
+        get_writer().submit(batch).result(timeout=20)
+
+
+def run(scenario: Callable[[WebsocketCommunicator], Awaitable[None]]) -> None:
+    async def main() -> None:
+        socket = WebsocketCommunicator("/ws/traces/")
+        assert await socket.connect() == "websocket.accept"
+        try:
+            await scenario(socket)
+        finally:
+            await socket.disconnect()
+
+    async_to_sync(main)()
+
+
+async def subscribe(socket: WebsocketCommunicator, query: str = "", **fields: Any) -> None:
+    message = {"type": "subscribe", "seq": 1, "query": query, "top": True, "shown": []}
+    await socket.send_json_to({**message, **fields})
+
+
+async def receive_until(
+    socket: WebsocketCommunicator,
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 10,
+) -> list[dict[str, Any]]:
+    """Messages until `done(all received so far)` holds."""
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not received or not done(received):
+        received.append(await socket.receive_json_from(timeout=deadline - time.monotonic()))
+    return received
+
+
+def last_has(key: str) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda received: key in received[-1]
+
+
+def row_ids(messages: list[dict[str, Any]]) -> list[str]:
+    return [row["id"] for message in messages for row in message.get("rows", [])]
+
+
+def test_a_trace_the_writer_commits_reaches_an_open_first_page() -> None:
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await subscribe(socket)
+        await commit(spans(1))
+        (message,) = await receive_until(socket, last_has("rows"))
+        assert message["seq"] == 1
+        (row,) = message["rows"]
+        assert row["id"] == f"{1:032x}"
+        assert row["html"].lstrip().startswith('<tr class="trace-row" id="trace-')
+        assert "invoke_agent Live" in row["html"]
+        assert int(row["start_ns"]) == (await Trace.objects.aget()).start_ns
+        # The cards follow, no more often than every couple of seconds.
+        cards = await receive_until(socket, last_has("cards"))
+        assert "<dd>1</dd>" in cards[-1]["cards"]
+
+    run(scenario)
+
+
+def test_many_commits_are_coalesced_into_a_few_pushes() -> None:
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await subscribe(socket)
+        await commit(*(spans(n, start_ms=n) for n in range(1, 31)))
+        received = await receive_until(socket, lambda got: len(set(row_ids(got))) == 30)
+        pushes = [message for message in received if "rows" in message]
+        assert len(pushes) <= 6  # 30 commits, at most two pushes a second
+        # Rows come newest first, as the page shows them.
+        assert row_ids(pushes[-1:]) == sorted(row_ids(pushes[-1:]), reverse=True)
+
+    run(scenario)
+
+
+def test_only_traces_matching_the_pages_filter_are_pushed() -> None:
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await subscribe(socket, "service=wanted&min_duration=1")
+        await commit(spans(1, service="other"), spans(2, service="wanted"))
+        received = await receive_until(socket, last_has("rows"))
+        assert row_ids(received) == [f"{2:032x}"]
+
+    run(scenario)
+
+
+def test_a_later_page_gets_its_own_rows_replaced_and_a_count_of_new_traces() -> None:
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await commit(spans(1), spans(2, start_ms=-60_000))
+        shown = f"{2:032x}"
+        newest = (await Trace.objects.aget(trace_id=f"{1:032x}")).start_ns
+        await subscribe(
+            socket, "after=1_" + "f" * 32, top=False, shown=[shown], newest_ns=str(newest)
+        )
+        # A late error span in the shown trace, and a brand new trace.
+        await commit(spans(2, span=9, parent=1, status=2, name="execute_tool search"))
+        await commit(spans(3, start_ms=1000))
+        received = await receive_until(
+            socket, lambda got: shown in row_ids(got) and got[-1].get("new_count") == 1
+        )
+        assert set(row_ids(received)) == {shown}  # never inserts rows under the reader
+        row = next(r for m in received for r in m.get("rows", []) if r["id"] == shown)
+        assert "is-error" in row["html"]
+
+    run(scenario)
+
+
+def test_a_shown_trace_that_stops_matching_is_gone() -> None:
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await commit(spans(1, status=1))
+        await subscribe(socket, "status=OK", shown=[f"{1:032x}"])
+        await commit(spans(1, span=2, parent=1, status=2))
+        received = await receive_until(socket, last_has("gone"))
+        assert received[-1]["gone"] == [f"{1:032x}"]
+
+    run(scenario)
+
+
+def test_deleted_traces_leave_every_open_page() -> None:
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await subscribe(socket, top=False, shown=[f"{5:032x}"])
+        await socket.receive_nothing(timeout=0.1)  # let the subscription land
+        await sync_to_async(live.traces_deleted)([f"{5:032x}"])
+        received = await receive_until(socket, last_has("gone"))
+        assert received[-1] == {"type": "update", "seq": 1, "gone": [f"{5:032x}"]}
+
+    run(scenario)
+
+
+def test_updates_say_which_subscription_they_are_for() -> None:
+    """A page that changed its filter ignores updates still on their way for the old one."""
+
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await subscribe(socket, "service=first", seq=1)
+        await subscribe(socket, "service=second", seq=2)
+        await commit(spans(1, service="first"), spans(2, service="second"))
+        received = await receive_until(
+            socket, lambda got: any(m["seq"] == 2 and "rows" in m for m in got)
+        )
+        assert row_ids([m for m in received if m["seq"] == 2]) == [f"{2:032x}"]
+        assert f"{2:032x}" not in row_ids([m for m in received if m["seq"] == 1])
+
+
+def test_nonsense_from_the_page_is_ignored() -> None:
+    async def scenario(socket: WebsocketCommunicator) -> None:
+        await socket.send_json_to([1, 2, 3])
+        await socket.send_json_to({"type": "shown", "ids": ["not-an-id"]})
+        await subscribe(socket, query=42, newest_ns=-1, shown="x", seq="y", top="yes")
+        await subscribe(socket, "status=NOPE&since=garbage")
+        await commit(spans(1))
+        received = await receive_until(socket, last_has("rows"))
+        assert row_ids(received) == [f"{1:032x}"]
+
+    run(scenario)
+
+
+def test_publishing_with_no_socket_in_the_process_is_a_no_op(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "_serving_loop", None)
+    live.traces_changed(trace_ids={"a" * 32})  # the in-memory layer has nobody to tell
+
+
+def test_a_subscription_catches_up_with_traces_committed_since_the_page_was_rendered() -> None:
+    for batch in (spans(1), spans(2, start_ms=1000), spans(3, start_ms=-1000)):
+        get_writer().submit(batch).result(timeout=20)
+    rendered = Trace.objects.get(trace_id=f"{1:032x}")
+    page = Subscription(TraceFilter(), top=True, newest_ns=rendered.start_ns, shown={f"{1:032x}"})
+    update = build_update(page, set(), catch_up=True)
+    assert row_ids([update]) == [f"{2:032x}"]  # newer than the page; not the older one
+    later_page = Subscription(TraceFilter(), top=False, newest_ns=rendered.start_ns)
+    assert build_update(later_page, set(), catch_up=True)["new_count"] == 1
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.server
+def test_with_redis_studio_processes_hear_each_others_commits(
+    fresh_studio: Callable[..., StudioServer], redis_url: str
+) -> None:
+    first = fresh_studio(REDIS_URL=redis_url)
+    shared = {"STUDIO_DATA_DIR": str(first.data_dir)}
+    if "DATABASE_URL" in first.env:
+        shared["DATABASE_URL"] = first.env["DATABASE_URL"]
+    second = fresh_studio(REDIS_URL=redis_url, **shared)
+    with connect(f"ws://127.0.0.1:{first.port}/ws/traces/") as page:
+        page.send(json.dumps({"type": "subscribe", "seq": 1, "query": "", "top": True}))
+        body = {
+            "resourceSpans": [
+                {"scopeSpans": [{"spans": [{
+                    "traceId": "5" * 32, "spanId": "6" * 16, "name": "sent to the other one",
+                    "startTimeUnixNano": str(time.time_ns()),
+                    "endTimeUnixNano": str(time.time_ns() + 1000),
+                }]}]}
+            ]
+        }  # fmt: skip
+        response = requests.post(f"{second.url}/v1/traces", json=body, timeout=10)
+        assert response.status_code == 200
+        deadline = time.monotonic() + 15
+        while True:
+            message = json.loads(page.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if message.get("rows"):
+                break
+        assert message["rows"][0]["id"] == "5" * 32
+
+
+def test_other_sites_pages_cannot_listen() -> None:
+    async def attempt(origin: bytes) -> str:
+        headers = [(b"host", b"localhost:3000"), (b"origin", origin)]
+        return await WebsocketCommunicator("/ws/traces/", headers).connect()
+
+    assert async_to_sync(attempt)(b"http://localhost:3000") == "websocket.accept"
+    assert async_to_sync(attempt)(b"https://evil.example") == "websocket.close"

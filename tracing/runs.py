@@ -1,0 +1,170 @@
+"""Writes for runs: what an AgentScope application registers, prints and asks a person.
+
+The HTTP receivers (ingest/trpc.py) and the Socket.IO server (studio/sockets.py) call these with
+validated values; everything here is a short transaction, since the clients block on the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from tracing.models import RUN_FINISHED, RUN_RUNNING, Message, Run, UserInputRequest
+
+
+@dataclass(frozen=True)
+class PushedMessage:
+    run_id: str
+    msg_id: str
+    name: str
+    role: str
+    content: Any
+    metadata: Any
+    client_timestamp: str = ""
+    reply_id: str = ""
+    reply_name: str = ""
+    reply_role: str = ""
+
+
+def _ensure_run(run_id: str) -> Run:
+    # Messages, input requests and sockets can name a run this Studio never saw registered (its
+    # data was reset while the application ran): keep what they carry under a bare run.
+    run, _ = Run.objects.get_or_create(
+        id=run_id, defaults={"started_at": timezone.now(), "name": run_id}
+    )
+    return run
+
+
+def register_run(
+    *,
+    run_id: str,
+    project: str,
+    name: str,
+    pid: int | None = None,
+    client_timestamp: str = "",
+    run_dir: str = "",
+) -> Run:
+    """Registers (or, for a re-used run id, re-registers) a run as running."""
+    run, _ = Run.objects.update_or_create(
+        id=run_id,
+        defaults={
+            "project": project,
+            "name": name,
+            "pid": pid,
+            "client_timestamp": client_timestamp,
+            "run_dir": run_dir,
+            "status": RUN_RUNNING,
+            "finished_at": None,
+        },
+        create_defaults={
+            "project": project,
+            "name": name,
+            "pid": pid,
+            "client_timestamp": client_timestamp,
+            "run_dir": run_dir,
+            "status": RUN_RUNNING,
+            "started_at": timezone.now(),
+        },
+    )
+    return run
+
+
+def push_message(pushed: PushedMessage) -> None:
+    """Stores a message, or updates it when a streamed chunk repeats its id.
+
+    The application blocks on every chunk, so a repeated id costs one UPDATE."""
+    now = timezone.now()
+    values = {
+        "reply_id": pushed.reply_id,
+        "reply_name": pushed.reply_name,
+        "reply_role": pushed.reply_role,
+        "name": pushed.name,
+        "role": pushed.role,
+        "client_timestamp": pushed.client_timestamp,
+        "content_json": json.dumps(pushed.content, ensure_ascii=False),
+        "metadata_json": json.dumps(pushed.metadata, ensure_ascii=False),
+        "updated_at": now,
+    }
+    chunk = Message.objects.filter(run_id=pushed.run_id, msg_id=pushed.msg_id)
+    with transaction.atomic():
+        if chunk.update(**values):
+            return
+        run = _ensure_run(pushed.run_id)
+        try:
+            with transaction.atomic():
+                Message.objects.create(run=run, msg_id=pushed.msg_id, created_at=now, **values)
+        except IntegrityError:
+            # A concurrent chunk of the same message created it first.
+            chunk.update(**values)
+
+
+def request_user_input(
+    *,
+    request_id: str,
+    run_id: str,
+    agent_id: str,
+    agent_name: str,
+    structured_schema: dict[str, Any] | None,
+) -> UserInputRequest:
+    run = _ensure_run(run_id)
+    request, _ = UserInputRequest.objects.update_or_create(
+        request_id=request_id,
+        defaults={
+            "run": run,
+            "agent_id": agent_id,
+            "agent_name": agent_name,
+            "structured_schema_json": (
+                json.dumps(structured_schema) if structured_schema is not None else ""
+            ),
+        },
+        create_defaults={
+            "run": run,
+            "agent_id": agent_id,
+            "agent_name": agent_name,
+            "structured_schema_json": (
+                json.dumps(structured_schema) if structured_schema is not None else ""
+            ),
+            "created_at": timezone.now(),
+        },
+    )
+    return request
+
+
+def answer_user_input(
+    request: UserInputRequest, text: str, structured: dict[str, Any] | None
+) -> bool:
+    """Records the answer; False when the request had already been answered (two tabs)."""
+    updated = UserInputRequest.objects.filter(
+        request_id=request.request_id, answered_at__isnull=True
+    ).update(
+        answered_at=timezone.now(),
+        answer_text=text,
+        answer_structured_json=json.dumps(structured) if structured is not None else "",
+    )
+    return bool(updated)
+
+
+def mark_connected(run_id: str) -> None:
+    """The run's socket connected (or reconnected, e.g. after Studio restarted)."""
+    run = _ensure_run(run_id)
+    if run.status != RUN_RUNNING:
+        Run.objects.filter(id=run_id).update(status=RUN_RUNNING, finished_at=None)
+
+
+def mark_finished(run_id: str) -> None:
+    Run.objects.filter(id=run_id, status=RUN_RUNNING).update(
+        status=RUN_FINISHED, finished_at=timezone.now()
+    )
+
+
+def finish_orphaned_runs() -> int:
+    """At start-up no socket is connected yet: runs still marked running lost theirs when the
+    previous Studio stopped. They are finished; one whose application still lives reconnects
+    (AgentScope's client retries) and is running again."""
+    return Run.objects.filter(status=RUN_RUNNING).update(
+        status=RUN_FINISHED, finished_at=timezone.now()
+    )
