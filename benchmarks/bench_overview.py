@@ -109,6 +109,17 @@ def build(db_path: Path, traces: int, spans_per_trace: int) -> None:
     )
 
 
+def calibrate() -> float:
+    """Milliseconds for a fixed pure-Python workload: shared virtual machines change speed from
+    minute to minute, so figures are only comparable next to this number."""
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        timings.append((time.perf_counter() - started) * 1000)
+    return min(timings)
+
+
 def main() -> None:
     args = parse_args()
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
@@ -151,6 +162,7 @@ def main() -> None:
     client = Client()
     print(f"{count:,} traces in {db_path}; {args.repeat} renders each, in ms")
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"calibration (fixed Python loop): {calibrate():.1f} ms")
     # Wall time is what a user waits for; CPU time (this process, one thread) is the work
     # itself, and stays honest on a machine shared with other jobs.
     print(f"{'page':<26} {'median':>8} {'p95':>8} {'cpu med':>8} {'queries':>8} {'rows':>5}")
@@ -172,7 +184,7 @@ def main() -> None:
             f"{label:<26} {statistics.median(timings):8.1f} {p95:8.1f} "
             f"{statistics.median(cpu):8.1f} {len(queries.captured_queries):8d} {rows:5d}"
         )
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}; calibration {calibrate():.1f} ms")
     if not args.keep and not args.data_dir:
         shutil.rmtree(data_dir)
 

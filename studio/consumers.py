@@ -15,6 +15,7 @@ against the page's filter in one query and sending rows rendered by the page's o
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -30,6 +31,8 @@ from django.utils import timezone
 
 from studio import live
 from studio.filters import PAGE_SIZE, TraceFilter, zone_from_cookie
+
+logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
 CARDS_INTERVAL = 2.0
@@ -153,20 +156,27 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
         self.changed, self.overflow, self.catch_up = set(), False, False
         with_cards = self.cards_due and loop.time() - self.last_cards >= CARDS_INTERVAL
         if changed or overflow or catch_up or with_cards:
-            update = await database_sync_to_async(build_update)(
-                subscription,
-                changed,
-                overflow=overflow,
-                catch_up=catch_up,
-                with_cards=with_cards,
-                zone=self.zone,
-            )
+            try:
+                update = await database_sync_to_async(build_update)(
+                    subscription,
+                    changed,
+                    overflow=overflow,
+                    catch_up=catch_up,
+                    with_cards=with_cards,
+                    zone=self.zone,
+                )
+            except Exception:
+                # A failed push (the database restarting, say) must not end live updates.
+                logger.exception("could not build a live update")
+                update = {}
             if with_cards:
                 self.cards_due = False
                 self.last_cards = loop.time()
             if update.pop("touched", False):
                 self.cards_due = True
-            if set(update) - {"type", "seq"} and subscription is self.subscription:
+            if subscription is not self.subscription:
+                self.changed |= changed  # the page changed its filter meanwhile: check again
+            elif set(update) - {"type", "seq"}:
                 await self.send_json(update)
         self.flush_task = None
         if self.changed or self.overflow or self.cards_due:

@@ -141,9 +141,9 @@ def start_studio(
             cleanup()
             raise RuntimeError(f"runstudio exited with {process.returncode}:\n{output}")
         try:
-            if requests.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+            if requests.get(f"{server.url}/healthz", timeout=5).status_code == 200:
                 return server, cleanup
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or slow on a busy machine
             pass
         time.sleep(0.1)
     server.stop(signal.SIGKILL)

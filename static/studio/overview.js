@@ -310,6 +310,8 @@
       if (!fresh) return;
       const existing = $("trace-" + item.id);
       if (existing) {
+        // A summary changes only when spans are added, so the span count versions a row.
+        if (existing.dataset.version === fresh.dataset.version) return;
         const box = existing.querySelector("input[name=trace_id]");
         const freshBox = fresh.querySelector("input[name=trace_id]");
         if (box && freshBox) freshBox.checked = box.checked;
