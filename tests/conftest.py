@@ -217,3 +217,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # session-scoped browser lives; async_to_sync and asyncio.run refuse to run beside it. So
     # browser tests go last, after every test that needs a free main thread.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_writer_before_the_test_database_goes(django_db_setup: None) -> Iterator[None]:
+    # Tests that go through the process-wide writer leave its thread holding a connection, and
+    # PostgreSQL will not drop a test database someone is connected to.
+    yield
+    from ingest import writer
+
+    if writer._writer is not None:
+        writer._writer.close(timeout=10)

@@ -96,28 +96,31 @@ FROM f, n
 GROUP BY n.n
 """
 
-# Unfiltered, everything but the token split comes from an index: the percentiles walk the
-# duration index (p95 from its far end), and error spans are summed over error traces only (a
-# trace is ERROR exactly when it has an error span: see ingest.writer). Only the tokens scan rows.
+# Unfiltered: the count, the error traces and the newest start come from indexes, the sums from
+# one pass over the narrow cards index (never the wide trace rows), and the percentiles walk the
+# duration index (p95 from its far end). A trace is ERROR exactly when it has an error span.
 _ALL_STATS_SQL = """
 WITH n AS MATERIALIZED (SELECT COUNT(*) AS n FROM {table})
 SELECT
     n.n,
-    (SELECT COALESCE(SUM(span_count), 0) FROM {table}),
+    sums.span_count,
     (SELECT COUNT(*) FROM {table} WHERE status_code = 2),
-    (SELECT COALESCE(SUM(error_count), 0) FROM {table} WHERE status_code = 2),
-    tokens.input_tokens,
-    tokens.output_tokens,
+    sums.error_count,
+    sums.input_tokens,
+    sums.output_tokens,
     (SELECT MAX(start_ns) FROM {table}),
     (SELECT duration_ns FROM {table} ORDER BY duration_ns LIMIT 1 OFFSET (
         SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
     (SELECT duration_ns FROM {table} ORDER BY duration_ns DESC LIMIT 1 OFFSET (
         SELECT n - (n * 95 + 99) / 100 FROM n))
 FROM n, (
-    SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens,
+    SELECT
+        COALESCE(SUM(span_count), 0) AS span_count,
+        COALESCE(SUM(error_count), 0) AS error_count,
+        COALESCE(SUM(input_tokens), 0) AS input_tokens,
         COALESCE(SUM(output_tokens), 0) AS output_tokens
     FROM {table}
-) AS tokens
+) AS sums
 """
 
 # Distinct services by skip-scan: one index seek per service instead of reading every row.
@@ -286,6 +289,20 @@ class Trace(models.Model):
             models.Index(fields=["-span_count", "-trace_id"], name="trace_span_count_idx"),
             models.Index(fields=["-total_tokens", "-trace_id"], name="trace_tokens_idx"),
             models.Index(fields=["conversation_id", "start_ns"], name="trace_conversation_idx"),
+            # Covers the overview's cards: sums and counts over a time range (or everything)
+            # read this narrow index instead of the trace rows with their names and previews.
+            models.Index(
+                fields=[
+                    "start_ns",
+                    "duration_ns",
+                    "span_count",
+                    "error_count",
+                    "status_code",
+                    "input_tokens",
+                    "output_tokens",
+                ],
+                name="trace_cards_idx",
+            ),
         ]
 
     def __str__(self) -> str:
