@@ -14,11 +14,8 @@ Starts its own `runstudio` (fresh SQLite directory, free ports), then:
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +24,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import start_studio  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,32 +36,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=500, help="messages pushed (x5 chunks)")
     parser.add_argument("--repeat", type=int, default=30, help="requests per page")
     return parser.parse_args()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
-    port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "STUDIO_DATA_DIR": data_dir}
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runstudio", "--port", str(port), "--grpc-port",
-         str(grpc_port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit("runstudio did not start")
 
 
 def percentiles(samples: list[float]) -> str:
@@ -187,15 +161,16 @@ def bench_pages(session: requests.Session, url: str, run_id: str, repeat: int) -
 def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        process, url = start(data_dir)
+        server, cleanup = start_studio(Path(data_dir))
+        url = server.url
         try:
             session = requests.Session()
             bench_push(session, url, args.messages)
             run_ids = seed(session, url, args.runs, args.traces_per_run)
             bench_pages(session, url, run_ids[0], args.repeat)
         finally:
-            process.terminate()
-            process.wait(30)
+            server.stop()
+            cleanup()
 
 
 if __name__ == "__main__":

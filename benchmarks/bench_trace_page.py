@@ -22,9 +22,7 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.conftest import start_studio  # noqa: E402
 
 BASE_NS = 1_700_000_000_000_000_000
 CHROMIUM = "/usr/bin/chromium"
@@ -234,44 +234,15 @@ def timed(repeat: int, fn: Any) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def browser(data_dir: Path, trace_id: str, spans: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "runstudio",
-            "--port",
-            str(port),
-            "--grpc-port",
-            str(grpc_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    # The server reads the database this script filled (start_studio would give PostgreSQL a
+    # fresh one).
+    database = {"DATABASE_URL": os.environ["DATABASE_URL"]} if "DATABASE_URL" in os.environ else {}
+    server, cleanup = start_studio(data_dir, database)
+    url = server.url
     try:
-        import requests
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
@@ -335,8 +306,8 @@ def browser(data_dir: Path, trace_id: str, spans: int) -> None:
         for label, seconds in results:
             print(f"    {label:<48} {seconds * 1000:8.0f} ms")
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
+        cleanup()
 
 
 def main() -> None:

@@ -227,30 +227,31 @@ def _hex_to_base64(value: Any, what: str, size: int) -> tuple[str | None, str]:
     return base64.b64encode(raw).decode("ascii"), ""
 
 
+def _ids_to_base64(obj: dict[str, Any], fields: tuple[tuple[str, int], ...], label: str) -> str:
+    """Rewrite obj's hex id fields in place; return a problem or ''."""
+    for key, size in fields:
+        value = obj.get(key)
+        if value in (None, ""):
+            continue
+        converted, problem = _hex_to_base64(value, f"{label}{key}", size)
+        if problem:
+            return problem
+        obj[key] = converted
+    return ""
+
+
 def _hex_ids_to_base64(span: dict[str, Any]) -> str:
     """Rewrite a JSON span's hex ids in place for protobuf's parser; return a problem or ''."""
     if not isinstance(span, dict):
         raise TypeError("a span must be an object")
     label = f"span {span.get('name', '')!r}"
-    for key, size in _ID_FIELDS:
-        value = span.get(key)
-        if value in (None, ""):
-            continue
-        converted, problem = _hex_to_base64(value, f"{label}: {key}", size)
-        if problem:
-            return problem
-        span[key] = converted
+    if problem := _ids_to_base64(span, _ID_FIELDS, f"{label}: "):
+        return problem
     for link in span.get("links") or []:
         if not isinstance(link, dict):
             raise TypeError("a link must be an object")
-        for key, size in _ID_FIELDS[:2]:
-            value = link.get(key)
-            if value in (None, ""):
-                continue
-            converted, problem = _hex_to_base64(value, f"{label}: link {key}", size)
-            if problem:
-                return problem
-            link[key] = converted
+        if problem := _ids_to_base64(link, _ID_FIELDS[:2], f"{label}: link "):
+            return problem
     return ""
 
 

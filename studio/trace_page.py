@@ -16,6 +16,7 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
+from studio.formatting import minutes_and_hours
 from tracing import conventions
 from tracing.models import STATUS_ERROR
 from tracing.selectors import TraceTree, TreeRow
@@ -65,11 +66,7 @@ def format_duration(ns: int) -> str:
     seconds = ns / 1e9
     if seconds < 60:
         return f"{_significant(seconds)} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return minutes_and_hours(seconds)
 
 
 def _bar(row: TreeRow, start: int, total: int) -> tuple[float, float]:

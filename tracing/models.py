@@ -47,6 +47,31 @@ def datetime_to_ns(value: datetime) -> int:
     return int(value.timestamp() * 1_000_000) * 1000
 
 
+class TimedRow:
+    """What a trace and a span both show of their status and times (integer ns columns)."""
+
+    status_code: int
+    start_ns: int
+    end_ns: int
+    duration_ns: int
+
+    @property
+    def status(self) -> str:
+        return STATUS_NAMES.get(self.status_code, "UNSET")
+
+    @property
+    def start_time(self) -> datetime | None:
+        return ns_to_datetime(self.start_ns)
+
+    @property
+    def end_time(self) -> datetime | None:
+        return ns_to_datetime(self.end_ns)
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration_ns / 1e6
+
+
 # A keyset cursor: the sort column's value and the trace id of the row a page starts or ends at.
 Cursor = tuple[int, str]
 
@@ -256,7 +281,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         return deleted
 
 
-class Trace(models.Model):
+class Trace(TimedRow, models.Model):
     """The summary of a trace, recomputed from its spans after every batch that touches it."""
 
     trace_id = models.CharField(max_length=32, primary_key=True)
@@ -308,29 +333,13 @@ class Trace(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.trace_id})"
 
-    @property
-    def status(self) -> str:
-        return STATUS_NAMES.get(self.status_code, "UNSET")
-
-    @property
-    def start_time(self) -> datetime | None:
-        return ns_to_datetime(self.start_ns)
-
-    @property
-    def end_time(self) -> datetime | None:
-        return ns_to_datetime(self.end_ns)
-
-    @property
-    def duration_ms(self) -> float:
-        return self.duration_ns / 1e6
-
 
 class SpanQuerySet(models.QuerySet["Span"]):
     def for_trace(self, trace_id: str) -> SpanQuerySet:
         return self.filter(trace_id=trace_id).order_by("start_ns", "span_id")
 
 
-class Span(models.Model):
+class Span(TimedRow, models.Model):
     id = models.BigAutoField(primary_key=True)
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16)
@@ -393,28 +402,12 @@ class Span(models.Model):
         return json.loads(self.scope_json)
 
     @property
-    def status(self) -> str:
-        return STATUS_NAMES.get(self.status_code, "UNSET")
-
-    @property
     def kind_name(self) -> str:
         return KIND_NAMES.get(self.kind, "UNSPECIFIED")
 
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e6
-
-    @property
-    def start_time(self) -> datetime | None:
-        return ns_to_datetime(self.start_ns)
-
-    @property
-    def end_time(self) -> datetime | None:
-        return ns_to_datetime(self.end_ns)
 
     @property
     def type_label(self) -> str:

@@ -39,6 +39,11 @@ def _ensure_run(run_id: str) -> Run:
     return run
 
 
+def _json_or_empty(value: dict[str, Any] | None) -> str:
+    # "" rather than "null": the columns say "nothing structured" with an empty string.
+    return json.dumps(value) if value is not None else ""
+
+
 def register_run(
     *,
     run_id: str,
@@ -49,26 +54,18 @@ def register_run(
     run_dir: str = "",
 ) -> Run:
     """Registers (or, for a re-used run id, re-registers) a run as running."""
+    values = {
+        "project": project,
+        "name": name,
+        "pid": pid,
+        "client_timestamp": client_timestamp,
+        "run_dir": run_dir,
+        "status": RUN_RUNNING,
+    }
     run, _ = Run.objects.update_or_create(
         id=run_id,
-        defaults={
-            "project": project,
-            "name": name,
-            "pid": pid,
-            "client_timestamp": client_timestamp,
-            "run_dir": run_dir,
-            "status": RUN_RUNNING,
-            "finished_at": None,
-        },
-        create_defaults={
-            "project": project,
-            "name": name,
-            "pid": pid,
-            "client_timestamp": client_timestamp,
-            "run_dir": run_dir,
-            "status": RUN_RUNNING,
-            "started_at": timezone.now(),
-        },
+        defaults={**values, "finished_at": None},
+        create_defaults={**values, "started_at": timezone.now()},
     )
     return run
 
@@ -111,25 +108,16 @@ def request_user_input(
     structured_schema: dict[str, Any] | None,
 ) -> UserInputRequest:
     run = _ensure_run(run_id)
+    values = {
+        "run": run,
+        "agent_id": agent_id,
+        "agent_name": agent_name,
+        "structured_schema_json": _json_or_empty(structured_schema),
+    }
     request, _ = UserInputRequest.objects.update_or_create(
         request_id=request_id,
-        defaults={
-            "run": run,
-            "agent_id": agent_id,
-            "agent_name": agent_name,
-            "structured_schema_json": (
-                json.dumps(structured_schema) if structured_schema is not None else ""
-            ),
-        },
-        create_defaults={
-            "run": run,
-            "agent_id": agent_id,
-            "agent_name": agent_name,
-            "structured_schema_json": (
-                json.dumps(structured_schema) if structured_schema is not None else ""
-            ),
-            "created_at": timezone.now(),
-        },
+        defaults=values,
+        create_defaults={**values, "created_at": timezone.now()},
     )
     return request
 
@@ -143,7 +131,7 @@ def answer_user_input(
     ).update(
         answered_at=timezone.now(),
         answer_text=text,
-        answer_structured_json=json.dumps(structured) if structured is not None else "",
+        answer_structured_json=_json_or_empty(structured),
     )
     return bool(updated)
 

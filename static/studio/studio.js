@@ -2,12 +2,9 @@
 (function () {
   "use strict";
 
-  // Copy buttons: <button data-copy="text">.
-  document.addEventListener("click", function (event) {
-    const button = event.target.closest("[data-copy]");
-    if (!button) return;
-    event.preventDefault();
-    const text = button.getAttribute("data-copy");
+  // Copies text to the clipboard and says so on the button for a moment. Exposed for the
+  // pages' own copy buttons (trace.js); deferred scripts run in order, so this one comes first.
+  function copy(button, text) {
     const done = function () {
       const before = button.textContent;
       button.textContent = "Copied";
@@ -15,13 +12,22 @@
     };
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done, function () {});
-    } else {
-      const area = document.createElement("textarea");
-      area.value = text;
-      document.body.appendChild(area);
-      area.select();
-      try { document.execCommand("copy"); done(); } catch (e) { /* nothing to do */ }
-      area.remove();
+      return;
     }
+    const area = document.createElement("textarea");
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand("copy"); done(); } catch (e) { /* nothing to do */ }
+    area.remove();
+  }
+  window.studio = { copy: copy };
+
+  // Copy buttons: <button data-copy="text">.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-copy]");
+    if (!button) return;
+    event.preventDefault();
+    copy(button, button.getAttribute("data-copy"));
   });
 })();

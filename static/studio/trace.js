@@ -437,24 +437,6 @@
     }
   });
 
-  function copy(button, text) {
-    const done = function () {
-      const before = button.textContent;
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = before; }, 1200);
-    };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, function () {});
-      return;
-    }
-    const area = document.createElement("textarea");
-    area.value = text;
-    document.body.appendChild(area);
-    area.select();
-    try { document.execCommand("copy"); done(); } catch (e) { /* nothing to do */ }
-    area.remove();
-  }
-
   panel.addEventListener("click", function (event) {
     const button = event.target.closest("[data-copy-target], [data-copy-value]");
     if (!button) return;
@@ -465,7 +447,7 @@
       const cell = button.closest("tr").querySelector(".value");
       from = cell && (cell.querySelector("pre.full") || cell.querySelector("pre"));
     }
-    if (from) copy(button, from.textContent);
+    if (from) window.studio.copy(button, from.textContent);
   });
 
   // -- Start: replace the server's rows with the virtual list ----------------------------------------

@@ -7,6 +7,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
+from studio import formatting
 from studio.filters import TraceFilter
 from tracing.models import ns_to_datetime
 
@@ -21,16 +22,7 @@ def ns_duration(ns: int | None) -> str:
     ms = ns / 1e6
     if ms < 1:
         return f"{ms:.2f} ms" if ms >= 0.01 else f"{ns / 1e3:.0f} µs"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return formatting.milliseconds(ms)
 
 
 @register.filter
