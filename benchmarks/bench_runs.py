@@ -144,16 +144,20 @@ def bench_pages(session: requests.Session, url: str, run_id: str, repeat: int) -
         "/runs/": "/runs/",
         "/runs/?project=": "/runs/?project=project-3",
         "/runs/<id>/ (50 msgs)": f"/runs/{run_id}/",
+        # What an open run page polls every 2 s (htmx asks for each region alone).
+        "  live region poll": f"/runs/{run_id}/?fragment=live",
+        "  input region poll": f"/runs/{run_id}/?fragment=input",
         "/conversations/<id>/": f"/conversations/{run_id}/",
         "/api/runs/": "/api/runs/",
         "/api/runs/<id>/": f"/api/runs/{run_id}/",
     }
     for label, path in pages.items():
-        session.get(f"{url}{path}").raise_for_status()
+        htmx = {"HX-Request": "true"} if "fragment=" in path else {}
+        session.get(f"{url}{path}", headers=htmx).raise_for_status()
         samples = []
         for _ in range(repeat):
             before = time.perf_counter()
-            session.get(f"{url}{path}").raise_for_status()
+            session.get(f"{url}{path}", headers=htmx).raise_for_status()
             samples.append(time.perf_counter() - before)
         print(f"{label:24} {percentiles(samples)}")
 

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,15 @@ async def add_async(a: int, b: int) -> int:
     return a + b
 
 
+def count(n: int) -> Generator[int, None, None]:
+    yield from range(n)
+
+
+async def count_async(n: int) -> AsyncGenerator[int, None]:
+    for i in range(n):
+        yield i
+
+
 def chat(messages: list[dict[str, str]], temperature: float = 0.2) -> dict[str, Any]:
     return RESPONSE
 
@@ -70,6 +79,17 @@ def per_call_sync(
         start = time.perf_counter()
         for _ in range(n):
             function(*args)
+        best = min(best, time.perf_counter() - start)
+    return best / n
+
+
+def per_call_gen(function: Callable[..., Any], args: tuple[Any, ...], n: int, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(n):
+            for _ in function(*args):
+                pass
         best = min(best, time.perf_counter() - start)
     return best / n
 
@@ -89,6 +109,22 @@ def per_call_async(
     return asyncio.run(run())
 
 
+def per_call_async_gen(
+    function: Callable[..., Any], args: tuple[Any, ...], n: int, repeat: int
+) -> float:
+    async def run() -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for _ in range(n):
+                async for _ in function(*args):
+                    pass
+            best = min(best, time.perf_counter() - start)
+        return best / n
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100_000, help="calls per repeat, tracing off")
@@ -100,17 +136,25 @@ def main() -> None:
     traced_add_async = trace(name="add")(add_async)
     traced_chat = trace_llm(provider="openai", model="gpt-4o")(chat)
 
-    cases: list[tuple[str, Callable[..., Any], Callable[..., Any], tuple[Any, ...], bool]] = [
-        ("@trace sync", add, traced_add, (1, 2), False),
-        ("@trace async", add_async, traced_add_async, (1, 2), True),
-        ("@trace_llm sync (OpenAI dict)", chat, traced_chat, (MESSAGES,), False),
+    Timer = Callable[[Callable[..., Any], tuple[Any, ...], int, int], float]
+    cases: list[tuple[str, Callable[..., Any], Callable[..., Any], tuple[Any, ...], Timer]] = [
+        ("@trace sync", add, traced_add, (1, 2), per_call_sync),
+        ("@trace async", add_async, traced_add_async, (1, 2), per_call_async),
+        ("@trace generator (3 items)", count, trace(name="count")(count), (3,), per_call_gen),
+        (
+            "@trace async gen (3 items)",
+            count_async,
+            trace(name="count")(count_async),
+            (3,),
+            per_call_async_gen,
+        ),
+        ("@trace_llm sync (OpenAI dict)", chat, traced_chat, (MESSAGES,), per_call_sync),
     ]
 
     rows: list[tuple[str, str, float, float]] = []
 
     def measure(mode: str, n: int) -> None:
-        for label, bare, traced, args, is_async in cases:
-            timer = per_call_async if is_async else per_call_sync
+        for label, bare, traced, args, timer in cases:
             baseline = timer(bare, args, n, options.repeat)
             decorated = timer(traced, args, n, options.repeat)
             rows.append((label, mode, baseline, decorated))

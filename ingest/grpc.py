@@ -14,7 +14,7 @@ import grpc
 from django.conf import settings
 
 from ingest import otlp
-from ingest.writer import QueueFull, WriterClosed, get_writer
+from ingest.writer import Unavailable, accept
 
 logger = logging.getLogger(__name__)
 
@@ -27,24 +27,18 @@ class PortInUse(Exception):
 
 def export(request: bytes, context: grpc.ServicerContext) -> bytes:
     try:
-        with otlp.decode_budget().reserve(len(request)):
-            batch = otlp.decode_protobuf(request)
-    except otlp.Busy as exc:
+        batch, future = accept(request, otlp.PROTOBUF)
+    except Unavailable as exc:
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     except otlp.DecodeError as exc:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    if batch.records:
-        try:
-            future = get_writer().submit(batch.records)
-        except (QueueFull, WriterClosed) as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        try:
-            future.result(timeout=settings.STUDIO_WRITE_TIMEOUT)
-        except TimeoutError:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "the database is busy; retry")
-        except Exception:
-            logger.exception("storing %d spans failed", len(batch.records))
-            context.abort(grpc.StatusCode.INTERNAL, "storing the spans failed; see the Studio log")
+    try:
+        future.result(timeout=settings.STUDIO_WRITE_TIMEOUT)
+    except TimeoutError:
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the database is busy; retry")
+    except Exception:
+        logger.exception("storing %d spans failed", len(batch.records))
+        context.abort(grpc.StatusCode.INTERNAL, "storing the spans failed; see the Studio log")
     return otlp.response_message(batch).SerializeToString()
 
 

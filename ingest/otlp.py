@@ -8,13 +8,9 @@ the other spans of the request are kept. A body that cannot be parsed at all is 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
-import threading
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,14 +119,13 @@ class Batch:
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate a gzip or deflate body, refusing to produce more than `limit` bytes.
+    """Inflate a gzip or deflate body, refusing to produce more than `limit` bytes (the raw body
+    is the receiver's to bound).
 
     Inflating stops as soon as the limit is passed, so a gzip bomb costs at most `limit` bytes.
     """
     encoding = (encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
-        if len(body) > limit:
-            raise BodyTooLarge(f"body of {len(body)} bytes is over the limit of {limit}")
         return body
     if encoding in ("gzip", "x-gzip"):
         wbits_options = (zlib.MAX_WBITS | 16,)
@@ -390,8 +385,8 @@ def _record(
         name=_text(span.name),
         service_name=service_name,
         model=_text(conventions.model(attributes)),
-        label=_text(conventions.label(span.name, attributes)),
-        conversation_id=_text(_encodable(conventions.conversation_id(attributes))),
+        label=_text(conventions.label(span.name, span_type, attributes)),
+        conversation_id=_text(conventions.conversation_id(attributes)),
         # The overview shows the first user input of a trace: its root's, or an agent's while the
         # root is missing. Other spans' previews would never be shown.
         input_preview=_text(conventions.input_preview(attributes))
@@ -409,16 +404,6 @@ def _record(
 
 def _bounded(value: int, maximum: int) -> int:
     return value if 0 <= value <= maximum else 0
-
-
-def _encodable(value: str) -> str:
-    # JSON-quoted ids are unquoted with json.loads, which lets lone surrogates through ("\ud800"):
-    # no database can store them, and the whole commit would fail.
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return value.encode(errors="replace").decode()
-    return value
 
 
 def _event(name: str, time_ns: int, attributes: Any, dropped: int) -> dict[str, Any]:
@@ -466,55 +451,3 @@ def encode_response(batch: Batch, content_type: str) -> bytes:
     if content_type == JSON:
         return json_format.MessageToJson(message, indent=None).encode()
     return message.SerializeToString()
-
-
-def is_hex_id(value: str, size: int) -> bool:
-    if len(value) != size * 2:
-        return False
-    try:
-        binascii.unhexlify(value)
-    except (binascii.Error, ValueError):
-        return False
-    return True
-
-
-class Busy(Exception):
-    """Too many bytes are being decoded at once: try again later."""
-
-
-class DecodeBudget:
-    """Bounds the bytes being decoded at once across both receivers.
-
-    Decoding inflates a body many times over in Python objects (about 13x for tiny spans), and
-    the receivers decode in several threads; without a shared bound, a burst of large bodies
-    could take gigabytes. One body always gets in when nothing else is decoding.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._in_flight = 0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def reserve(self, size: int) -> Iterator[None]:
-        with self._lock:
-            if self._in_flight and self._in_flight + size > self.limit:
-                raise Busy(f"{self._in_flight} bytes are being decoded; retry shortly")
-            self._in_flight += size
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= size
-
-
-_budget: DecodeBudget | None = None
-
-
-def decode_budget() -> DecodeBudget:
-    global _budget
-    if _budget is None:
-        from django.conf import settings
-
-        _budget = DecodeBudget(settings.STUDIO_MAX_BODY_BYTES)
-    return _budget

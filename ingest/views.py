@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from google.rpc import status_pb2
 
 from ingest import otlp
-from ingest.writer import QueueFull, WriterClosed, get_writer
+from ingest.writer import Unavailable, accept
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,11 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
         return _error(413, f"body is over the limit of {limit} bytes", content_type)
     try:
         body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
-        with otlp.decode_budget().reserve(len(body)):
-            if len(body) > INLINE_DECODE_BYTES:
-                batch = await asyncio.to_thread(otlp.decode, body, content_type)
-            else:
-                batch = otlp.decode(body, content_type)
-    except otlp.Busy as exc:
+        if len(body) > INLINE_DECODE_BYTES:
+            batch, future = await asyncio.to_thread(accept, body, content_type)
+        else:
+            batch, future = accept(body, content_type)
+    except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:
         return _error(413, str(exc), content_type)
@@ -72,20 +71,15 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
     # Only the records wait for the writer, not the body they came from.
     del body
 
-    if batch.records:
-        try:
-            future = get_writer().submit(batch.records)
-        except (QueueFull, WriterClosed) as exc:
-            return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
-        try:
-            # Shielded: a timeout must not cancel the write, only stop waiting for it.
-            await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), settings.STUDIO_WRITE_TIMEOUT
-            )
-        except TimeoutError:
-            # Still queued: it will be committed, and a retried duplicate is ignored.
-            return _error(503, "the database is busy; retry", content_type, Retry_After="5")
-        except Exception:
-            logger.exception("storing %d spans failed", len(batch.records))
-            return _error(500, "storing the spans failed; see the Studio log", content_type)
+    try:
+        # Shielded: a timeout must not cancel the write, only stop waiting for it.
+        await asyncio.wait_for(
+            asyncio.shield(asyncio.wrap_future(future)), settings.STUDIO_WRITE_TIMEOUT
+        )
+    except TimeoutError:
+        # Still queued: it will be committed, and a retried duplicate is ignored.
+        return _error(503, "the database is busy; retry", content_type, Retry_After="5")
+    except Exception:
+        logger.exception("storing %d spans failed", len(batch.records))
+        return _error(500, "storing the spans failed; see the Studio log", content_type)
     return HttpResponse(otlp.encode_response(batch, content_type), content_type=content_type)

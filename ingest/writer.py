@@ -17,13 +17,16 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
+from operator import attrgetter
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from ingest.otlp import SPAN_COLUMNS, SpanRecord
+from ingest import otlp
+from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
 from tracing.signals import traces_changed
 
 logger = logging.getLogger(__name__)
@@ -42,12 +45,21 @@ _LOCK_SQL = "SELECT pg_advisory_xact_lock(7370, b) FROM unnest(%s::int[]) AS b"
 RECORD_OVERHEAD_BYTES = 500
 
 
-class QueueFull(Exception):
-    """The writer has as many spans waiting as it may hold: try again later."""
+class Unavailable(Exception):
+    """Studio cannot take these spans now; the receivers answer 503 / UNAVAILABLE, and OTLP
+    exporters retry."""
 
 
-class WriterClosed(Exception):
+class QueueFull(Unavailable):
+    """The writer has as many spans waiting as it may hold."""
+
+
+class WriterClosed(Unavailable):
     """The process is shutting down and takes no more spans."""
+
+
+class Busy(Unavailable):
+    """Too many bytes are being decoded at once."""
 
 
 _INSERT_SQL = "INSERT INTO tracing_span ({columns}) VALUES ({values}) ON CONFLICT (trace_id, span_id) DO NOTHING".format(  # noqa: E501
@@ -123,22 +135,16 @@ ON CONFLICT (trace_id) DO UPDATE SET
 """
 
 
+# A record as the INSERT's parameters, in SPAN_COLUMNS order.
+_row = attrgetter(*SPAN_COLUMNS)
+
+
 def write_batch(records: Sequence[SpanRecord]) -> set[str]:
     """Store records and refresh their traces' summaries in one transaction; return the traces."""
     trace_ids = {record.trace_id for record in records}
     if not records:
         return trace_ids
-    rows = [
-        (
-            r.trace_id, r.span_id, r.parent_span_id, r.start_ns, r.end_ns, r.kind, r.status_code,
-            r.span_type, r.operation, r.input_tokens, r.output_tokens, r.flags,
-            r.dropped_attributes_count, r.dropped_events_count, r.dropped_links_count, r.name,
-            r.service_name, r.model, r.label, r.conversation_id, r.input_preview,
-            r.status_message, r.trace_state, r.attributes_json, r.events_json, r.links_json,
-            r.resource_json, r.scope_json,
-        )
-        for r in records
-    ]  # fmt: skip
+    rows = [_row(record) for record in records]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.executemany(_INSERT_SQL, rows)
@@ -158,6 +164,10 @@ def refresh_summaries(cursor: object, trace_ids: Iterable[str]) -> None:
         cursor.execute(_SUMMARY_SQL.format(ids=placeholders), chunk * 3)  # type: ignore[attr-defined]
 
 
+# Records queued by one request, the future its receiver waits on, and their size in bytes.
+_Pending = tuple[Sequence[SpanRecord], Future[None], int]
+
+
 class Writer:
     """One per process: a thread that commits whatever the receivers queued, in groups."""
 
@@ -165,18 +175,13 @@ class Writer:
         self.max_queue_spans = max_queue_spans
         self.max_queue_bytes = max_queue_bytes
         self._cond = threading.Condition()
-        self._pending: list[tuple[Sequence[SpanRecord], Future[None]]] = []
+        self._pending: list[_Pending] = []
         # Spans (and their estimated bytes) accepted but not yet committed, the batch being
         # written included.
         self._queued_spans = 0
         self._queued_bytes = 0
         self._closing = False
         self._thread: threading.Thread | None = None
-        self.commits = 0
-
-    @property
-    def queued_spans(self) -> int:
-        return self._queued_spans
 
     def submit(self, records: Sequence[SpanRecord]) -> Future[None]:
         """Queue records; the future resolves once they are committed."""
@@ -201,7 +206,7 @@ class Writer:
                 and self._queued_bytes + size > self.max_queue_bytes
             ):
                 raise QueueFull(f"{self._queued_bytes} bytes of spans are waiting to be written")
-            self._pending.append((records, future))
+            self._pending.append((records, future, size))
             self._queued_spans += len(records)
             self._queued_bytes += size
             if self._thread is None:
@@ -230,20 +235,20 @@ class Writer:
                     if not self._pending and self._closing:
                         return
                     taken, self._pending = self._pending, []
-                for _, future in taken:
+                for _, future, _ in taken:
                     # Marks it running, so a waiter that gives up cannot cancel it under us.
                     future.set_running_or_notify_cancel()
                 try:
                     self._commit(taken)
                 finally:
                     with self._cond:
-                        self._queued_spans -= sum(len(records) for records, _ in taken)
-                        self._queued_bytes -= sum(records_size(records) for records, _ in taken)
+                        self._queued_spans -= sum(len(records) for records, _, _ in taken)
+                        self._queued_bytes -= sum(size for _, _, size in taken)
         finally:
             connection.close()
 
-    def _commit(self, taken: list[tuple[Sequence[SpanRecord], Future[None]]]) -> None:
-        records = [record for batch, _ in taken for record in batch]
+    def _commit(self, taken: list[_Pending]) -> None:
+        records = [record for batch, _, _ in taken for record in batch]
         started = time.perf_counter()
         try:
             touched = self._write(records)
@@ -253,7 +258,7 @@ class Writer:
                 "group commit of %d spans failed; retrying requests one by one", len(records)
             )
             touched = set()
-            for batch, future in taken:
+            for batch, future, _ in taken:
                 try:
                     touched |= self._write(batch)
                 except Exception as exc:
@@ -262,9 +267,8 @@ class Writer:
                 else:
                     _resolve(future)
         else:
-            for _, future in taken:
+            for _, future, _ in taken:
                 _resolve(future)
-        self.commits += 1
         logger.debug(
             "committed %d spans of %d requests in %.1f ms",
             len(records), len(taken), (time.perf_counter() - started) * 1000,
@@ -305,13 +309,57 @@ def _resolve(future: Future[None], exc: BaseException | None = None) -> None:
         future.set_exception(exc)
 
 
+class DecodeBudget:
+    """Bounds the bytes being decoded at once across both receivers.
+
+    Decoding inflates a body many times over in Python objects (about 13x for tiny spans), and
+    the receivers decode in several threads; without a shared bound, a burst of large bodies
+    could take gigabytes. One body always gets in when nothing else is decoding.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reserve(self, size: int) -> Iterator[None]:
+        with self._lock:
+            if self._in_flight and self._in_flight + size > self.limit:
+                raise Busy(f"{self._in_flight} bytes are being decoded; retry shortly")
+            self._in_flight += size
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= size
+
+
 _writer: Writer | None = None
-_writer_lock = threading.Lock()
+_budget: DecodeBudget | None = None
+_singletons_lock = threading.Lock()
 
 
 def get_writer() -> Writer:
     global _writer
-    with _writer_lock:
+    with _singletons_lock:
         if _writer is None:
             _writer = Writer(settings.STUDIO_MAX_QUEUE_SPANS, settings.STUDIO_MAX_QUEUE_BYTES)
         return _writer
+
+
+def get_decode_budget() -> DecodeBudget:
+    global _budget
+    with _singletons_lock:
+        if _budget is None:
+            _budget = DecodeBudget(settings.STUDIO_MAX_BODY_BYTES)
+        return _budget
+
+
+def accept(body: bytes, content_type: str) -> tuple[Batch, Future[None]]:
+    """What both receivers do with a request body: decode it within the budget and queue its
+    spans. The future resolves once they are committed. Raises otlp.DecodeError, or Unavailable
+    (the receivers' 503)."""
+    with get_decode_budget().reserve(len(body)):
+        batch = otlp.decode(body, content_type)
+    return batch, get_writer().submit(batch.records)

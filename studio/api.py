@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+from django import forms
 from django.http import Http404
-from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
@@ -17,8 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from studio import sockets
-from tracing import selectors
+from tracing import conventions, selectors
 from tracing.models import (
+    RUN_RUNNING,
     RUN_STATUSES,
     STATUS_CODES,
     Message,
@@ -68,8 +68,6 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
 
 
 def span_to_dict(span: Span) -> dict[str, Any]:
-    resource = json.loads(span.resource_json)
-    scope = json.loads(span.scope_json)
     events = [
         {
             "name": event["name"],
@@ -81,7 +79,7 @@ def span_to_dict(span: Span) -> dict[str, Any]:
                 else {}
             ),
         }
-        for event in json.loads(span.events_json)
+        for event in span.events
     ]
     return {
         "trace_id": span.trace_id,
@@ -102,11 +100,11 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         "span_type": span.span_type,
         "trace_state": span.trace_state,
         "flags": span.flags,
-        "attributes": json.loads(span.attributes_json),
+        "attributes": span.attributes,
         "events": events,
-        "links": json.loads(span.links_json),
-        "resource": resource,
-        "scope": scope,
+        "links": span.links,
+        "resource": span.resource,
+        "scope": span.scope,
         "dropped_attributes_count": span.dropped_attributes_count,
         "dropped_events_count": span.dropped_events_count,
         "dropped_links_count": span.dropped_links_count,
@@ -123,14 +121,21 @@ class TracePagination(LimitOffsetPagination):
     max_limit = 1000
 
 
-def _parse_time(value: str, name: str) -> int:
-    try:
-        moment: datetime | None = parse_datetime(value)
-    except ValueError:  # well-formed but impossible, like month 13
-        moment = None
-    if moment is None:
-        raise ValidationError({name: f"{value!r} is not an ISO 8601 date-time"})
-    return datetime_to_ns(moment)
+class TraceQuery(forms.Form):
+    """`/api/traces/` parameters. Django's fields already refuse NUL characters, infinities and
+    impossible dates, which the database could not take."""
+
+    q = forms.CharField(required=False)
+    service = forms.CharField(required=False)
+    status = forms.ChoiceField(required=False, choices=[(name, name) for name in STATUS_CODES])
+    since = forms.DateTimeField(required=False)
+    until = forms.DateTimeField(required=False)
+    min_duration_ms = forms.FloatField(required=False, min_value=0)
+    conversation_id = forms.CharField(required=False)
+    ordering = forms.ChoiceField(
+        required=False,
+        choices=[(f"{sign}{key}", "") for key in ORDERINGS for sign in ("", "-")],
+    )
 
 
 class TraceList(ListAPIView):
@@ -141,48 +146,35 @@ class TraceList(ListAPIView):
     pagination_class = TracePagination
 
     def get_queryset(self) -> Any:
-        params = self.request.query_params
-        status = params.get("status", "")
-        if status and status.upper() not in STATUS_CODES:
-            raise ValidationError({"status": "must be OK, ERROR or UNSET"})
-        min_duration = params.get("min_duration_ms")
-        try:
-            min_duration_ns = int(float(min_duration) * 1e6) if min_duration else None
-        except (ValueError, OverflowError):
-            raise ValidationError({"min_duration_ms": "must be a finite number"}) from None
-        for name in ("q", "service", "conversation_id"):
-            # PostgreSQL text cannot hold NUL; no stored value contains one either.
-            if "\x00" in params.get(name, ""):
-                raise ValidationError({name: "must not contain NUL characters"})
+        params = self.request.query_params.copy()
+        params["status"] = params.get("status", "").upper()  # ok, OK and Ok alike
+        query = TraceQuery(params)
+        if not query.is_valid():
+            raise ValidationError(query.errors)
+        data = query.cleaned_data
+        min_duration = data["min_duration_ms"]
         qs = Trace.objects.matching(
-            q=params.get("q", ""),
-            service=params.get("service", ""),
-            status=status,
-            since_ns=_parse_time(params["since"], "since") if params.get("since") else None,
-            until_ns=_parse_time(params["until"], "until") if params.get("until") else None,
-            min_duration_ns=min_duration_ns,
-            conversation_id=params.get("conversation_id", ""),
+            q=data["q"],
+            service=data["service"],
+            status=data["status"],
+            since_ns=datetime_to_ns(data["since"]) if data["since"] else None,
+            until_ns=datetime_to_ns(data["until"]) if data["until"] else None,
+            min_duration_ns=int(min_duration * 1e6) if min_duration is not None else None,
+            conversation_id=data["conversation_id"],
         )
-        ordering = params.get("ordering", "-start_time")
-        field = ORDERINGS.get(ordering.lstrip("-"))
-        if field is None:
-            raise ValidationError({"ordering": f"must be one of {', '.join(ORDERINGS)}"})
+        ordering = data["ordering"] or "-start_time"
         prefix = "-" if ordering.startswith("-") else ""
+        field = ORDERINGS[ordering.lstrip("-")]
         return qs.order_by(f"{prefix}{field}", f"{prefix}trace_id")
-
-
-def _valid_trace_id(trace_id: str) -> str:
-    lowered = trace_id.lower()
-    if len(lowered) != 32 or any(c not in "0123456789abcdef" for c in lowered):
-        raise ValidationError({"trace_id": "must be 32 hexadecimal characters"})
-    return lowered
 
 
 class TraceDetail(APIView):
     """`GET /api/traces/<trace_id>/`: the summary plus every span, ordered by start."""
 
     def get(self, request: Request, trace_id: str) -> Response:
-        trace_id = _valid_trace_id(trace_id)
+        trace_id = trace_id.lower()
+        if not conventions.is_hex_id(trace_id, 32):
+            raise ValidationError({"trace_id": "must be 32 hexadecimal characters"})
         trace = Trace.objects.filter(trace_id=trace_id).first()
         if trace is None:
             raise Http404("no such trace")
@@ -257,7 +249,7 @@ class RunList(ListAPIView):
         if status:
             if status not in RUN_STATUSES:
                 raise ValidationError({"status": f"must be one of {', '.join(RUN_STATUSES)}"})
-            qs = qs.filter(status=status)
+            qs = qs.filter(finished_at__isnull=status == RUN_RUNNING)
         return qs
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
@@ -31,6 +30,7 @@ from django.utils import timezone
 
 from studio import live
 from studio.filters import PAGE_SIZE, TraceFilter, zone_from_cookie
+from tracing import conventions
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ CARDS_INTERVAL = 2.0
 # Beyond this many changed traces between two pushes, the top page is re-read whole instead.
 MAX_CHANGED = 500
 MAX_SHOWN = 200
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass
@@ -70,7 +69,9 @@ class Subscription:
 def _trace_ids(value: Any) -> set[str]:
     if not isinstance(value, list):
         return set()
-    return {tid for tid in value[:MAX_SHOWN] if isinstance(tid, str) and _TRACE_ID.match(tid)}
+    return {
+        tid for tid in value[:MAX_SHOWN] if isinstance(tid, str) and conventions.is_hex_id(tid, 32)
+    }
 
 
 class TraceListConsumer(AsyncJsonWebsocketConsumer):

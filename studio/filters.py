@@ -18,6 +18,7 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
+from tracing import conventions
 from tracing.models import STATUS_CODES, Cursor, Trace, TraceQuerySet, datetime_to_ns
 
 PAGE_SIZE = 50
@@ -56,14 +57,13 @@ SORTS = {
 DEFAULT_SORT = "-start"
 
 _CURSOR = re.compile(r"^(-?\d{1,20})_([0-9a-f]{32})$")
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def as_trace_id(text: str) -> str:
     """The trace id in `text` as Studio stores it, or "" if it is not one. Accepts the forms
     other tools print: upper case, a 0x prefix, UUID dashes."""
     candidate = text.strip().lower().removeprefix("0x").replace("-", "")
-    return candidate if _TRACE_ID.match(candidate) else ""
+    return candidate if conventions.is_hex_id(candidate, 32) else ""
 
 
 def zone_from_cookie(value: str | None) -> ZoneInfo | None:
@@ -166,9 +166,7 @@ class TraceFilter:
         if chosen in RANGES:
             since = until = None
             range_ = chosen
-        elif since or until:
-            range_ = CUSTOM_RANGE
-        elif chosen == CUSTOM_RANGE:
+        elif since or until or chosen == CUSTOM_RANGE:
             range_ = CUSTOM_RANGE
         else:
             range_ = DEFAULT_RANGE

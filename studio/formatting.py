@@ -1,10 +1,25 @@
-"""Durations as the pages show them, shared by the template filters and the trace page's rows."""
+"""Durations as every page shows them: the template filters and the trace page's rows.
+
+static/studio/trace.js has the same function for the rows it draws itself.
+"""
 
 from __future__ import annotations
 
 
-def minutes_and_hours(seconds: float) -> str:
-    """A duration of a minute or more: 3 min 5 s, 2 h 10 min."""
+def duration(ns: int) -> str:
+    """A duration in the unit that reads best, to three significant digits: 850 ns, 12 µs,
+    3.41 ms, 1.27 s, 2 min 5 s, 1 h 3 min."""
+    if ns < 0:
+        return "-" + duration(-ns)
+    if ns < 1_000:
+        return f"{ns} ns"
+    if ns < 1_000_000:
+        return f"{_significant(ns / 1e3)} µs"
+    if ns < 1_000_000_000:
+        return f"{_significant(ns / 1e6)} ms"
+    seconds = ns / 1e9
+    if seconds < 60:
+        return f"{_significant(seconds)} s"
     minutes, secs = divmod(int(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {secs} s"
@@ -12,12 +27,6 @@ def minutes_and_hours(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def milliseconds(ms: float) -> str:
-    """A duration of a millisecond or more, in the largest units that read well: 850 ms, 4.2 s,
-    3 min 5 s."""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return minutes_and_hours(seconds)
+def _significant(value: float) -> str:
+    text = f"{value:.3g}"
+    return f"{value:.0f}" if "e" in text else text

@@ -28,10 +28,6 @@ _socket_of_run: dict[str, str] = {}
 _run_of_socket: dict[str, str] = {}
 
 
-def connected_run_ids() -> set[str]:
-    return set(_socket_of_run)
-
-
 def is_connected(run_id: str) -> bool:
     return run_id in _socket_of_run
 

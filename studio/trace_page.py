@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
-from studio.formatting import minutes_and_hours
+from studio.formatting import duration
 from tracing import conventions
 from tracing.models import STATUS_ERROR
 from tracing.selectors import TraceTree, TreeRow
@@ -26,7 +26,6 @@ MAX_INDENT = 32
 # Rows rendered as HTML; trace.js draws the rest (and these again) from the JSON.
 HTML_ROWS = 1000
 TOKEN_TYPES = frozenset({conventions.LLM, conventions.EMBEDDING})
-BADGE_TEXT = {conventions.LLM: "LLM"}
 # Bits of a row's flags in the JSON.
 ERROR = 1
 ORPHAN = 2
@@ -35,7 +34,7 @@ _ROW = (
     '<div class="r d{indent} k-{type}{classes}" id="s-{span_id}" role="treeitem" '
     'aria-level="{level}"{expanded}{selected}><span class="n">{toggle}'
     '<a href="?span={span_id}" tabindex="-1" title="{name}">'
-    '<b class="badge badge-{type}">{badge}</b> {label}</a>{marks}</span>'
+    '<b class="badge badge-{type}">{type}</b> {label}</a>{marks}</span>'
     '<span class="du">{duration}</span><span class="tk">{tokens}</span>'
     '<svg class="bar" aria-hidden="true"><rect x="{x:.2f}%" width="{width:.2f}%" height="100%"/>'
     "</svg></div>"
@@ -45,28 +44,6 @@ _ORPHAN = (
     '<span class="orphan" title="Its parent span was never received">parent not received</span>'
 )
 _ERROR = '<span class="err" title="Status ERROR">error</span>'
-
-
-def _significant(value: float) -> str:
-    text = f"{value:.3g}"
-    return f"{value:.0f}" if "e" in text else text
-
-
-def format_duration(ns: int) -> str:
-    """A duration in the unit that reads best: 850 ns, 12 µs, 3.41 ms, 1.27 s, 2 min 5 s.
-    trace.js has the same function for the rows it draws."""
-    if ns < 0:
-        return "-" + format_duration(-ns)
-    if ns < 1_000:
-        return f"{ns} ns"
-    if ns < 1_000_000:
-        return f"{_significant(ns / 1e3)} µs"
-    if ns < 1_000_000_000:
-        return f"{_significant(ns / 1e6)} ms"
-    seconds = ns / 1e9
-    if seconds < 60:
-        return f"{_significant(seconds)} s"
-    return minutes_and_hours(seconds)
 
 
 def _bar(row: TreeRow, start: int, total: int) -> tuple[float, float]:
@@ -106,10 +83,9 @@ def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
                 selected=' aria-selected="true"' if row.span_id == selected else "",
                 toggle=_TOGGLE if row.has_children else "",
                 name=escape(row.name),
-                badge=BADGE_TEXT.get(row.span_type, span_type),
                 label=escape(row.label or row.name),
                 marks=marks,
-                duration=format_duration(row.end_ns - row.start_ns),
+                duration=duration(row.end_ns - row.start_ns),
                 tokens=tokens,
                 x=x,
                 width=width,
@@ -158,4 +134,4 @@ def tree_data(tree: TraceTree) -> dict[str, Any]:
 
 def axis_ticks(duration_ns: int, count: int = 4) -> list[str]:
     """Labels for the shared time axis: 0, then `count` evenly spaced offsets."""
-    return ["0"] + [format_duration(duration_ns * i // count) for i in range(1, count + 1)]
+    return ["0"] + [duration(duration_ns * i // count) for i in range(1, count + 1)]

@@ -199,7 +199,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     """The call tree of a trace with its timeline; `?span=<span_id>` opens with that span's panel
     (without it, the first span's)."""
     trace = get_object_or_404(
-        Trace.objects.annotate(run_name=selectors.run_name()), trace_id=trace_id.lower()
+        Trace.objects.annotate(run_name=selectors.run_name()), trace_id=trace_id
     )
     tree = selectors.trace_tree(trace.trace_id)
     span_id = request.GET.get("span", "").lower() or (tree.rows[0].span_id if tree.rows else "")
@@ -214,7 +214,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "ticks": trace_page.axis_ticks(tree.duration_ns),
         "detail": detail,
         "missing_span": span_id if span_id and detail is None else "",
-        "panel_url": reverse("span_panel", args=[trace.trace_id, "__span__"]),
+        # trace.js puts the selected span's id in place of the all-zero one, which no span has.
+        "panel_url": reverse("span_panel", args=[trace.trace_id, "0" * 16]),
         "nav": "traces",
     }
     return render(request, "studio/trace_detail.html", context)
@@ -222,11 +223,11 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
 
 def span_panel(request: HttpRequest, trace_id: str, span_id: str) -> HttpResponse:
     """The span panel alone, for htmx; anyone else gets the page with the span selected."""
-    trace = get_object_or_404(Trace, trace_id=trace_id.lower())
+    trace = get_object_or_404(Trace, trace_id=trace_id)
     if not request.htmx:
         url = reverse("trace_detail", args=[trace.trace_id])
         return redirect(f"{url}?{urlencode({'span': span_id})}")
-    detail = _span_detail(trace, span_id.lower())
+    detail = _span_detail(trace, span_id)
     if detail is None:
         raise Http404("no such span in this trace")
     return render(
@@ -243,7 +244,7 @@ def _span_detail(trace: Trace, span_id: str) -> selectors.SpanDetail | None:
 
 def span_json(request: HttpRequest, trace_id: str, span_id: str) -> JsonResponse:
     """One span as the API shapes it: the panel's raw JSON, loaded when it is opened."""
-    span = selectors.find_span(trace_id.lower(), span_id.lower())
+    span = selectors.find_span(trace_id, span_id)
     if span is None:
         raise Http404("no such span")
     return JsonResponse(span_to_dict(span), json_dumps_params={"indent": 2, "ensure_ascii": False})
@@ -251,7 +252,7 @@ def span_json(request: HttpRequest, trace_id: str, span_id: str) -> JsonResponse
 
 def trace_otlp_json(request: HttpRequest, trace_id: str) -> HttpResponse:
     """The trace as an OTLP/JSON export request: what Studio ingests, so it can be replayed."""
-    trace = get_object_or_404(Trace, trace_id=trace_id.lower())
+    trace = get_object_or_404(Trace, trace_id=trace_id)
     spans = Span.objects.for_trace(trace.trace_id).iterator(chunk_size=1000)
     body = json.dumps(otlp_json.export_request(spans), ensure_ascii=False, separators=(",", ":"))
     response = HttpResponse(body, content_type="application/json")
@@ -265,6 +266,7 @@ def trace_otlp_json(request: HttpRequest, trace_id: str) -> HttpResponse:
 
 RUNS_PER_PAGE = 50
 RUN_MESSAGES_SHOWN = 500
+RUN_TRACES_SHOWN = 100
 
 
 def run_list(request: HttpRequest) -> HttpResponse:
@@ -295,23 +297,44 @@ class TranscriptEntry:
     message: messages.Message | None
 
 
-def _run_context(run: Run) -> dict[str, Any]:
+def _live_context(run: Run) -> dict[str, Any]:
+    """The transcript, the traces and the model calls: the region that polls while the run runs,
+    so both lists are cut to their newest rows (`run` carries the totals, see run_detail)."""
     newest = list(run.messages.order_by("-id")[:RUN_MESSAGES_SHOWN])
     newest.reverse()
     hidden = run.messages.count() - len(newest) if len(newest) == RUN_MESSAGES_SHOWN else 0
-    transcript = [
-        TranscriptEntry(row, messages.to_message({"role": row.role, "content": row.content}))
-        for row in newest
-    ]
+    traces = list(selectors.conversation_traces(run.id).reverse()[:RUN_TRACES_SHOWN])
+    traces.reverse()
     return {
-        "run": run,
-        "transcript": transcript,
+        "transcript": [
+            TranscriptEntry(row, messages.to_message({"role": row.role, "content": row.content}))
+            for row in newest
+        ],
         "hidden_messages": hidden,
-        "traces": list(selectors.conversation_traces(run.id)),
+        "message_count": hidden + len(newest),
+        "traces": traces,
+        "hidden_traces": run.trace_count - len(traces),
         "usage": selectors.model_usage(run.id),
-        "pending": list(run.input_requests.filter(answered_at__isnull=True).order_by("created_at")),
-        "connected": sockets.is_connected(run.id),
-        "nav": "runs",
+    }
+
+
+def _input_context(
+    run: Run, form: UserInputForm | None, form_request_id: str, error: str
+) -> dict[str, Any]:
+    """The requests waiting for a person, each with its form (`form` if it was just submitted)."""
+    pending = list(run.input_requests.filter(answered_at__isnull=True).order_by("created_at"))
+    return {
+        "pending": pending,
+        "pending_forms": [
+            (
+                request,
+                form
+                if form is not None and request.request_id == form_request_id
+                else UserInputForm(schema=request.structured_schema),
+            )
+            for request in pending
+        ],
+        "input_error": error,
     }
 
 
@@ -327,26 +350,19 @@ def _render_run(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    context = _run_context(run)
-    forms_by_request = {
-        pending.request_id: (
-            form
-            if form is not None and pending.request_id == form_request_id
-            else UserInputForm(schema=pending.structured_schema)
-        )
-        for pending in context["pending"]
-    }
-    context["pending_forms"] = [(p, forms_by_request[p.request_id]) for p in context["pending"]]
-    context["input_error"] = error
-    template = "studio/run_detail.html"
-    fragment = RUN_FRAGMENTS.get(request.GET.get("fragment", ""))
-    if request.htmx and fragment:
-        template = f"{template}#{fragment}"
+    fragment = RUN_FRAGMENTS.get(request.GET.get("fragment", "")) if request.htmx else None
+    context = {"run": run, "connected": sockets.is_connected(run.id), "nav": "runs"}
+    # Both regions poll every 2 s: each reads only what it shows.
+    if fragment != "run-input":
+        context.update(_live_context(run))
+    if fragment != "run-live":
+        context.update(_input_context(run, form, form_request_id, error))
+    template = f"studio/run_detail.html#{fragment}" if fragment else "studio/run_detail.html"
     return render(request, template, context, status=status)
 
 
 def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
-    run = get_object_or_404(Run, id=run_id)
+    run = get_object_or_404(Run.objects.with_trace_totals(), id=run_id)
     return _render_run(request, run)
 
 
@@ -354,11 +370,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
 async def run_answer(request: HttpRequest, run_id: str, request_id: str) -> HttpResponse:
     """A person answers a `UserAgent`: the answer goes to the run's socket as
     `forwardUserInput`, and the agent continues."""
-    pending = (
-        await UserInputRequest.objects.select_related("run")
-        .filter(run_id=run_id, request_id=request_id)
-        .afirst()
-    )
+    pending = await UserInputRequest.objects.filter(run_id=run_id, request_id=request_id).afirst()
     if pending is None:
         raise Http404("no such input request")
     run_page = redirect("run_detail", run_id=run_id)
@@ -375,8 +387,9 @@ async def run_answer(request: HttpRequest, run_id: str, request_id: str) -> Http
         if await sync_to_async(runs.answer_user_input)(pending, text, structured):
             await sockets.forward_user_input(run_id, request_id, text, structured)
         return run_page
+    run = await Run.objects.with_trace_totals().aget(id=run_id)
     return await sync_to_async(_render_run)(
-        request, pending.run, form=form, form_request_id=request_id, error=error, status=status
+        request, run, form=form, form_request_id=request_id, error=error, status=status
     )
 
 

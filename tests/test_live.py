@@ -227,6 +227,8 @@ def test_updates_say_which_subscription_they_are_for() -> None:
         assert row_ids([m for m in received if m["seq"] == 2]) == [f"{2:032x}"]
         assert f"{2:032x}" not in row_ids([m for m in received if m["seq"] == 1])
 
+    run(scenario)
+
 
 def test_nonsense_from_the_page_is_ignored() -> None:
     async def scenario(socket: WebsocketCommunicator) -> None:
@@ -245,7 +247,9 @@ def test_publishing_with_no_socket_in_the_process_is_a_no_op(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(live, "_serving_loop", None)
+    monkeypatch.setattr(live, "_own_loop", None)
     live.traces_changed(trace_ids={"a" * 32})  # the in-memory layer has nobody to tell
+    assert live._own_loop is None  # and no publisher loop was started for nobody
 
 
 def test_a_subscription_catches_up_with_traces_committed_since_the_page_was_rendered() -> None:

@@ -9,11 +9,11 @@ import pytest
 from django.test import Client
 
 from ingest import otlp, writer
-from studio import sockets
+from studio import sockets, views
 from studio.filters import TraceFilter
 from tests.conftest import fixture_bytes
 from tracing import runs
-from tracing.models import RUN_FINISHED, RUN_RUNNING, Run, UserInputRequest
+from tracing.models import RUN_FINISHED, RUN_RUNNING, Run, Trace, UserInputRequest
 
 # The run id the agentscope 1.0.21 fixture's spans carry (JSON-quoted) as conversation id.
 RUN_ID = "FBR8Y7LSqV7pXo8fzTZ8TV"
@@ -135,6 +135,31 @@ def test_the_run_page_polls_its_live_region(client: Client, run: Run) -> None:
     response = client.get(f"/runs/{RUN_ID}/", {"fragment": "live"}, headers={"HX-Request": "true"})
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="run-live"') and "I will convert" in html
+
+
+def test_the_input_region_polls_without_the_transcript(
+    client: Client, run: Run, django_assert_num_queries: Any
+) -> None:
+    with django_assert_num_queries(2):  # the run, its pending input requests
+        response = client.get(
+            f"/runs/{RUN_ID}/", {"fragment": "input"}, headers={"HX-Request": "true"}
+        )
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="run-input"') and "I will convert" not in html
+
+
+def test_the_run_page_shows_only_the_newest_traces(
+    client: Client, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(views, "RUN_TRACES_SHOWN", 1)
+    later = Trace.objects.get(trace_id=TRACE_ID)
+    later.trace_id, later.name, later.start_ns = "f" * 32, "the later turn", later.start_ns + 1
+    later.save(force_insert=True)
+    response = client.get(f"/runs/{RUN_ID}/")
+    html = response.content.decode()
+    assert [t.trace_id for t in response.context["traces"]] == ["f" * 32]
+    assert "2 traces" in html and "3 messages" in html
+    assert "Only the newest 1 of 2 traces are shown" in html
 
 
 def test_an_unknown_run_is_404(client: Client, db: None) -> None:
@@ -331,7 +356,7 @@ def test_a_restarted_studio_finishes_runs_left_running(db: None) -> None:
     runs.register_run(run_id="r2", project="p", name="n")
     runs.mark_finished("r2")
     assert runs.finish_orphaned_runs() == 1
-    assert set(Run.objects.values_list("status", flat=True)) == {RUN_FINISHED}
+    assert {run.status for run in Run.objects.all()} == {RUN_FINISHED}
 
 
 def test_messages_render_every_block_kind(client: Client, run: Run) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -12,8 +13,8 @@ import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode, Tracer
 from playwright.sync_api import expect
 
 from tests.conftest import fixture_bytes
@@ -26,6 +27,19 @@ AS1_CHAT_2 = "88ec42cb9eb37c08"
 AS1_CHAT_3 = "401830cadf7e290c"
 AS1_TOOL = "88f5645e5bd6a4ce"
 AS1_TOOL_BAD = "be0a5d104806d29b"
+
+
+@contextmanager
+def tracer_to(studio_server: Any, processor: type = SimpleSpanProcessor) -> Iterator[Tracer]:
+    """A tracer exporting over OTLP/HTTP to Studio; everything is sent when the block ends."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "browser-tests"}))
+    provider.add_span_processor(
+        processor(OTLPSpanExporter(endpoint=f"{studio_server.url}/v1/traces"))
+    )
+    try:
+        yield provider.get_tracer("tests")
+    finally:
+        provider.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +59,14 @@ def agentscope_trace(studio_server: Any) -> str:
 @pytest.fixture(scope="module")
 def nested_trace(studio_server: Any) -> dict[str, str]:
     """A three-level trace sent by the OpenTelemetry SDK: agent > (llm, tool > function)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": "browser-tests"}))
-    provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{studio_server.url}/v1/traces"))
-    )
-    tracer = provider.get_tracer("tests")
     ids: dict[str, str] = {}
-    with tracer.start_as_current_span(
-        "invoke_agent Planner",
-        attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Planner"},
-    ) as root:
+    with (
+        tracer_to(studio_server) as tracer,
+        tracer.start_as_current_span(
+            "invoke_agent Planner",
+            attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Planner"},
+        ) as root,
+    ):
         with tracer.start_as_current_span(
             "chat gpt-test",
             attributes={
@@ -79,7 +91,6 @@ def nested_trace(studio_server: Any) -> dict[str, str]:
                 },
             ) as function:
                 function.set_status(Status(StatusCode.ERROR, "database timeout"))
-    provider.shutdown()
     for name, item in (("root", root), ("llm", llm), ("tool", tool), ("function", function)):
         ids[name] = format(item.get_span_context().span_id, "016x")
     ids["trace"] = format(root.get_span_context().trace_id, "032x")
@@ -250,22 +261,17 @@ def test_attribute_filter_and_copy(watched: Any, studio_server: Any, agentscope_
 @pytest.fixture(scope="module")
 def large_trace(studio_server: Any) -> dict[str, Any]:
     """1,500 spans (more than the page sends as HTML): the tree is drawn from its JSON only."""
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    provider = TracerProvider(resource=Resource.create({"service.name": "browser-tests"}))
-    provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{studio_server.url}/v1/traces"))
-    )
-    tracer = provider.get_tracer("tests")
     steps = []
-    with tracer.start_as_current_span("invoke_agent Marathon") as root:
+    with (
+        tracer_to(studio_server, BatchSpanProcessor) as tracer,
+        tracer.start_as_current_span("invoke_agent Marathon") as root,
+    ):
         for number in range(300):
             with tracer.start_as_current_span(f"step {number}") as step:
                 for part in range(4):
                     with tracer.start_as_current_span(f"part {number}.{part}"):
                         pass
             steps.append(format(step.get_span_context().span_id, "016x"))
-    provider.shutdown()
     trace_id = format(root.get_span_context().trace_id, "032x")
     studio_server.wait_for_trace(trace_id, 1501)
     return {

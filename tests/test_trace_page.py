@@ -99,6 +99,14 @@ def panel(client: Client, trace_id: str, span_id: str) -> str:
     return response.content.decode()
 
 
+def chat_panel(client: Client, parts: list[dict[str, Any]], **attributes: Any) -> str:
+    """The panel of a lone chat span whose user message has these parts."""
+    messages = json.dumps([{"role": "user", "parts": parts}])
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.input.messages": messages, **attributes}
+    store(payload([span("0000000000000001", "chat m", attributes=attributes)]))
+    return panel(client, TRACE, "0000000000000001")
+
+
 # -- The page ------------------------------------------------------------------------------
 
 
@@ -122,7 +130,7 @@ def test_tree_rows_are_nested_by_parent_with_kind_label_tokens_and_bar(
     assert found[0][:2] == (AS1_AGENT, 1)
     assert all(level == 2 for _, level, _ in found[1:])
     assert re.search(
-        rf'id="s-{AS1_CHAT_2}".*?<b class="badge badge-llm">LLM</b> qwen-max</a>.*?'
+        rf'id="s-{AS1_CHAT_2}".*?<b class="badge badge-llm">llm</b> qwen-max</a>.*?'
         r'<span class="tk">42 → 9</span>.*?<rect x="44\.\d\d%" width="0\.\d\d%"',
         html,
     )
@@ -449,21 +457,7 @@ def test_media_parts_are_shown_only_when_safe(client: Client) -> None:
         {"type": "uri", "modality": "image", "uri": "javascript:alert(1)"},
         {"type": "reasoning", "content": "secret thoughts"},
     ]
-    store(
-        payload(
-            [
-                span(
-                    "0000000000000001",
-                    "chat m",
-                    attributes={
-                        "gen_ai.operation.name": "chat",
-                        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": parts}]),
-                    },
-                ),
-            ]
-        )
-    )
-    html = panel(client, TRACE, "0000000000000001")
+    html = chat_panel(client, parts)
     assert f'<img src="data:image/png;base64,{PNG}"' in html
     assert html.count("<img ") == 1
     assert 'image data <span class="muted">image/svg+xml</span>' in html
@@ -475,24 +469,7 @@ def test_media_parts_are_shown_only_when_safe(client: Client) -> None:
 
 def test_long_values_are_folded(client: Client) -> None:
     long_text = "word " * 2000
-    store(
-        payload(
-            [
-                span(
-                    "0000000000000001",
-                    "chat m",
-                    attributes={
-                        "gen_ai.operation.name": "chat",
-                        "gen_ai.input.messages": json.dumps(
-                            [{"role": "user", "parts": [{"type": "text", "content": long_text}]}]
-                        ),
-                        "note": long_text,
-                    },
-                ),
-            ]
-        )
-    )
-    html = panel(client, TRACE, "0000000000000001")
+    html = chat_panel(client, [{"type": "text", "content": long_text}], note=long_text)
     assert html.count('<details class="fold">') >= 2
     assert "show all 10,000 characters" in html
 

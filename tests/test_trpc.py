@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from tests.conftest import FIXTURES
 from tracing.models import RUN_RUNNING, Message, Run, UserInputRequest
@@ -97,7 +98,7 @@ def test_it_answers_in_trpc_shape(db: None, client: Client) -> None:
 
 def test_re_registering_a_run_id_makes_it_running_again(db: None, client: Client) -> None:
     post(client, "/trpc/registerRun", {"id": "r3", "project": "p", "name": "first"})
-    Run.objects.filter(id="r3").update(status="finished")
+    Run.objects.filter(id="r3").update(finished_at=timezone.now())
     post(client, "/trpc/registerRun", {"id": "r3", "project": "p", "name": "second"})
     run = Run.objects.get(id="r3")
     assert (run.name, run.status, run.finished_at) == ("second", RUN_RUNNING, None)

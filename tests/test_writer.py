@@ -219,7 +219,7 @@ def test_closing_drains_the_queue_and_refuses_new_spans() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     blocked = BlockedWriter(max_queue_spans=10)
-    monkeypatch.setattr("ingest.views.get_writer", lambda: blocked)
+    monkeypatch.setattr("ingest.writer.get_writer", lambda: blocked)
     client = AsyncClient()
     body = fixture_bytes("agentscope-1.0.21-react-agent.pb")
     blocked.submit(agentscope_records())
@@ -249,48 +249,46 @@ def test_a_body_over_the_limit_is_refused_without_being_read_whole(
     assert response.status_code == 200
 
 
-def test_a_failed_group_commit_is_retried_request_by_request(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_failed_group_commit_is_retried_request_by_request() -> None:
     calls: list[int] = []
+    writing, gate = threading.Event(), threading.Event()
 
     class Flaky(writer.Writer):
         def _write(self, records: Sequence[SpanRecord]) -> set[str]:
+            if not calls:
+                writing.set()
+                gate.wait(5)  # hold the first commit so the next two requests queue together
             calls.append(len(records))
             if any(r.name == "poison" for r in records):
                 raise ValueError("cannot store this")
             return {r.trace_id for r in records}
 
     flaky = Flaky(max_queue_spans=1000)
-    gate = threading.Event()
-    original = flaky._commit
-
-    def slow_commit(taken):  # let both requests queue up before the first commit
-        gate.wait(5)
-        original(taken)
-
-    monkeypatch.setattr(flaky, "_commit", slow_commit)
-    good = agentscope_records()
     poison = agentscope_records()
     poison[0].name = "poison"
-    first = flaky.submit(good)
+    first = flaky.submit(agentscope_records())
+    assert writing.wait(5)
     second = flaky.submit(poison)
+    third = flaky.submit(agentscope_records())
     gate.set()
     assert first.result(5) is None
     with pytest.raises(ValueError):
         second.result(5)
+    assert third.result(5) is None
     assert flaky.close(5)
+    # The second and third requests shared one commit, which failed; then each went alone.
+    assert calls == [9, 18, 9, 9]
 
 
 def test_the_decode_budget_admits_one_body_alone_and_bounds_several() -> None:
-    budget = otlp.DecodeBudget(limit=100)
+    budget = writer.DecodeBudget(limit=100)
     with budget.reserve(500):  # alone, even over the limit
-        with pytest.raises(otlp.Busy):
+        with pytest.raises(writer.Busy):
             with budget.reserve(1):
                 pass
     with budget.reserve(60):
         with budget.reserve(40):
-            with pytest.raises(otlp.Busy):
+            with pytest.raises(writer.Busy):
                 with budget.reserve(1):
                     pass
     with budget.reserve(100):

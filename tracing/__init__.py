@@ -1,7 +1,9 @@
 from typing import Any
 
 # The SDK's names, imported on first access so that Django's app loading (which imports this
-# package) does not import OpenTelemetry.
+# package) does not import OpenTelemetry. A copy of tracing.sdk.__all__ (a test keeps them
+# equal): reading that lazily would import the SDK on every `from tracing import <module>`,
+# which asks this module for the name first.
 _SDK_NAMES = frozenset(
     {
         "conversation",

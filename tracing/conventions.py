@@ -78,6 +78,13 @@ OUTPUT_TOKEN_KEYS = (
 )
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+AGENT_NAME_KEYS = ("gen_ai.agent.name",)
+TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
+
+
+def is_hex_id(value: str, length: int) -> bool:
+    """A trace (32) or span (16) id as Studio stores it: lowercase hex of that length."""
+    return len(value) == length and all(c in "0123456789abcdef" for c in value)
 
 
 def operation(attributes: Attributes) -> str:
@@ -171,22 +178,20 @@ def conversation_id(attributes: Attributes) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def label(name: str, attributes: Attributes) -> str:
-    """What a span is, in a few words: agent name, model, tool name, function name."""
-    kind = span_type(attributes)
-    if kind == AGENT:
-        found = first_str(attributes, ("gen_ai.agent.name",))
-    elif kind in (LLM, EMBEDDING):
-        found = model(attributes)
-    elif kind == TOOL:
-        found = first_str(attributes, ("gen_ai.tool.name", "tool.name"))
-    elif kind == FORMATTER:
-        found = first_str(attributes, ("agentscope.format.target",))
-    elif kind == FUNCTION:
-        found = first_str(attributes, ("agentscope.function.name",))
-    else:
-        found = ""
-    return found or name
+# Where each kind of span says what it is: agent name, model, tool name, function name.
+_LABEL_KEYS: dict[str, tuple[str, ...]] = {
+    AGENT: AGENT_NAME_KEYS,
+    LLM: MODEL_KEYS,
+    EMBEDDING: MODEL_KEYS,
+    TOOL: TOOL_NAME_KEYS,
+    FORMATTER: ("agentscope.format.target",),
+    FUNCTION: ("agentscope.function.name",),
+}
+
+
+def label(name: str, kind: str, attributes: Attributes) -> str:
+    """What a span of this kind (see span_type) is, in a few words; its name failing that."""
+    return first_str(attributes, _LABEL_KEYS.get(kind, ())) or name
 
 
 def structured(value: Any) -> Any:

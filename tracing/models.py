@@ -177,7 +177,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         q = q.strip()
         if q:
             lowered = q.lower()
-            if len(lowered) == 32 and all(c in "0123456789abcdef" for c in lowered):
+            if conventions.is_hex_id(lowered, 32):
                 qs = qs.filter(models.Q(trace_id=lowered) | models.Q(name__icontains=q))
             else:
                 qs = qs.filter(name__icontains=q)
@@ -194,9 +194,6 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         if conversation_id:
             qs = qs.filter(conversation_id=conversation_id)
         return qs
-
-    def services(self) -> list[str]:
-        return list(self.order_by("service_name").values_list("service_name", flat=True).distinct())
 
     def keyset_page(
         self,
@@ -264,8 +261,8 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         return TraceStats(*totals, duration_p50_ns=p50, duration_p95_ns=p95, newest_start_ns=newest)
 
     def service_names(self, limit: int = 500) -> list[str]:
-        """Every service (at most `limit`), sorted; unlike `services()` it ignores filters, and it
-        costs one index seek per service however many traces there are."""
+        """Every service of every trace (at most `limit`), sorted, whatever this queryset filters:
+        one index seek per service however many traces there are."""
         connection = connections[self.db]
         table = connection.ops.quote_name(self.model._meta.db_table)
         with connection.cursor() as cursor:
@@ -442,7 +439,6 @@ class Run(models.Model):
     id = models.CharField(max_length=64, primary_key=True)
     project = models.TextField(default="")
     name = models.TextField(default="")
-    status = models.CharField(max_length=16, default=RUN_RUNNING)
     pid = models.IntegerField(null=True, blank=True)
     # As the client wrote it: its local time, without a zone, so only shown, never computed with.
     client_timestamp = models.CharField(max_length=64, default="", blank=True)
@@ -461,9 +457,14 @@ class Run(models.Model):
     def __str__(self) -> str:
         return f"{self.project}/{self.name} ({self.id})"
 
+    # A run is running until its socket disconnects: `finished_at` says both.
     @property
     def is_running(self) -> bool:
-        return self.status == RUN_RUNNING
+        return self.finished_at is None
+
+    @property
+    def status(self) -> str:
+        return RUN_RUNNING if self.finished_at is None else RUN_FINISHED
 
     @property
     def duration_seconds(self) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from tracing.models import RUN_FINISHED, RUN_RUNNING, Message, Run, UserInputRequest
+from tracing.models import Message, Run, UserInputRequest
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,6 @@ def register_run(
         "pid": pid,
         "client_timestamp": client_timestamp,
         "run_dir": run_dir,
-        "status": RUN_RUNNING,
     }
     run, _ = Run.objects.update_or_create(
         id=run_id,
@@ -139,20 +138,16 @@ def answer_user_input(
 def mark_connected(run_id: str) -> None:
     """The run's socket connected (or reconnected, e.g. after Studio restarted)."""
     run = _ensure_run(run_id)
-    if run.status != RUN_RUNNING:
-        Run.objects.filter(id=run_id).update(status=RUN_RUNNING, finished_at=None)
+    if not run.is_running:
+        Run.objects.filter(id=run_id).update(finished_at=None)
 
 
 def mark_finished(run_id: str) -> None:
-    Run.objects.filter(id=run_id, status=RUN_RUNNING).update(
-        status=RUN_FINISHED, finished_at=timezone.now()
-    )
+    Run.objects.filter(id=run_id, finished_at=None).update(finished_at=timezone.now())
 
 
 def finish_orphaned_runs() -> int:
     """At start-up no socket is connected yet: runs still marked running lost theirs when the
     previous Studio stopped. They are finished; one whose application still lives reconnects
     (AgentScope's client retries) and is running again."""
-    return Run.objects.filter(status=RUN_RUNNING).update(
-        status=RUN_FINISHED, finished_at=timezone.now()
-    )
+    return Run.objects.filter(finished_at=None).update(finished_at=timezone.now())

@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Sum
 
 from tracing import conventions, messages
-from tracing.models import KIND_NAMES, STATUS_NAMES, Run, Span, Trace
+from tracing.models import Run, Span, Trace
 
 # The columns a list of traces shows (never the root span's bodies).
 TRACE_LIST_FIELDS = (
@@ -296,21 +296,12 @@ class SpanDetail:
     exceptions: list[Event]
     events: list[Event]
     links: list[Link]
-    model: str
     provider: str
     finish_reasons: list[str]
     tool_name: str
     tool_call_id: str
     tool_description: str
     agent_name: str
-
-    @property
-    def status(self) -> str:
-        return STATUS_NAMES.get(self.span.status_code, "UNSET")
-
-    @property
-    def kind_name(self) -> str:
-        return KIND_NAMES.get(self.span.kind, "UNSPECIFIED")
 
     @property
     def event_count(self) -> int:
@@ -372,8 +363,8 @@ def span_detail(span: Span, trace_start_ns: int) -> SpanDetail:
         trace_id, span_id = str(link.get("trace_id", "")), str(link.get("span_id", ""))
         links.append(
             Link(
-                trace_id=trace_id if _is_hex(trace_id, 32) else "",
-                span_id=span_id if _is_hex(span_id, 16) else "",
+                trace_id=trace_id if conventions.is_hex_id(trace_id, 32) else "",
+                span_id=span_id if conventions.is_hex_id(span_id, 16) else "",
                 trace_state=str(link.get("trace_state", "")),
                 attributes=attribute_list(link.get("attributes")),
                 same_trace=trace_id == span.trace_id,
@@ -392,17 +383,12 @@ def span_detail(span: Span, trace_start_ns: int) -> SpanDetail:
         exceptions=[event for event in all_events if event.is_exception],
         events=[event for event in all_events if not event.is_exception],
         links=links,
-        model=conventions.model(attributes),
         provider=conventions.provider(attributes),
         finish_reasons=messages.finish_reasons(attributes),
-        tool_name=conventions.first_str(attributes, ("gen_ai.tool.name", "tool.name")),
+        tool_name=conventions.first_str(attributes, conventions.TOOL_NAME_KEYS),
         tool_call_id=conventions.first_str(attributes, ("gen_ai.tool.call.id",)),
         tool_description=conventions.first_str(
             attributes, ("gen_ai.tool.description", "tool.description")
         ),
-        agent_name=conventions.first_str(attributes, ("gen_ai.agent.name",)),
+        agent_name=conventions.first_str(attributes, conventions.AGENT_NAME_KEYS),
     )
-
-
-def _is_hex(value: str, length: int) -> bool:
-    return len(value) == length and all(c in "0123456789abcdef" for c in value)

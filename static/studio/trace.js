@@ -16,6 +16,7 @@
   const pane = tree.closest(".tree-pane");
   const panel = document.getElementById("span-panel");
   const panelUrl = tree.getAttribute("data-panel-url");
+  const ZERO_SPAN_ID = "0000000000000000";
   const SVG = "http://www.w3.org/2000/svg";
   const ROW = 24; // px, as .tree.virtual .r in trace.css
   const OVERSCAN = 20;
@@ -122,7 +123,7 @@
     link.href = "?span=" + encodeURIComponent(id);
     link.tabIndex = -1;
     link.title = data.strings[name];
-    link.append(element("b", "badge badge-" + kind, kind === "llm" ? "LLM" : kind));
+    link.append(element("b", "badge badge-" + kind, kind));
     link.append(" " + data.strings[label]);
     cell.append(link);
     if (flags & ORPHAN) {
@@ -264,7 +265,9 @@
   }
 
   function load(id) {
-    const url = panelUrl.replace("__span__", encodeURIComponent(id));
+    // The view reverses the panel URL with the all-zero span id: the last 16 zeros are it.
+    const at = panelUrl.lastIndexOf(ZERO_SPAN_ID);
+    const url = panelUrl.slice(0, at) + encodeURIComponent(id) + panelUrl.slice(at + ZERO_SPAN_ID.length);
     wanted = url;
     if (!window.htmx) {
       window.location.assign("?span=" + encodeURIComponent(id));

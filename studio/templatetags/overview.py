@@ -16,13 +16,7 @@ register = template.Library()
 
 @register.filter
 def ns_duration(ns: int | None) -> str:
-    """A duration in the largest units that read well: 0.4 ms, 850 ms, 4.2 s, 3 min 5 s."""
-    if ns is None:
-        return "–"
-    ms = ns / 1e6
-    if ms < 1:
-        return f"{ms:.2f} ms" if ms >= 0.01 else f"{ns / 1e3:.0f} µs"
-    return formatting.milliseconds(ms)
+    return "–" if ns is None else formatting.duration(int(ns))
 
 
 @register.filter

@@ -1,4 +1,4 @@
-"""Filters for the run and conversation pages."""
+"""Filters for the run pages (trace durations use the overview's `ns_duration`)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,4 @@ register = template.Library()
 
 @register.filter
 def seconds(value: float | None) -> str:
-    """A duration in seconds, in the largest units that read well: 850 ms, 4.2 s, 3 min 5 s."""
-    if value is None:
-        return ""
-    return formatting.milliseconds(value * 1000)
-
-
-@register.filter
-def milliseconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    return formatting.milliseconds(value)
+    return "" if value is None else formatting.duration(int(value * 1e9))

@@ -17,7 +17,6 @@ class Migration(migrations.Migration):
                 ('id', models.CharField(max_length=64, primary_key=True, serialize=False)),
                 ('project', models.TextField(default='')),
                 ('name', models.TextField(default='')),
-                ('status', models.CharField(default='running', max_length=16)),
                 ('pid', models.IntegerField(blank=True, null=True)),
                 ('client_timestamp', models.CharField(blank=True, default='', max_length=64)),
                 ('run_dir', models.TextField(blank=True, default='')),

@@ -64,11 +64,14 @@ def error_type(exc: BaseException) -> str:
 class _Run:
     """One span around one call; every method is safe to call after the span has ended.
 
+    ``with run:`` makes the span current for a step of the call (the call itself, or one step
+    of the stream it returned) and records an exception that escapes the step.
+
     Failures in our own attribute code are logged and swallowed: tracing must never change
     what the traced function does.
     """
 
-    __slots__ = ("call", "collector", "context", "ended", "op", "settings", "span")
+    __slots__ = ("call", "collector", "context", "ended", "op", "settings", "span", "token")
 
     def __init__(
         self,
@@ -96,6 +99,20 @@ class _Run:
         self.span = tracer.start_span(name, kind=op.kind, attributes=attributes)
         self.context = otel_trace.set_span_in_context(self.span)
 
+    def __enter__(self) -> None:
+        # Steps of one call never overlap (a running generator cannot be re-entered), so one
+        # token slot is enough.
+        self.token = otel_context.attach(self.context)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        try:
+            if exc is not None:
+                self.fail(exc)
+        finally:
+            otel_context.detach(self.token)
+
     def add(self, item: Any) -> None:
         try:
             if self.collector is None:
@@ -112,36 +129,31 @@ class _Run:
         except Exception:
             logger.warning("Studio tracing could not describe a result", exc_info=True)
 
-    def _collected(self) -> Any:
-        collector = self.collector or self.op.collector(self.settings)
-        return collector.value()
-
-    def succeed(self, result: Any) -> None:
-        if self.ended:
-            return
-        self._record(result)
-        self.span.set_status(Status(StatusCode.OK))
-        self._end()
-
-    def succeed_stream(self) -> None:
-        if self.ended:
-            return
+    def _record_stream(self) -> None:
+        """Record what the stream yielded so far, folded by the operation's collector."""
         try:
-            result = self._collected()
+            result = (self.collector or self.op.collector(self.settings)).value()
         except Exception:
             logger.warning("Studio tracing could not fold a stream", exc_info=True)
-            result = None
-        self.succeed(result)
+            return
+        self._record(result)
+
+    def succeed(self, result: Any) -> None:
+        if not self.ended:
+            self._record(result)
+            self._end(Status(StatusCode.OK))
+
+    def succeed_stream(self) -> None:
+        if not self.ended:
+            self._record_stream()
+            self._end(Status(StatusCode.OK))
 
     def close_early(self) -> None:
         """The consumer stopped iterating (or dropped the generator): not an error."""
         if self.ended:
             return
         if self.collector is not None:
-            try:
-                self._record(self.collector.value())
-            except Exception:
-                logger.warning("Studio tracing could not fold a stream", exc_info=True)
+            self._record_stream()
         self._end()
 
     def fail(self, exc: BaseException) -> None:
@@ -151,25 +163,23 @@ class _Run:
             self.close_early()
             return
         if self.collector is not None:
-            try:
-                self._record(self.collector.value())
-            except Exception:
-                logger.warning("Studio tracing could not fold a stream", exc_info=True)
+            self._record_stream()
         self.span.set_attribute("error.type", error_type(exc))
         # str() runs the exception's own code, which may raise: ours must never replace theirs.
         try:
             message = str(exc) or type(exc).__name__
         except Exception:
             message = type(exc).__name__
-        self.span.set_status(Status(StatusCode.ERROR, message))
         try:
             self.span.record_exception(exc, escaped=True)
         except Exception:
             logger.warning("Studio tracing could not record an exception", exc_info=True)
-        self._end()
+        self._end(Status(StatusCode.ERROR, message))
 
-    def _end(self) -> None:
+    def _end(self, status: Status | None = None) -> None:
         self.ended = True
+        if status is not None:
+            self.span.set_status(status)
         self.span.end()
 
     def complete(self, result: Any, from_sync: bool) -> Any:
@@ -193,33 +203,22 @@ def _drive_sync(run: _Run, gen: Generator[Any, Any, Any]) -> Generator[Any, Any,
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        token = otel_context.attach(run.context)
-        try:
-            if thrown is not None:
-                exc, thrown = thrown, None
-                item = gen.throw(exc)
-            else:
-                item = gen.send(sent)
-        except StopIteration as stop:
-            run.succeed_stream()
-            return stop.value
-        except BaseException as exc:
-            run.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
+        with run:
+            try:
+                if thrown is not None:
+                    exc, thrown = thrown, None
+                    item = gen.throw(exc)
+                else:
+                    item = gen.send(sent)
+            except StopIteration as stop:
+                run.succeed_stream()
+                return stop.value
         run.add(item)
         try:
             sent = yield item
         except GeneratorExit:
-            token = otel_context.attach(run.context)
-            try:
+            with run:
                 gen.close()
-            except BaseException as exc:
-                run.fail(exc)
-                raise
-            finally:
-                otel_context.detach(token)
             run.close_early()
             raise
         except BaseException as exc:
@@ -235,7 +234,9 @@ def _async_gen_wrapper(
 
     With ``function=None`` it is instead called as ``(run, agen)`` to continue a span over an
     async generator returned by a traced call: async generators have no ``yield from``, so
-    this one loop serves both.
+    this one loop serves both. It also serves calls made while tracing is off (``run is
+    None``), which is why it checks ``run`` instead of entering ``with run:``: a no-op context
+    manager, or a start callable in place of ``function=None``, measurably slows that path.
     """
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
@@ -304,14 +305,8 @@ _continue_async = _async_gen_wrapper(None, None, None)
 
 
 async def _await_returned(run: _Run, coroutine: Coroutine[Any, Any, Any]) -> Any:
-    token = otel_context.attach(run.context)
-    try:
+    with run:
         result = await coroutine
-    except BaseException as exc:
-        run.fail(exc)
-        raise
-    finally:
-        otel_context.detach(token)
     return run.complete(result, from_sync=False)
 
 
@@ -323,14 +318,8 @@ def _sync_wrapper(
         if tracer is None:
             return function(*args, **kwargs)
         run = _Run(tracer, op, function, signature, args, kwargs)
-        token = otel_context.attach(run.context)
-        try:
+        with run:
             result = function(*args, **kwargs)
-        except BaseException as exc:
-            run.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
         return run.complete(result, from_sync=True)
 
     return wrapper
@@ -346,14 +335,8 @@ def _async_wrapper(
         if tracer is None:
             return await function(*args, **kwargs)
         run = _Run(tracer, op, function, signature, args, kwargs)
-        token = otel_context.attach(run.context)
-        try:
+        with run:
             result = await function(*args, **kwargs)
-        except BaseException as exc:
-            run.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
         return run.complete(result, from_sync=False)
 
     return wrapper
@@ -369,11 +352,8 @@ def _gen_wrapper(
         if tracer is None:
             return (yield from function(*args, **kwargs))
         run = _Run(tracer, op, function, signature, args, kwargs)
-        try:
+        with run:
             gen = function(*args, **kwargs)
-        except BaseException as exc:
-            run.fail(exc)
-            raise
         return (yield from _drive_sync(run, gen))
 
     return wrapper

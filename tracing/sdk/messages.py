@@ -350,7 +350,7 @@ class LLMResult:
     output_tokens: int | None = None
 
 
-def _first_int(obj: Any, *keys: str) -> int | None:
+def first_int(obj: Any, *keys: str) -> int | None:
     for key in keys:
         value = as_int(get(obj, key))
         if value is not None:
@@ -361,13 +361,13 @@ def _first_int(obj: Any, *keys: str) -> int | None:
 def _read_usage(response: Any, result: LLMResult) -> None:
     usage = get(response, "usage")
     if usage is not None:
-        result.input_tokens = _first_int(usage, "input_tokens", "prompt_tokens")
-        result.output_tokens = _first_int(usage, "output_tokens", "completion_tokens")
+        result.input_tokens = first_int(usage, "input_tokens", "prompt_tokens")
+        result.output_tokens = first_int(usage, "output_tokens", "completion_tokens")
         return
     metadata = get(response, "usage_metadata")
     if metadata is not None:
-        result.input_tokens = _first_int(metadata, "prompt_token_count")
-        result.output_tokens = _first_int(metadata, "candidates_token_count")
+        result.input_tokens = first_int(metadata, "prompt_token_count")
+        result.output_tokens = first_int(metadata, "candidates_token_count")
         return
     result.input_tokens = as_int(get(response, "prompt_eval_count"))
     result.output_tokens = as_int(get(response, "eval_count"))
@@ -583,8 +583,8 @@ class StreamAccumulator:
             self.response_id = as_str(get(message, "id"))
             self.model = as_str(get(message, "model"))
             usage = get(message, "usage")
-            self.input_tokens = _first_int(usage, "input_tokens")
-            self.output_tokens = _first_int(usage, "output_tokens")
+            self.input_tokens = first_int(usage, "input_tokens")
+            self.output_tokens = first_int(usage, "output_tokens")
         elif kind == "content_block_start":
             block = get(event, "content_block")
             index = as_int(get(event, "index")) or 0
@@ -610,7 +610,7 @@ class StreamAccumulator:
                 slot["json"].append(partial)
         elif kind == "message_delta":
             self.stop_reason = as_str(get(get(event, "delta"), "stop_reason")) or self.stop_reason
-            output = _first_int(get(event, "usage"), "output_tokens")
+            output = first_int(get(event, "usage"), "output_tokens")
             if output is not None:
                 self.output_tokens = output
 

@@ -20,6 +20,7 @@ from tracing.sdk.messages import (
     StreamAccumulator,
     as_int,
     as_str,
+    first_int,
     get,
     parse_json,
     parse_response,
@@ -378,8 +379,11 @@ def _usage_attributes(result: LLMResult) -> Attributes:
     return attributes
 
 
-class LLMOperation(Operation):
+class ModelOperation(Operation):
+    """A call to a model (chat or embeddings): a CLIENT span named ``{operation} {model}``."""
+
     kind = SpanKind.CLIENT
+    operation = ""
 
     def __init__(self, provider: str | None, model: str | None) -> None:
         self.provider = provider
@@ -388,11 +392,19 @@ class LLMOperation(Operation):
     def start(self, call: Call, settings: Settings) -> tuple[str, Attributes]:
         model = _model_name(self.model, call)
         attributes: Attributes = {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": self.operation,
             "gen_ai.provider.name": self.provider or infer_provider(call.owner),
             "gen_ai.request.model": model,
             "agentscope.function.name": call.function_name,
         }
+        return f"{self.operation} {model}", attributes
+
+
+class LLMOperation(ModelOperation):
+    operation = "chat"
+
+    def start(self, call: Call, settings: Settings) -> tuple[str, Attributes]:
+        name, attributes = super().start(call, settings)
         parameters = _llm_parameters(call)
         attributes.update(request_parameters(parameters))
         if settings.capture_content:
@@ -407,7 +419,7 @@ class LLMOperation(Operation):
             definitions = tool_definitions(parameters.get("tools"))
             if definitions:
                 attributes["gen_ai.tool.definitions"] = _json(definitions, settings)
-        return f"chat {model}", attributes
+        return name, attributes
 
     def finish(self, call: Call, result: Any, settings: Settings) -> Attributes:
         parsed = parse_response(result)
@@ -587,35 +599,22 @@ def embedding_dimensions(response: Any) -> int | None:
     return None
 
 
-class EmbeddingOperation(Operation):
-    kind = SpanKind.CLIENT
-
-    def __init__(self, provider: str | None, model: str | None) -> None:
-        self.provider = provider
-        self.model = model
+class EmbeddingOperation(ModelOperation):
+    operation = "embeddings"
 
     def start(self, call: Call, settings: Settings) -> tuple[str, Attributes]:
-        model = _model_name(self.model, call)
-        attributes: Attributes = {
-            "gen_ai.operation.name": "embeddings",
-            "gen_ai.provider.name": self.provider or infer_provider(call.owner),
-            "gen_ai.request.model": model,
-            "agentscope.function.name": call.function_name,
-        }
+        name, attributes = super().start(call, settings)
         requested = as_int(call.arguments.get("dimensions"))
         if requested is not None:
             attributes["gen_ai.embeddings.dimension.count"] = requested
-        return f"embeddings {model}", attributes
+        return name, attributes
 
     def finish(self, call: Call, result: Any, settings: Settings) -> Attributes:
         attributes: Attributes = {}
         dimensions = embedding_dimensions(result)
         if dimensions is not None:
             attributes["gen_ai.embeddings.dimension.count"] = dimensions
-        usage = get(result, "usage")
-        tokens = None
-        for key in ("input_tokens", "prompt_tokens", "total_tokens"):
-            tokens = tokens if tokens is not None else as_int(get(usage, key))
+        tokens = first_int(get(result, "usage"), "input_tokens", "prompt_tokens", "total_tokens")
         if tokens is not None:
             attributes["gen_ai.usage.input_tokens"] = tokens
         model = as_str(get(result, "model"))

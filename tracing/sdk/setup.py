@@ -40,7 +40,6 @@ class ExportProcessor(SpanProcessor):
     """
 
     def __init__(self, exporter: SpanExporter) -> None:
-        self.exporter = exporter
         self._batch = BatchSpanProcessor(exporter)
         self._active = True
 

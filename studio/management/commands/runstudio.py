@@ -76,19 +76,15 @@ class Command(BaseCommand):
             default=settings.OTEL_GRPC_PORT,
             help="OTLP/gRPC port (OTEL_GRPC_PORT)",
         )
-        parser.add_argument("--no-migrate", action="store_true", help="skip migrations")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ingest.grpc import PortInUse, make_server
         from ingest.writer import get_writer
-
-        host: str = options["host"]
-        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
-        if not options["no_migrate"]:
-            call_command("migrate", interactive=False, verbosity=0)
-        runtime.migrated = True
         from tracing.runs import finish_orphaned_runs
 
+        host: str = options["host"]
+        call_command("migrate", interactive=False, verbosity=0)
+        runtime.migrated = True
         # No socket is connected yet: runs marked running lost theirs with the last Studio.
         finish_orphaned_runs()
 
