@@ -5,12 +5,12 @@ server AgentScope applications connect to, in one app.
 other request, websocket or not, to Channels' router.
 """
 
-import os
-
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+from studio.boot import load_settings
 
+# A bad setting stops the server here with one line, whoever imports this module (uvicorn too).
+load_settings()
 # Django must be set up before anything imports models.
 django_application = get_asgi_application()
 

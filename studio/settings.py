@@ -1,13 +1,16 @@
 """Studio settings: every knob is an environment variable with a sensible default.
 
 The helpers below fail loudly on a bad value, so a typo in a deployment is an error at start-up,
-not a silently ignored setting.
+not a silently ignored setting. Their messages name the variable, the value and what is expected,
+in one line: manage.py and the ASGI module print it and exit with status 2 (see studio.boot).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -19,14 +22,17 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
+    expected = f"an integer from {minimum} to {maximum}" if maximum is not None else "an integer"
     try:
         value = int(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {expected}, got {raw!r}") from None
+    if maximum is not None and not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name} must be {expected}, got {value}")
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     return value
@@ -51,7 +57,54 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-DATA_DIR = Path(env_str("STUDIO_DATA_DIR", str(BASE_DIR / "data"))).expanduser().resolve()
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (as spelled there), in any case."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+def env_database_url(name: str, default: str) -> dict[str, Any]:
+    """A SQLite or PostgreSQL URL, as Django's DATABASES entry."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        raw = default
+    # The value goes into an error message: never its password.
+    shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", raw)
+    expected = "a URL such as postgres://user:password@host:5432/studio or sqlite:////path/db"
+    try:
+        database = dj_database_url.parse(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be {expected}, got {shown!r}") from None
+    if database["ENGINE"] not in SUPPORTED_DATABASES:
+        raise ImproperlyConfigured(f"{name} must be {expected}, got {shown!r}")
+    return dict(database)
+
+
+def env_path(name: str, default: Path) -> Path:
+    raw = os.environ.get(name)
+    return Path(raw if raw and raw.strip() else default).expanduser().resolve()
+
+
+def make_dir(name: str, path: Path) -> None:
+    """Create the directory `path` (from the variable `name`) if it is missing."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be a directory Studio can create and write, got {str(path)!r} "
+            f"({exc.strerror})"
+        ) from None
+
+
+SUPPORTED_DATABASES = ("django.db.backends.sqlite3", "django.db.backends.postgresql")
+
+
+DATA_DIR = env_path("STUDIO_DATA_DIR", BASE_DIR / "data")
 
 # Studio is a local developer tool first: a fixed key is fine there, and a deployment sets one.
 SECRET_KEY = env_str("SECRET_KEY", "studio-insecure-local-development-key-change-me-in-production")
@@ -100,7 +153,7 @@ TEMPLATES = [
 ]
 
 _default_db = f"sqlite:///{DATA_DIR / 'studio.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db))}
+DATABASES = {"default": env_database_url("DATABASE_URL", _default_db)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets pages read while the writer commits; IMMEDIATE avoids lock upgrades failing.
@@ -114,7 +167,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA temp_store=MEMORY;"
         ),
     }
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    make_dir("STUDIO_DATA_DIR", DATA_DIR)
     # A file, not Django's shared in-memory database: the writer thread and the server threads
     # of the tests each open their own connection to it. One per process, so that test runs
     # side by side do not share it.
@@ -170,14 +223,15 @@ STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
 HOST = env_str("STUDIO_HOST", "127.0.0.1")
-PORT = env_int("PORT", 3000)
-OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317)
+PORT = env_int("PORT", 3000, maximum=65535)
+OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)
 
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

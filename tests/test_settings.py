@@ -42,8 +42,70 @@ def test_a_bad_port_stops_studio_with_a_message(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert result.returncode != 0
-    assert "PORT must be an integer" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Bad setting: PORT must be an integer from 0 to 65535, got 'three thousand'\n"
+    )
+
+
+def _run_with(tmp_path, command: list[str], **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "data"), **variables}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run(
+        [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("PORT", "abc", "PORT must be an integer from 0 to 65535, got 'abc'"),
+        ("OTEL_GRPC_PORT", "70000", "OTEL_GRPC_PORT must be an integer from 0 to 65535, got 70000"),
+        ("DEBUG", "maybe", "DEBUG must be true or false, got 'maybe'"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("DATABASE_URL", "mysql://me:secret@db/studio", "got 'mysql://me:***@db/studio'"),
+        ("STUDIO_DATA_DIR", "/proc/studio", "STUDIO_DATA_DIR must be a directory Studio can"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_status_2(
+    tmp_path, variable: str, value: str, expected: str
+) -> None:
+    # `runstudio` is what a person types; the settings fail before it would listen anywhere.
+    variables = {variable: value}
+    if variable != "DATABASE_URL":
+        variables["DATABASE_URL"] = ""  # the SQLite default, so STUDIO_DATA_DIR counts
+    result = _run_with(tmp_path, ["manage.py", "runstudio", "--port", "0"], **variables)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("Bad setting: ")
+    assert expected in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_the_asgi_entry_stops_on_a_bad_setting_too(tmp_path) -> None:
+    # What `uvicorn studio.asgi:application` imports.
+    result = _run_with(tmp_path, ["-c", "import studio.asgi"], STUDIO_WRITE_TIMEOUT="soon")
+    assert result.returncode == 2
+    assert result.stderr == "Bad setting: STUDIO_WRITE_TIMEOUT must be an integer, got 'soon'\n"
+
+
+def test_more_helpers_name_the_variable_the_value_and_what_is_expected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setenv("STUDIO_TEST_KNOB", "warning")
+    assert studio_settings.env_choice("STUDIO_TEST_KNOB", "INFO", ("INFO", "WARNING")) == "WARNING"
+    monkeypatch.setenv("STUDIO_TEST_KNOB", "postgres://me:pw@db:5432/studio")
+    database = studio_settings.env_database_url("STUDIO_TEST_KNOB", "sqlite:///x")
+    assert (database["ENGINE"], database["NAME"]) == ("django.db.backends.postgresql", "studio")
+    monkeypatch.setenv("STUDIO_TEST_KNOB", "postgres://me:pw@db:port/studio")
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=r"STUDIO_TEST_KNOB must be a URL .*'postgres://me:\*\*\*@db:port/studio'",
+    ):
+        studio_settings.env_database_url("STUDIO_TEST_KNOB", "sqlite:///x")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ImproperlyConfigured, match="STUDIO_TEST_KNOB must be a directory"):
+        studio_settings.make_dir("STUDIO_TEST_KNOB", tmp_path / "file" / "data")
 
 
 @pytest.mark.django_db

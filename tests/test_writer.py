@@ -293,3 +293,23 @@ def test_the_decode_budget_admits_one_body_alone_and_bounds_several() -> None:
                     pass
     with budget.reserve(100):
         pass
+
+
+def test_span_records_carry_exactly_the_span_models_columns() -> None:
+    # The writer INSERTs a record's fields as columns: a column added to the model (or a field to
+    # the record) without the other would fail on every write, or silently store the default.
+    python_types = {
+        "BigIntegerField": "int",
+        "IntegerField": "int",
+        "SmallIntegerField": "int",
+        "CharField": "str",
+        "TextField": "str",
+    }
+    model_columns = {
+        field.column: python_types[field.get_internal_type()]
+        for field in Span._meta.concrete_fields
+        if not field.primary_key
+    }
+    record_columns = {name: field.type for name, field in SpanRecord.__dataclass_fields__.items()}
+    assert record_columns == model_columns
+    assert otlp.SPAN_COLUMNS == tuple(record_columns)
