@@ -192,7 +192,19 @@ def _connect_info(request: HttpRequest) -> dict[str, str]:
         f"curl -sS {http_url}/v1/traces -H 'Content-Type: application/json' "
         f"-d '{json.dumps(body, separators=(',', ':'))}'"
     )
-    return {"http_url": http_url, "grpc_address": grpc_address, "test_command": test_command}
+    # LoongSuite's guide shows `--exporter_otlp_endpoint host:4317`: without a scheme the gRPC
+    # exporter speaks TLS, which this port does not, and the application exits 0 having stored
+    # nothing. The `http://` of grpc_address is what makes it plaintext.
+    loongsuite_command = (
+        "loongsuite-instrument --traces_exporter otlp --service_name my-app "
+        f"--exporter_otlp_endpoint {grpc_address} python app.py"
+    )
+    return {
+        "http_url": http_url,
+        "grpc_address": grpc_address,
+        "test_command": test_command,
+        "loongsuite_command": loongsuite_command,
+    }
 
 
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:

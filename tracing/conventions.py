@@ -25,9 +25,12 @@ FUNCTION = "function"
 EMBEDDING = "embedding"
 RETRIEVER = "retriever"
 CHAIN = "chain"
+# One Reasoning-Acting iteration of an agent (LoongSuite: `gen_ai.operation.name` `react`,
+# `gen_ai.span.kind` `STEP`), the parent of that round's model and tool calls.
+STEP = "step"
 OTHER = "other"
 
-SPAN_TYPES = (AGENT, LLM, TOOL, FORMATTER, FUNCTION, EMBEDDING, RETRIEVER, CHAIN, OTHER)
+SPAN_TYPES = (AGENT, STEP, LLM, TOOL, FORMATTER, FUNCTION, EMBEDDING, RETRIEVER, CHAIN, OTHER)
 
 _OPERATION_TYPES = {
     "chat": LLM,
@@ -40,6 +43,7 @@ _OPERATION_TYPES = {
     "execute_tool": TOOL,
     "format": FORMATTER,
     "invoke_generic_function": FUNCTION,
+    "react": STEP,  # LoongSuite
 }
 
 _OPENINFERENCE_TYPES = {
@@ -53,6 +57,9 @@ _OPENINFERENCE_TYPES = {
     "GUARDRAIL": OTHER,
     "EVALUATOR": OTHER,
 }
+
+# LoongSuite's `gen_ai.span.kind`: OpenInference's kinds, and a few of its own.
+_LOONGSUITE_TYPES = {**_OPENINFERENCE_TYPES, "STEP": STEP, "TASK": FUNCTION}
 
 _TRACELOOP_TYPES = {
     "workflow": CHAIN,
@@ -105,8 +112,13 @@ def span_type(attributes: Attributes) -> str:
     Never by parsing the span name: names are free text.
     """
     op = attributes.get("gen_ai.operation.name")
+    if isinstance(op, str) and op in _OPERATION_TYPES:
+        return _OPERATION_TYPES[op]
+    kind = attributes.get("gen_ai.span.kind")
+    if isinstance(kind, str) and kind.upper() in _LOONGSUITE_TYPES:
+        return _LOONGSUITE_TYPES[kind.upper()]
     if isinstance(op, str) and op:
-        return _OPERATION_TYPES.get(op, OTHER)
+        return OTHER
     kind = attributes.get("openinference.span.kind")
     if isinstance(kind, str) and kind.upper() in _OPENINFERENCE_TYPES:
         return _OPENINFERENCE_TYPES[kind.upper()]
@@ -191,6 +203,9 @@ _LABEL_KEYS: dict[str, tuple[str, ...]] = {
 
 def label(name: str, kind: str, attributes: Attributes) -> str:
     """What a span of this kind (see span_type) is, in a few words; its name failing that."""
+    if kind == STEP:
+        round_number = first_int(attributes, ("gen_ai.react.round",))
+        return f"round {round_number}" if round_number else name
     return first_str(attributes, _LABEL_KEYS.get(kind, ())) or name
 
 
