@@ -54,3 +54,5 @@ urlpatterns = [
     ),
     path("", include("ingest.urls")),
 ]
+
+handler404 = "studio.views.page_not_found"

@@ -68,6 +68,24 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# Errors. 500.html is rendered by Django's own handler500, with an empty context: it needs no
+# request, no context processor and no database, which may be what failed.
+
+API_PREFIX = "/api/"
+TRACE_VIEWS = frozenset({"trace_detail", "trace_otlp_json", "span_panel", "span_json"})
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 404 page inside the layout, with a way back and a search; the API answers JSON as
+    DRF does for its own 404s."""
+    if request.path_info.startswith(API_PREFIX):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    match = request.resolver_match
+    trace_id = match.kwargs.get("trace_id", "") if match and match.url_name in TRACE_VIEWS else ""
+    context = {"trace_id": trace_id, "nav": "traces" if trace_id else ""}
+    return render(request, "404.html", context, status=404)
+
+
 # The trace overview: a filterable, keyset-paginated list of trace summaries, kept live over a
 # websocket by studio.consumers.TraceListConsumer.
 
@@ -196,8 +214,8 @@ def _connect_info(request: HttpRequest) -> dict[str, str]:
     # exporter speaks TLS, which this port does not, and the application exits 0 having stored
     # nothing. The `http://` of grpc_address is what makes it plaintext.
     loongsuite_command = (
-        "loongsuite-instrument --traces_exporter otlp --service_name my-app "
-        f"--exporter_otlp_endpoint {grpc_address} python app.py"
+        "loongsuite-instrument --traces_exporter otlp --service_name my-app \\\n"
+        f"    --exporter_otlp_endpoint {grpc_address} python app.py"
     )
     return {
         "http_url": http_url,
