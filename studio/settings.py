@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "tracing",
     "ingest",
     "studio",
+    "runs",
 ]
 
 MIDDLEWARE = [
