@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Expression
+from django.db.models.expressions import BaseExpression
 from django.dispatch import Signal
 
 # Applied in order to the ASGI application, each returning the app that serves from then on
@@ -15,7 +15,7 @@ asgi_wrappers: list[Callable[[Any], Any]] = []
 
 # The trace page: annotations added to its one query for the trace, and templates included in
 # its list of facts, with `trace` (annotated) in their context.
-trace_annotations: dict[str, Callable[[], Expression]] = {}
+trace_annotations: dict[str, Callable[[], BaseExpression]] = {}
 trace_fact_templates: list[str] = []
 
 # Sent by runstudio once the database is migrated and before it listens: no client is connected

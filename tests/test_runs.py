@@ -502,3 +502,11 @@ def test_studio_tracing_and_ingest_never_import_runs() -> None:
                 if any(name == "runs" or name.startswith("runs.") for name in names):
                     offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert offenders == []
+
+
+def test_runstudio_serving_finishes_the_runs_the_last_studio_left_running(db: None) -> None:
+    from studio import extensions
+
+    writes.register_run(run_id="r1", project="p", name="n")
+    extensions.serving.send(sender=None)
+    assert Run.objects.get(id="r1").status == RUN_FINISHED

@@ -1,7 +1,7 @@
 """Reads that span models, for the pages and the API. Lists read narrow columns only.
 
-Runs and conversations: a conversation is the traces sharing a `gen_ai.conversation.id`; a run
-is an AgentScope application whose spans carry its id as that conversation id.
+Conversations: a conversation is the traces sharing a `gen_ai.conversation.id`; a run (see the
+runs app) is an AgentScope application whose spans carry its id as that conversation id.
 """
 
 from __future__ import annotations
