@@ -1,8 +1,6 @@
-"""The ASGI application: Django (pages, API, OTLP/HTTP), Channels websockets, and the Socket.IO
-server AgentScope applications connect to, in one app.
-
-`/socket.io/` (HTTP long-polling and websocket upgrades alike) goes to python-socketio; every
-other request, websocket or not, to Channels' router.
+"""The ASGI application: Django (pages, API, OTLP/HTTP) and Channels websockets in one app,
+wrapped by what installed apps mount in front of it (runs: the Socket.IO server at `/socket.io/`,
+see studio.extensions).
 """
 
 from django.core.asgi import get_asgi_application
@@ -14,12 +12,11 @@ load_settings()
 # Django must be set up before anything imports models.
 django_application = get_asgi_application()
 
-import socketio  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ingest.asgi import limit_otlp_bodies  # noqa: E402
+from studio import extensions  # noqa: E402
 from studio.routing import websocket_urlpatterns  # noqa: E402
-from studio.sockets import sio  # noqa: E402
 
 channels_application = ProtocolTypeRouter(
     {
@@ -28,4 +25,6 @@ channels_application = ProtocolTypeRouter(
     }
 )
 
-application = socketio.ASGIApp(sio, other_asgi_app=channels_application, socketio_path="socket.io")
+application = channels_application
+for wrap in extensions.asgi_wrappers:
+    application = wrap(application)

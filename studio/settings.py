@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "tracing",
     "ingest",
     "studio",
+    "runs",
 ]
 
 MIDDLEWARE = [

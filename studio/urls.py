@@ -25,8 +25,6 @@ register_converter(SpanId, "span_id")
 api_patterns = [
     path("traces/", api.TraceList.as_view(), name="api_trace_list"),
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
-    path("runs/", api.RunList.as_view(), name="api_run_list"),
-    path("runs/<str:run_id>/", api.RunDetail.as_view(), name="api_run_detail"),
 ]
 
 urlpatterns = [
@@ -43,16 +41,8 @@ urlpatterns = [
     path(
         "traces/<trace_id:trace_id>/spans/<span_id:span_id>/json", views.span_json, name="span_json"
     ),
-    path("runs/", views.run_list, name="run_list"),
-    path("runs/<str:run_id>/", views.run_detail, name="run_detail"),
-    path("runs/<str:run_id>/input/<str:request_id>/", views.run_answer, name="run_answer"),
-    path("projects/<str:project>/", views.project_runs, name="project_runs"),
-    path(
-        "conversations/<path:conversation_id>/",
-        views.conversation_detail,
-        name="conversation_detail",
-    ),
     path("", include("ingest.urls")),
+    path("", include("runs.urls")),
 ]
 
 handler404 = "studio.views.page_not_found"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,11 +10,11 @@ import pytest
 from django.test import Client
 
 from ingest import otlp, writer
-from studio import sockets, views
+from runs import sockets, views, writes
+from runs.models import RUN_FINISHED, RUN_RUNNING, Run, UserInputRequest
 from studio.filters import TraceFilter
 from tests.conftest import fixture_bytes
-from tracing import runs
-from tracing.models import RUN_FINISHED, RUN_RUNNING, Run, Trace, UserInputRequest
+from tracing.models import Trace
 
 # The run id the agentscope 1.0.21 fixture's spans carry (JSON-quoted) as conversation id.
 RUN_ID = "FBR8Y7LSqV7pXo8fzTZ8TV"
@@ -22,8 +23,8 @@ CONVERSATION_2X = "c2ff82069e9843a9b95320ad8f326e79"
 
 
 def push(run_id: str, msg_id: str, name: str, role: str, content: Any) -> None:
-    runs.push_message(
-        runs.PushedMessage(
+    writes.push_message(
+        writes.PushedMessage(
             run_id=run_id, msg_id=msg_id, name=name, role=role, content=content, metadata={}
         )
     )
@@ -31,7 +32,7 @@ def push(run_id: str, msg_id: str, name: str, role: str, content: Any) -> None:
 
 @pytest.fixture
 def run(db: None) -> Run:
-    run = runs.register_run(run_id=RUN_ID, project="fixtures", name="capture", pid=42)
+    run = writes.register_run(run_id=RUN_ID, project="fixtures", name="capture", pid=42)
     writer.write_batch(
         otlp.decode_protobuf(fixture_bytes("agentscope-1.0.21-react-agent.pb")).records
     )
@@ -67,7 +68,7 @@ def connected() -> Iterator[list[tuple[str, str, str, Any]]]:
 def test_the_run_list_shows_runs_newest_first_with_their_totals(
     client: Client, run: Run, django_assert_num_queries: Any
 ) -> None:
-    runs.register_run(run_id="later", project="other", name="second run")
+    writes.register_run(run_id="later", project="other", name="second run")
     with django_assert_num_queries(3):  # page count, the page, the projects
         response = client.get("/runs/")
     html = response.content.decode()
@@ -83,7 +84,7 @@ def test_the_run_list_shows_runs_newest_first_with_their_totals(
 
 
 def test_the_run_list_filters_by_project(client: Client, run: Run) -> None:
-    runs.register_run(run_id="later", project="other", name="second run")
+    writes.register_run(run_id="later", project="other", name="second run")
     html = client.get("/runs/", {"project": "other"}).content.decode()
     assert "second run" in html and ">capture<" not in html
 
@@ -126,7 +127,7 @@ def test_the_run_page_shows_the_transcript_beside_the_traces(
 
 
 def test_a_finished_run_page_stops_polling(client: Client, run: Run) -> None:
-    runs.mark_finished(RUN_ID)
+    writes.mark_finished(RUN_ID)
     html = client.get(f"/runs/{RUN_ID}/").content.decode()
     assert "every 2s" not in html and "finished" in html
 
@@ -168,7 +169,7 @@ def test_an_unknown_run_is_404(client: Client, db: None) -> None:
 
 
 def test_a_pending_input_request_shows_a_form(client: Client, run: Run) -> None:
-    runs.request_user_input(
+    writes.request_user_input(
         request_id="q1", run_id=RUN_ID, agent_id="a", agent_name="Alice", structured_schema=None
     )
     html = client.get(f"/runs/{RUN_ID}/").content.decode()
@@ -180,7 +181,7 @@ def test_a_pending_input_request_shows_a_form(client: Client, run: Run) -> None:
 
 
 def test_answering_emits_to_the_runs_socket(client: Client, run: Run, connected: list[Any]) -> None:
-    runs.request_user_input(
+    writes.request_user_input(
         request_id="q1", run_id=RUN_ID, agent_id="a", agent_name="Alice", structured_schema=None
     )
     response = client.post(f"/runs/{RUN_ID}/input/q1/", {"text": "Hello there"})
@@ -194,7 +195,7 @@ def test_answering_emits_to_the_runs_socket(client: Client, run: Run, connected:
 
 
 def test_an_empty_answer_is_refused(client: Client, run: Run, connected: list[Any]) -> None:
-    runs.request_user_input(
+    writes.request_user_input(
         request_id="q1", run_id=RUN_ID, agent_id="a", agent_name="Alice", structured_schema=None
     )
     response = client.post(f"/runs/{RUN_ID}/input/q1/", {"text": ""})
@@ -203,7 +204,7 @@ def test_an_empty_answer_is_refused(client: Client, run: Run, connected: list[An
 
 
 def test_an_answer_to_a_disconnected_run_is_refused(client: Client, run: Run) -> None:
-    runs.request_user_input(
+    writes.request_user_input(
         request_id="q1", run_id=RUN_ID, agent_id="a", agent_name="Alice", structured_schema=None
     )
     response = client.post(f"/runs/{RUN_ID}/input/q1/", {"text": "hi"})
@@ -212,7 +213,7 @@ def test_an_answer_to_a_disconnected_run_is_refused(client: Client, run: Run) ->
 
 
 def test_the_answer_form_needs_a_csrf_token(run: Run) -> None:
-    runs.request_user_input(
+    writes.request_user_input(
         request_id="q1", run_id=RUN_ID, agent_id="a", agent_name="Alice", structured_schema=None
     )
     response = Client(enforce_csrf_checks=True).post(f"/runs/{RUN_ID}/input/q1/", {"text": "x"})
@@ -242,7 +243,7 @@ SCHEMA = {
 def test_structured_input_is_a_form_of_its_schema(
     client: Client, run: Run, connected: list[Any]
 ) -> None:
-    runs.request_user_input(
+    writes.request_user_input(
         request_id="q2", run_id=RUN_ID, agent_id="a", agent_name="Alice", structured_schema=SCHEMA
     )
     html = client.get(f"/runs/{RUN_ID}/").content.decode()
@@ -342,20 +343,20 @@ def test_an_unknown_conversation_is_404(client: Client, db: None) -> None:
 
 
 def test_socket_events_track_the_runs_status(db: None) -> None:
-    runs.register_run(run_id="r1", project="p", name="n")
-    runs.mark_finished("r1")
-    runs.mark_connected("r1")  # a reconnect after a restart
+    writes.register_run(run_id="r1", project="p", name="n")
+    writes.mark_finished("r1")
+    writes.mark_connected("r1")  # a reconnect after a restart
     assert Run.objects.get(id="r1").status == RUN_RUNNING
-    runs.mark_finished("r1")
+    writes.mark_finished("r1")
     run = Run.objects.get(id="r1")
     assert run.status == RUN_FINISHED and run.finished_at is not None
 
 
 def test_a_restarted_studio_finishes_runs_left_running(db: None) -> None:
-    runs.register_run(run_id="r1", project="p", name="n")
-    runs.register_run(run_id="r2", project="p", name="n")
-    runs.mark_finished("r2")
-    assert runs.finish_orphaned_runs() == 1
+    writes.register_run(run_id="r1", project="p", name="n")
+    writes.register_run(run_id="r2", project="p", name="n")
+    writes.mark_finished("r2")
+    assert writes.finish_orphaned_runs() == 1
     assert {run.status for run in Run.objects.all()} == {RUN_FINISHED}
 
 
@@ -392,3 +393,120 @@ def test_the_overview_filters_by_run_and_conversation(client: Client, run: Run, 
     assert [t.trace_id for t in trace_filter.traces()] == [TRACE_ID]
     assert trace_filter.url() == f"/traces/?conversation={RUN_ID}"
     assert client.get("/traces/", {param: RUN_ID}).status_code == 200
+
+
+def test_the_conversation_page_highlights_traces_as_its_breadcrumb_says(
+    client: Client, run: Run
+) -> None:
+    html = client.get(f"/conversations/{RUN_ID}/").content.decode()
+    assert '<a href="/traces/" aria-current="page">Traces</a>' in html
+    assert '<a href="/runs/" aria-current="page">' not in html
+
+
+@pytest.mark.parametrize(
+    ("project", "path"),
+    [
+        ("fixtures", "/projects/fixtures"),
+        ("my project", "/projects/my%20project"),
+        ("Ünïcødé 项目", "/projects/%C3%9Cn%C3%AFc%C3%B8d%C3%A9%20%E9%A1%B9%E7%9B%AE"),
+        ("team/app", "/projects/team/app"),
+        ("my project", "/projects/my%20project/"),
+    ],
+)
+def test_the_link_agentscope_prints_shows_that_projects_runs(
+    client: Client, db: None, project: str, path: str
+) -> None:
+    # agentscope logs "View the run at: {studio_url}/projects/{project}", no trailing slash.
+    writes.register_run(run_id="mine", project=project, name="the run of this project")
+    writes.register_run(run_id="other", project="elsewhere", name="another project's run")
+    response = client.get(path, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0].startswith("/runs/?project=")
+    html = response.content.decode()
+    assert "the run of this project" in html and "another project's run" not in html
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a\nb", "../x", "..", "a b", "a?b", "a#b", "x" * 65, ""])
+def test_run_ids_with_unsafe_characters_are_refused(client: Client, db: None, bad: str) -> None:
+    for path, body in [
+        ("/trpc/registerRun", {"id": bad, "project": "p", "name": "n"}),
+        ("/trpc/pushMessage", {"runId": bad, "msg": {"id": "m", "name": "a", "role": "user",
+                                                     "content": "hi"}}),
+        ("/trpc/requestUserInput", {"requestId": "q", "runId": bad, "agentId": "a"}),
+        ("/trpc/requestUserInput", {"requestId": bad, "runId": "r", "agentId": "a"}),
+    ]:  # fmt: skip
+        response = client.post(path, body, content_type="application/json")
+        assert response.status_code == 400, path
+        assert "letters, digits" in response.json()["error"]["message"]
+    assert not Run.objects.exists()
+
+
+def test_a_socket_with_an_unsafe_run_id_is_refused(db: None) -> None:
+    import asyncio
+
+    import socketio
+
+    with pytest.raises(socketio.exceptions.ConnectionRefusedError):
+        asyncio.run(sockets.connect("sid-x", {}, {"run_id": "a/b"}))
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "a\nb", "with space", "100%", "x/input/y"])
+def test_a_stored_run_id_of_any_shape_breaks_no_page(client: Client, db: None, run_id: str) -> None:
+    # Runs stored before ids were checked (or by another client) still list and open.
+    writes.register_run(run_id=run_id, project="p", name="odd")
+    writes.request_user_input(
+        request_id="q1", run_id=run_id, agent_id="a", agent_name="User", structured_schema=None
+    )
+    listing = client.get("/runs/")
+    assert listing.status_code == 200
+    (link,) = re.findall(r'href="(/runs/[^"?]+/)"', listing.content.decode())
+    detail = client.get(link)
+    assert detail.status_code == 200 and detail.context["run"].id == run_id
+    (action,) = re.findall(r'action="(/runs/[^"]+/input/[^"]+/)"', detail.content.decode())
+    # Not connected: the answer reaches the view of that run and request, which says so.
+    assert client.post(action, {"text": "hi"}).status_code == 409
+
+
+def test_a_conversation_id_of_any_shape_breaks_no_page(client: Client, db: None) -> None:
+    from tests.test_trace_page import TRACE, payload, span, store
+
+    conversation = 'line one\nline two / "quoted" %20 #frag?x=1'
+    store(payload([span("0000000000000001", "chat", attributes={
+        "gen_ai.conversation.id": conversation})]))  # fmt: skip
+    trace_page = client.get(f"/traces/{TRACE}/")
+    assert trace_page.status_code == 200
+    html = trace_page.content.decode()
+    href = html.split('<dt>Conversation</dt><dd><a href="', 1)[1].split('"', 1)[0]
+    assert "\n" not in href
+    response = client.get(href.replace("&amp;", "&"))
+    assert response.status_code == 200 and response.context["conversation_id"] == conversation
+
+
+def test_studio_tracing_and_ingest_never_import_runs() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for package in ("studio", "tracing", "ingest"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and not node.level
+                    else []
+                )
+                if any(name == "runs" or name.startswith("runs.") for name in names):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_runstudio_serving_finishes_the_runs_the_last_studio_left_running(db: None) -> None:
+    from studio import extensions
+
+    writes.register_run(run_id="r1", project="p", name="n")
+    extensions.serving.send(sender=None)
+    assert Run.objects.get(id="r1").status == RUN_FINISHED

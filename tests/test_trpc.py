@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from runs.models import RUN_RUNNING, Message, Run, UserInputRequest
 from tests.conftest import FIXTURES
-from tracing.models import RUN_RUNNING, Message, Run, UserInputRequest
 
 RUN_ID = "Tfqf3ZKfi6yWWzkT5QXsgg"
 

@@ -1,7 +1,7 @@
 """Reads that span models, for the pages and the API. Lists read narrow columns only.
 
-Runs and conversations: a conversation is the traces sharing a `gen_ai.conversation.id`; a run
-is an AgentScope application whose spans carry its id as that conversation id.
+Conversations: a conversation is the traces sharing a `gen_ai.conversation.id`; a run (see the
+runs app) is an AgentScope application whose spans carry its id as that conversation id.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, F, QuerySet, Sum
 
 from tracing import conventions, messages
-from tracing.models import Run, Span, Trace
+from tracing.models import Span, Trace
 
 # The columns a list of traces shows (never the root span's bodies).
 TRACE_LIST_FIELDS = (
@@ -93,12 +93,6 @@ def model_usage(conversation_id: str) -> list[ModelUsage]:
         )
         for row in rows
     ]
-
-
-def run_name() -> Subquery:
-    """For annotating traces: the name of the run whose id is the trace's conversation id, or
-    None when it is no run's (so a trace page links to its run without another query)."""
-    return Subquery(Run.objects.filter(id=OuterRef("conversation_id")).values("name")[:1])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from studio import extensions
 from studio.runtime import runtime
 
 logger = logging.getLogger("studio")
@@ -78,15 +79,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+
         from ingest.grpc import PortInUse, make_server
         from ingest.writer import get_writer
-        from tracing.runs import finish_orphaned_runs
 
         host: str = options["host"]
         call_command("migrate", interactive=False, verbosity=0)
         runtime.migrated = True
-        # No socket is connected yet: runs marked running lost theirs with the last Studio.
-        finish_orphaned_runs()
+        extensions.serving.send(sender=self.__class__)
 
         http_socket = bind_http(host, options["port"])
         http_port = http_socket.getsockname()[1]

@@ -14,18 +14,24 @@ from typing import Any
 import socketio
 from asgiref.sync import sync_to_async
 
-from tracing import runs
+from runs import writes
+from runs.ids import is_valid_id
 
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "/python"
-MAX_RUN_ID_LENGTH = 64
 
 sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
 
 # run id -> its current socket id, and back; a reconnecting run replaces its old socket.
 _socket_of_run: dict[str, str] = {}
 _run_of_socket: dict[str, str] = {}
+
+
+def mount(other_asgi_app: Any) -> Any:
+    """The project's ASGI app with this server in front: `/socket.io/` (HTTP long-polling and
+    websocket upgrades alike) comes here, every other request goes on to `other_asgi_app`."""
+    return socketio.ASGIApp(sio, other_asgi_app=other_asgi_app, socketio_path="socket.io")
 
 
 def is_connected(run_id: str) -> bool:
@@ -35,11 +41,11 @@ def is_connected(run_id: str) -> bool:
 @sio.on("connect", namespace=NAMESPACE)
 async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
     run_id = auth.get("run_id") if isinstance(auth, dict) else None
-    if not isinstance(run_id, str) or not 0 < len(run_id) <= MAX_RUN_ID_LENGTH:
-        raise socketio.exceptions.ConnectionRefusedError("auth must carry the run_id")
+    if not isinstance(run_id, str) or not is_valid_id(run_id):
+        raise socketio.exceptions.ConnectionRefusedError("auth must carry a valid run_id")
     _socket_of_run[run_id] = sid
     _run_of_socket[sid] = run_id
-    await sync_to_async(runs.mark_connected)(run_id)
+    await sync_to_async(writes.mark_connected)(run_id)
     logger.info("run %s connected", run_id)
 
 
@@ -50,7 +56,7 @@ async def disconnect(sid: str, *reason: Any) -> None:
     if run_id is None or _socket_of_run.get(run_id) != sid:
         return
     del _socket_of_run[run_id]
-    await sync_to_async(runs.mark_finished)(run_id)
+    await sync_to_async(writes.mark_finished)(run_id)
     logger.info("run %s disconnected", run_id)
 
 

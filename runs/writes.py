@@ -1,6 +1,6 @@
 """Writes for runs: what an AgentScope application registers, prints and asks a person.
 
-The HTTP receivers (ingest/trpc.py) and the Socket.IO server (studio/sockets.py) call these with
+The HTTP receivers (runs/trpc.py) and the Socket.IO server (runs/sockets.py) call these with
 validated values; everything here is a short transaction, since the clients block on the answer.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from tracing.models import Message, Run, UserInputRequest
+from runs.models import Message, Run, UserInputRequest
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from tracing import runs
-
-MAX_ID_LENGTH = 64
+from runs import writes
+from runs.ids import ID_RULE, is_valid_id
 
 
 class Invalid(Exception):
@@ -55,9 +54,10 @@ def _str(data: Mapping[str, Any], key: str, *, required: bool = True, where: str
 
 
 def _id(data: Mapping[str, Any], key: str, *, where: str = "") -> str:
+    # Ids end up in page URLs: a slash or a newline in one would break every page listing it.
     value = _str(data, key, where=where)
-    if not value or len(value) > MAX_ID_LENGTH:
-        raise Invalid(f"{where}{key} must be 1 to {MAX_ID_LENGTH} characters")
+    if not is_valid_id(value):
+        raise Invalid(f"{where}{key} must be {ID_RULE}, got {value[:80]!r}")
     return value
 
 
@@ -80,7 +80,7 @@ def _register_run(body: dict[str, Any]) -> dict[str, Any]:
     pid = body.get("pid")
     if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool)):
         raise Invalid("pid must be an integer")
-    run = runs.register_run(
+    run = writes.register_run(
         run_id=_id(body, "id"),
         project=_str(body, "project"),
         name=_str(body, "name"),
@@ -102,8 +102,8 @@ def _push_message(body: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("msg.content must be a string or a list of blocks")
     metadata = msg.get("metadata")
     msg_id = _id(msg, "id", where="msg.")
-    runs.push_message(
-        runs.PushedMessage(
+    writes.push_message(
+        writes.PushedMessage(
             run_id=_id(body, "runId"),
             msg_id=msg_id,
             name=_str(msg, "name", where="msg."),
@@ -125,7 +125,7 @@ def _request_user_input(body: dict[str, Any]) -> dict[str, Any]:
     schema = body.get("structuredInput")
     if schema is not None and not isinstance(schema, dict):
         raise Invalid("structuredInput must be a JSON schema object or null")
-    request = runs.request_user_input(
+    request = writes.request_user_input(
         request_id=_id(body, "requestId"),
         run_id=_id(body, "runId"),
         agent_id=_str(body, "agentId", required=False)[:64],

@@ -1,0 +1,28 @@
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class RunsConfig(AppConfig):
+    name = "runs"
+    verbose_name = "Runs (the AgentScope Studio drop-in)"
+
+    def ready(self) -> None:
+        from runs import sockets
+        from runs.models import Run
+        from studio import extensions
+
+        if sockets.mount not in extensions.asgi_wrappers:
+            extensions.asgi_wrappers.append(sockets.mount)
+        # The trace page links to its conversation and, in the same query, to its run.
+        extensions.trace_annotations["run_name"] = Run.objects.name_of_conversation
+        if "runs/trace_facts.html" not in extensions.trace_fact_templates:
+            extensions.trace_fact_templates.append("runs/trace_facts.html")
+        extensions.serving.connect(_finish_orphaned_runs, dispatch_uid="runs.orphans")
+
+
+def _finish_orphaned_runs(**kwargs: Any) -> None:
+    from runs import writes
+
+    # No socket is connected yet: runs marked running lost theirs with the last Studio.
+    writes.finish_orphaned_runs()
