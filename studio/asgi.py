@@ -2,7 +2,8 @@
 server AgentScope applications connect to, in one app.
 
 `/socket.io/` (HTTP long-polling and websocket upgrades alike) goes to python-socketio; every
-other request, websocket or not, to Channels' router.
+other request, websocket or not, to Channels' router. In front of both, the Host check
+(studio.security), which Socket.IO and websockets would otherwise bypass.
 """
 
 import os
@@ -19,6 +20,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ingest.asgi import limit_otlp_bodies  # noqa: E402
 from studio.routing import websocket_urlpatterns  # noqa: E402
+from studio.security import only_allowed_hosts  # noqa: E402
 from studio.sockets import sio  # noqa: E402
 
 channels_application = ProtocolTypeRouter(
@@ -28,4 +30,6 @@ channels_application = ProtocolTypeRouter(
     }
 )
 
-application = socketio.ASGIApp(sio, other_asgi_app=channels_application, socketio_path="socket.io")
+application = only_allowed_hosts(
+    socketio.ASGIApp(sio, other_asgi_app=channels_application, socketio_path="socket.io")
+)

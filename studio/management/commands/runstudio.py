@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from studio.runtime import runtime
+from studio.security import allowed_hosts
 
 logger = logging.getLogger("studio")
 
@@ -83,6 +84,9 @@ class Command(BaseCommand):
         from tracing.runs import finish_orphaned_runs
 
         host: str = options["host"]
+        # The Host check follows the address actually bound, not STUDIO_HOST's.
+        settings.HOST = host
+        settings.ALLOWED_HOSTS = allowed_hosts(host, settings.STUDIO_ALLOWED_HOSTS)
         call_command("migrate", interactive=False, verbosity=0)
         runtime.migrated = True
         # No socket is connected yet: runs marked running lost theirs with the last Studio.
@@ -139,6 +143,7 @@ class Command(BaseCommand):
                 f"  OTLP/HTTP       {url}/v1/traces",
                 f"  OTLP/gRPC       {runtime.grpc_address}",
                 f"  data            {settings.DATABASES['default']['NAME']}",
+                f"  host names      {', '.join(settings.ALLOWED_HOSTS)} (STUDIO_ALLOWED_HOSTS)",
                 "",
                 "Point your app at it:",
                 f'  agentscope.init(studio_url="{url}")',
