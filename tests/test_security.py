@@ -334,7 +334,9 @@ def test_runstudio_refuses_other_hosts_everywhere(studio_server: StudioServer) -
 
     # What the exporters and agentscope send: the name or address they connect to.
     for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
-        assert requests.get(f"{url}/traces/", headers={"Host": host}, timeout=10).ok
+        page = requests.get(f"{url}/traces/", headers={"Host": host}, timeout=10)
+        assert page.ok
+        assert_security_headers(page.headers)  # once each, not also added by the ASGI guard
     ws = create_connection(f"ws://127.0.0.1:{port}/ws/traces/", host=f"localhost:{port}")
     ws.close()
 
