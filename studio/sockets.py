@@ -25,8 +25,9 @@ MAX_RUN_ID_LENGTH = 64
 
 
 def _browser_origin_allowed(origin: str, environ: dict[str, Any]) -> bool:
-    # Requests without an Origin are not a browser's (the agentscope app sends none): engine.io
-    # lets them through and only asks here whether to add CORS headers, which they need not.
+    # Requests without an Origin are not a browser's (the agentscope app polls without one, and
+    # its websocket upgrade names the URL it connects to): engine.io lets them through, and only
+    # asks here whether to add CORS headers, which they need not.
     return bool(origin) and security.origin_allowed(origin, environ.get("HTTP_HOST", ""))
 
 
