@@ -3,7 +3,9 @@
 
 The application blocks on each call (no timeout) and crashes when `registerRun` fails, so these
 answer at once: validate, one short write, 200. Answers follow tRPC's shape (`{"result": {"data":
-...}}`, errors as `{"error": {"message", "code"}}`), which is what AgentScope Studio speaks.
+...}}`, errors as `{"error": {"message", "code"}}`), which is what AgentScope Studio speaks. Only
+`Content-Type: application/json` is accepted (415 otherwise), which no page on another site can
+send here without a CORS preflight.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def _ok(data: Any) -> JsonResponse:
 
 def _bad_request(message: str) -> JsonResponse:
     return JsonResponse({"error": {"message": message, "code": "BAD_REQUEST"}}, status=400)
+
+
+def _unsupported_media_type(content_type: str) -> JsonResponse:
+    message = f"the body must be application/json, not {content_type or 'untyped'}"
+    return JsonResponse(
+        {"error": {"message": message, "code": "UNSUPPORTED_MEDIA_TYPE"}}, status=415
+    )
 
 
 def _json_object(request: HttpRequest) -> dict[str, Any]:
@@ -65,6 +74,10 @@ def _trpc_view(handle: Callable[[dict[str, Any]], Any]) -> Callable[[HttpRequest
     @csrf_exempt
     @require_POST
     def view(request: HttpRequest) -> JsonResponse:
+        # CSRF-exempt, so the content type is the guard: a page on another site can only send
+        # a form's types without a CORS preflight, and Studio grants none.
+        if request.content_type.lower() != "application/json":
+            return _unsupported_media_type(request.content_type)
         try:
             return _ok(handle(_json_object(request)))
         except Invalid as exc:

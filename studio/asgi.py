@@ -1,6 +1,7 @@
 """The ASGI application: Django (pages, API, OTLP/HTTP) and Channels websockets in one app,
 wrapped by what installed apps mount in front of it (runs: the Socket.IO server at `/socket.io/`,
-see studio.extensions).
+see studio.extensions). Outermost, the Host check (studio.security), which Socket.IO and
+websockets would otherwise bypass.
 """
 
 from django.core.asgi import get_asgi_application
@@ -17,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from ingest.asgi import limit_otlp_bodies  # noqa: E402
 from studio import extensions  # noqa: E402
 from studio.routing import websocket_urlpatterns  # noqa: E402
+from studio.security import only_allowed_hosts  # noqa: E402
 
 channels_application = ProtocolTypeRouter(
     {
@@ -28,3 +30,4 @@ channels_application = ProtocolTypeRouter(
 application = channels_application
 for wrap in extensions.asgi_wrappers:
     application = wrap(application)
+application = only_allowed_hosts(application)

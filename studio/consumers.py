@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
-from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -28,7 +27,7 @@ from django.http.cookie import parse_cookie
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from studio import live
+from studio import live, security
 from studio.filters import PAGE_SIZE, TraceFilter, zone_from_cookie
 from tracing import conventions
 
@@ -78,7 +77,7 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
     groups = [live.GROUP]
 
     async def connect(self) -> None:
-        if not _same_origin(self.scope):
+        if not security.connection_allowed(self.scope):
             # Another site's page must not read traces through a visitor's browser.
             await self.close(code=4003)
             return
@@ -250,12 +249,6 @@ def build_update(
 def _zone(scope: dict[str, Any]) -> tzinfo:
     cookie = _header(scope, b"cookie")
     return zone_from_cookie(parse_cookie(cookie).get("tz")) or UTC
-
-
-def _same_origin(scope: dict[str, Any]) -> bool:
-    """Browsers always send Origin with a websocket; other clients (no Origin) may connect."""
-    origin = _header(scope, b"origin")
-    return not origin or urlsplit(origin).netloc.lower() == _header(scope, b"host").lower()
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:

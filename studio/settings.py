@@ -15,6 +15,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from studio import security
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -106,11 +108,23 @@ SUPPORTED_DATABASES = ("django.db.backends.sqlite3", "django.db.backends.postgre
 
 DATA_DIR = env_path("STUDIO_DATA_DIR", BASE_DIR / "data")
 
-# Studio is a local developer tool first: a fixed key is fine there, and a deployment sets one.
-SECRET_KEY = env_str("SECRET_KEY", "studio-insecure-local-development-key-change-me-in-production")
+# Made on first start and kept beside the data (mode 0600), so sessions and CSRF tokens survive
+# restarts and no two Studios share a key.
+SECRET_KEY = env_str("SECRET_KEY", "") or security.stored_secret_key(DATA_DIR)
 DEBUG = env_bool("DEBUG", False)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+HOST = env_str("STUDIO_HOST", "127.0.0.1")
+# Names (no port) besides loopback and the bound address that Studio answers to; anything else
+# gets 400, which is what stops a site that rebinds its name to this machine. `ALLOWED_HOSTS` is
+# the older name, still read. runstudio --host recomputes the list for the address it binds.
+STUDIO_ALLOWED_HOSTS = env_list("STUDIO_ALLOWED_HOSTS", []) + env_list("ALLOWED_HOSTS", [])
+ALLOWED_HOSTS = security.allowed_hosts(HOST, STUDIO_ALLOWED_HOSTS)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# runstudio serves plain HTTP; behind an HTTPS proxy, cookies should never travel in clear.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("STUDIO_SECURE_COOKIES", False)
+# Django's defaults, pinned: a response is never sniffed, framed, or named in another site's logs.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
@@ -223,7 +237,6 @@ STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 # proper 413, so Django's own (which answers 400) must not fire first.
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
-HOST = env_str("STUDIO_HOST", "127.0.0.1")
 PORT = env_int("PORT", 3000, maximum=65535)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)
 

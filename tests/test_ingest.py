@@ -370,7 +370,8 @@ def test_an_announced_body_over_the_limit_is_refused_before_it_is_read(
 ) -> None:
     with socket.create_connection(("127.0.0.1", studio_server.port), timeout=10) as conn:
         conn.sendall(
-            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"POST /v1/traces HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/x-protobuf\r\n"
             b"Content-Length: 10000000000\r\n\r\n"
         )
         reply = conn.recv(4096)

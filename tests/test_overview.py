@@ -330,6 +330,7 @@ def test_without_runstudio_the_empty_state_uses_the_request_host(
     monkeypatch.setattr(runtime, "http_url", "")
     monkeypatch.setattr(runtime, "grpc_address", "")
     settings.OTEL_GRPC_PORT = 4555
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "studio.example"]
     html = client.get("/traces/", HTTP_HOST="studio.example:8080").content.decode()
     assert 'studio_url="http://studio.example:8080"' in html
     assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://studio.example:4555" in html

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from studio import extensions
 from studio.runtime import runtime
+from studio.security import allowed_hosts
 
 logger = logging.getLogger("studio")
 
@@ -84,6 +85,9 @@ class Command(BaseCommand):
         from ingest.writer import get_writer
 
         host: str = options["host"]
+        # The Host check follows the address actually bound, not STUDIO_HOST's.
+        settings.HOST = host
+        settings.ALLOWED_HOSTS = allowed_hosts(host, settings.STUDIO_ALLOWED_HOSTS)
         call_command("migrate", interactive=False, verbosity=0)
         runtime.migrated = True
         extensions.serving.send(sender=self.__class__)
@@ -139,6 +143,7 @@ class Command(BaseCommand):
                 f"  OTLP/HTTP       {url}/v1/traces",
                 f"  OTLP/gRPC       {runtime.grpc_address}",
                 f"  data            {settings.DATABASES['default']['NAME']}",
+                f"  host names      {', '.join(settings.ALLOWED_HOSTS)} (STUDIO_ALLOWED_HOSTS)",
                 "",
                 "Point your app at it:",
                 f'  agentscope.init(studio_url="{url}")',
