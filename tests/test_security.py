@@ -19,11 +19,12 @@ import requests
 from asgiref.sync import async_to_sync
 from django.test import Client
 
+from runs.models import Run
 from studio import security
 from tests.agentscope_support import run_of, wait_for
 from tests.conftest import ROOT, StudioServer
 from tests.test_live import WebsocketCommunicator
-from tracing.models import Run, Span, Trace
+from tracing.models import Span, Trace
 
 socketio = pytest.importorskip("socketio")
 
