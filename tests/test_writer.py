@@ -323,3 +323,19 @@ def test_the_decode_budget_admits_one_body_alone_and_bounds_several() -> None:
                     pass
     with budget.reserve(100):
         pass
+
+
+@pytest.mark.django_db
+def test_traces_stored_before_labels_and_answers_get_them_from_the_migration() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("tracing.migrations.0004_trace_label_output_preview")
+    writer.write_batch(agentscope_records())
+    Trace.objects.update(label="", output_preview="")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.BACKFILL_LABELS)
+    migration.backfill_output_previews(apps, None)
+    trace = Trace.objects.get(trace_id=AGENTSCOPE_TRACE)
+    assert (trace.label, trace.output_preview) == ("Treasurer", "120 EUR is about 19,500 JPY.")
