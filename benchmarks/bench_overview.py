@@ -158,6 +158,10 @@ def main() -> None:
         "sorted by duration": "/traces/?range=all&sort=-duration",
         "deep page (90 % back)": f"/traces/?range=all&after={deep_cursor}",
         "htmx swap (filtered)": f"/traces/?range=all&service={RARE_SERVICE}",
+        # The API pages the same way (and counts every match for `count`).
+        "api: first page": "/api/traces/",
+        "api: deep page (cursor)": f"/api/traces/?after={deep_cursor}",
+        "api: deep page (offset)": f"/api/traces/?offset={count * 9 // 10}",
     }
     client = Client()
     print(f"{count:,} traces in {db_path}; {args.repeat} renders each, in ms")

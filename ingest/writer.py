@@ -22,11 +22,13 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from operator import attrgetter
 
+import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from ingest import otlp
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
+from tracing import conventions, messages
 from tracing.signals import traces_changed
 
 logger = logging.getLogger(__name__)
@@ -73,14 +75,14 @@ _SUMMARY_SQL = """
 INSERT INTO tracing_trace (
     trace_id, name, root_span_id, has_root, span_type, service_name, start_ns, end_ns,
     duration_ns, span_count, error_count, status_code, input_tokens, output_tokens, total_tokens,
-    conversation_id, input_preview
+    conversation_id, input_preview, label, output_preview
 )
 SELECT
     a.trace_id, r.name, r.span_id, r.parent_span_id = '', r.span_type, r.service_name,
     a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.span_count, a.error_count,
     CASE WHEN a.error_count > 0 THEN 2 ELSE r.status_code END,
     a.input_tokens, a.output_tokens, a.input_tokens + a.output_tokens,
-    a.conversation_id, COALESCE(p.input_preview, '')
+    a.conversation_id, COALESCE(p.input_preview, ''), r.label, ''
 FROM (
     SELECT
         trace_id,
@@ -99,7 +101,7 @@ FROM (
 ) a
 JOIN (
     SELECT
-        trace_id, name, span_id, parent_span_id, span_type, service_name, status_code,
+        trace_id, name, span_id, parent_span_id, span_type, service_name, status_code, label,
         ROW_NUMBER() OVER (
             PARTITION BY trace_id
             ORDER BY CASE WHEN parent_span_id = '' THEN 0 ELSE 1 END, start_ns, span_id
@@ -131,8 +133,15 @@ ON CONFLICT (trace_id) DO UPDATE SET
     output_tokens = excluded.output_tokens,
     total_tokens = excluded.total_tokens,
     conversation_id = excluded.conversation_id,
-    input_preview = excluded.input_preview
+    input_preview = excluded.input_preview,
+    label = excluded.label
 """
+# The output preview is the root span's final answer, read from its attributes: too costly for
+# SQL, so it is computed from the records before the transaction and set here, for the trace
+# whose root that span is (a trace whose root has not arrived keeps "").
+_OUTPUT_PREVIEW_SQL = (
+    "UPDATE tracing_trace SET output_preview = %s WHERE trace_id = %s AND root_span_id = %s"
+)
 
 
 # A record as the INSERT's parameters, in SPAN_COLUMNS order.
@@ -145,6 +154,7 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
     if not records:
         return trace_ids
     rows = [_row(record) for record in records]
+    previews = output_previews(records)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.executemany(_INSERT_SQL, rows)
@@ -153,7 +163,28 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
                 buckets = sorted({zlib.crc32(t.encode()) % LOCK_BUCKETS for t in trace_ids})
                 cursor.execute(_LOCK_SQL, [buckets])
             refresh_summaries(cursor, trace_ids)
+            if previews:
+                cursor.executemany(_OUTPUT_PREVIEW_SQL, previews)
     return trace_ids
+
+
+def output_previews(records: Iterable[SpanRecord]) -> list[tuple[str, str, str]]:
+    """(preview, trace id, span id) of the root spans among `records` (one per trace, usually
+    the last span to end): only theirs are parsed again, outside the transaction."""
+    previews = []
+    for record in records:
+        if record.parent_span_id:
+            continue
+        try:
+            attributes = orjson.loads(record.attributes_json)
+            events = orjson.loads(record.events_json)
+            answer = conventions.one_line(messages.final_answer(attributes, events))
+        except Exception:
+            # A preview is a convenience: a shape no reader foresaw must not cost the spans.
+            logger.exception("no output preview for trace %s", record.trace_id)
+            continue
+        previews.append((answer, record.trace_id, record.span_id))
+    return previews
 
 
 def refresh_summaries(cursor: object, trace_ids: Iterable[str]) -> None:

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
-from django import forms
 from django.http import Http404
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
-from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from studio.filters import TraceFilter
 from tracing import conventions
-from tracing.models import STATUS_CODES, Span, Trace, datetime_to_ns, ns_to_datetime
-
-ORDERINGS = {
-    "start_time": "start_ns",
-    "duration_ms": "duration_ns",
-    "span_count": "span_count",
-    "error_count": "error_count",
-    "input_tokens": "input_tokens",
-    "output_tokens": "output_tokens",
-    "total_tokens": "total_tokens",
-    "name": "name",
-}
+from tracing.models import Cursor, Span, Trace, ns_to_datetime
 
 
 def iso(ns: int) -> str:
@@ -39,6 +29,7 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
     return {
         "trace_id": trace.trace_id,
         "name": trace.name,
+        "display_name": trace.display_name,
         "service_name": trace.service_name,
         "start_time": iso(trace.start_ns),
         "end_time": iso(trace.end_ns),
@@ -51,6 +42,8 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "root_span_id": trace.root_span_id,
         "span_type": trace.span_type,
         "conversation_id": trace.conversation_id,
+        "input_preview": trace.input_preview,
+        "output_preview": trace.output_preview,
     }
 
 
@@ -73,6 +66,7 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id or None,
         "name": span.name,
+        "display_name": span.display_name,
         "kind": span.kind_name,
         "start_time": iso(span.start_ns),
         "end_time": iso(span.end_ns),
@@ -108,51 +102,49 @@ class TracePagination(LimitOffsetPagination):
     max_limit = 1000
 
 
-class TraceQuery(forms.Form):
-    """`/api/traces/` parameters. Django's fields already refuse NUL characters, infinities and
-    impossible dates, which the database could not take."""
-
-    q = forms.CharField(required=False)
-    service = forms.CharField(required=False)
-    status = forms.ChoiceField(required=False, choices=[(name, name) for name in STATUS_CODES])
-    since = forms.DateTimeField(required=False)
-    until = forms.DateTimeField(required=False)
-    min_duration_ms = forms.FloatField(required=False, min_value=0)
-    conversation_id = forms.CharField(required=False)
-    ordering = forms.ChoiceField(
-        required=False,
-        choices=[(f"{sign}{key}", "") for key in ORDERINGS for sign in ("", "-")],
-    )
+def _limit(value: str | None) -> int:
+    """`limit` as DRF's LimitOffsetPagination took it: a bad value means the default."""
+    try:
+        limit = int(value or "")
+    except ValueError:
+        return TracePagination.default_limit
+    if limit <= 0:
+        return TracePagination.default_limit
+    return min(limit, TracePagination.max_limit)
 
 
-class TraceList(ListAPIView):
-    """`GET /api/traces/`: summaries, newest first, filtered by `q`, `service`, `status`,
-    `since`, `until`, `min_duration_ms`, `conversation_id`, ordered by `ordering`."""
+class TraceList(APIView):
+    """`GET /api/traces/`: summaries, newest first, with the overview's filters and keyset pages
+    (studio.filters.TraceFilter: the same parameters, the same paging, the same errors, which
+    are a 400 here). `next` and `previous` are cursor URLs; `count` counts every match.
 
-    serializer_class = TraceSerializer
-    pagination_class = TracePagination
+    `offset` is still taken, for clients that count rows themselves: it skips rows before the
+    page (an OFFSET scan, slower the deeper it goes), and the links it answers with are cursors.
+    """
 
-    def get_queryset(self) -> Any:
-        params = self.request.query_params.copy()
-        params["status"] = params.get("status", "").upper()  # ok, OK and Ok alike
-        query = TraceQuery(params)
-        if not query.is_valid():
-            raise ValidationError(query.errors)
-        data = query.cleaned_data
-        min_duration = data["min_duration_ms"]
-        qs = Trace.objects.matching(
-            q=data["q"],
-            service=data["service"],
-            status=data["status"],
-            since_ns=datetime_to_ns(data["since"]) if data["since"] else None,
-            until_ns=datetime_to_ns(data["until"]) if data["until"] else None,
-            min_duration_ns=int(min_duration * 1e6) if min_duration is not None else None,
-            conversation_id=data["conversation_id"],
+    def get(self, request: Request) -> Response:
+        trace_filter = TraceFilter.from_query(request.query_params)
+        if trace_filter.errors:
+            raise ValidationError(trace_filter.errors)
+        limit = _limit(request.query_params.get("limit"))
+        traces = trace_filter.traces()
+        page = trace_filter.page(limit, traces)
+
+        def link(after: Cursor | None, before: Cursor | None) -> str | None:
+            if after is None and before is None:
+                return None
+            target = replace(trace_filter, after=after, before=before, offset=0)
+            query = urlencode({**target.params(), "limit": limit})
+            return request.build_absolute_uri(f"{request.path}?{query}")
+
+        return Response(
+            {
+                "count": traces.count(),
+                "next": link(page.next, None),
+                "previous": link(None, page.previous),
+                "results": [trace_to_dict(trace) for trace in page.rows],
+            }
         )
-        ordering = data["ordering"] or "-start_time"
-        prefix = "-" if ordering.startswith("-") else ""
-        field = ORDERINGS[ordering.lstrip("-")]
-        return qs.order_by(f"{prefix}{field}", f"{prefix}trace_id")
 
 
 class TraceDetail(APIView):

@@ -1,12 +1,15 @@
-"""The overview's filters: parsed from the URL (every filter lives there, so pages are bookmarkable
-and Back works), validated, and turned back into URLs for links.
+"""The traces filter, one definition for the overview page and for `/api/traces/`: parsed from the
+URL (every filter lives there, so pages are bookmarkable and Back works), validated, paged by
+keyset, and turned back into URLs for links.
 
-A bad value never fails the page: it is dropped, and the page says which one and why.
+A bad value never fails the page: it is dropped, and the page says which one and why. The API
+answers 400 with the same errors, under the names the client sent.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +22,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tracing import conventions
-from tracing.models import STATUS_CODES, Cursor, Trace, TraceQuerySet, datetime_to_ns
+from tracing.models import (
+    STATUS_CODES,
+    Cursor,
+    Trace,
+    TracePage,
+    TraceQuerySet,
+    datetime_to_ns,
+)
 
 PAGE_SIZE = 50
 
@@ -36,14 +46,34 @@ CUSTOM_RANGE = "custom"
 # the duration index); a narrower preset is one click away.
 DEFAULT_RANGE = "all"
 
-# URL value -> Trace column. Every one has a (column, trace_id) index, so sorting and paging are
-# done by the database across all pages.
+# The names both the page and the API used to take: still accepted, never written.
+ALIASES = {
+    "min_duration_ms": "min_duration",
+    "conversation_id": "conversation",
+    "ordering": "sort",
+}
+
+# URL value -> Trace column. The page's four have a (column, trace_id) index, so sorting and
+# paging are done by the database across all pages; the API's others sort the matched rows.
 SORT_FIELDS = {
     "start": "start_ns",
     "duration": "duration_ns",
     "spans": "span_count",
     "tokens": "total_tokens",
+    "errors": "error_count",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "name": "name",
 }
+# The API's older sort values (its result fields), still accepted.
+SORT_ALIASES = {
+    "start_time": "start",
+    "duration_ms": "duration",
+    "span_count": "spans",
+    "total_tokens": "tokens",
+    "error_count": "errors",
+}
+# What the page's sort menu offers.
 SORTS = {
     "-start": "Newest first",
     "start": "Oldest first",
@@ -56,7 +86,10 @@ SORTS = {
 }
 DEFAULT_SORT = "-start"
 
-_CURSOR = re.compile(r"^(-?\d{1,20})_([0-9a-f]{32})$")
+# A cursor is "<sort value>_<trace id>"; the value is an integer, or a name (any text) when
+# sorting by name.
+_CURSOR = re.compile(r"^(.*)_([0-9a-f]{32})$", re.S)
+_INTEGER = re.compile(r"^-?\d{1,20}$")
 
 
 def as_trace_id(text: str) -> str:
@@ -77,19 +110,35 @@ def zone_from_cookie(value: str | None) -> ZoneInfo | None:
 
 
 class CursorField(forms.CharField):
-    def to_python(self, value: Any) -> Cursor | None:  # type: ignore[override]
+    """A cursor with its value still text: the form's clean() types it by the sort."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strip=False, **kwargs)
+
+    def to_python(self, value: Any) -> tuple[str, str] | None:  # type: ignore[override]
         text = super().to_python(value)
         if not text:
             return None
         match = _CURSOR.match(text)
         if match is None:
             raise forms.ValidationError("not a page cursor")
-        return int(match[1]), match[2]
+        return match[1], match[2]
 
 
 class UpperChoiceField(forms.ChoiceField):
     def to_python(self, value: Any) -> str:
         return super().to_python(value).upper()
+
+
+class SortField(forms.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        choices = [(f"{sign}{key}", "") for key in SORT_FIELDS for sign in ("-", "")]
+        super().__init__(choices=choices, **kwargs)
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        sign, key = ("-", text[1:]) if text.startswith("-") else ("", text)
+        return f"{sign}{SORT_ALIASES.get(key, key)}" if key else ""
 
 
 class TraceFilterForm(forms.Form):
@@ -100,9 +149,11 @@ class TraceFilterForm(forms.Form):
     since = forms.DateTimeField(required=False)
     until = forms.DateTimeField(required=False)
     min_duration = forms.FloatField(required=False, min_value=0, max_value=1e12)
-    sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS])
+    sort = SortField(required=False)
     after = CursorField(required=False)
     before = CursorField(required=False)
+    # Rows to skip before the first page, for API clients that count; pages then have cursors.
+    offset = forms.IntegerField(required=False, min_value=0, max_value=10**9)
     # The traces of one conversation (`gen_ai.conversation.id`); `run` is the same for a run id.
     conversation = forms.CharField(required=False, max_length=500)
     run = forms.CharField(required=False, max_length=500)
@@ -112,7 +163,30 @@ class TraceFilterForm(forms.Form):
         since, until = data.get("since"), data.get("until")
         if since and until and since >= until:
             self.add_error("until", "must be later than the start of the range")
+        by_name = SORT_FIELDS[(data.get("sort") or DEFAULT_SORT).lstrip("-")] == "name"
+        for name in ("after", "before"):
+            cursor = data.get(name)
+            if cursor is None or by_name:
+                continue
+            if _INTEGER.match(cursor[0]):
+                data[name] = (int(cursor[0]), cursor[1])
+            else:
+                self.add_error(name, "not a page cursor for this sort")
+        if data.get("offset") and (data.get("after") or data.get("before")):
+            self.add_error("offset", "cannot be combined with a page cursor")
         return data
+
+
+def canonical_query(data: QueryDict | Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The parameters under their one name (an older name counts only when the new one is
+    absent), and the name each was sent as, to name it back in errors."""
+    values: dict[str, str] = {}
+    sent_as: dict[str, str] = {}
+    for key in sorted(data, key=lambda key: key not in ALIASES):  # aliases first, then overridden
+        name = ALIASES.get(key, key)
+        values[name] = data.get(key) or ""
+        sent_as[name] = key
+    return values, sent_as
 
 
 FIELD_LABELS = {
@@ -126,6 +200,7 @@ FIELD_LABELS = {
     "sort": "sort",
     "after": "page",
     "before": "page",
+    "offset": "offset",
     "conversation": "conversation",
     "run": "run",
 }
@@ -145,14 +220,17 @@ class TraceFilter:
     sort: str = DEFAULT_SORT
     after: Cursor | None = None
     before: Cursor | None = None
+    offset: int = 0
     conversation: str = ""
-    # What was wrong with the URL, for the page to say.
+    # What was wrong with the URL, for the page to say, and for the API's 400 (by parameter).
     problems: tuple[str, ...] = field(default=(), compare=False)
+    errors: dict[str, list[str]] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_query(cls, data: QueryDict | dict[str, str]) -> TraceFilter:
+    def from_query(cls, data: QueryDict | Mapping[str, str]) -> TraceFilter:
         """Parse a query string; naive times are read in the active time zone."""
-        form = TraceFilterForm(data)
+        values, sent_as = canonical_query(data)
+        form = TraceFilterForm(values)
         form.is_valid()
         clean = form.cleaned_data
         problems = tuple(
@@ -161,6 +239,10 @@ class TraceFilter:
             for name, errors in form.errors.items()
             if name in FIELD_LABELS
         )
+        errors = {
+            sent_as.get(name, name): [str(error) for error in messages]
+            for name, messages in form.errors.items()
+        }
         since, until = clean.get("since"), clean.get("until")
         chosen = clean.get("range") or ""
         if chosen in RANGES:
@@ -184,8 +266,10 @@ class TraceFilter:
             sort=clean.get("sort") or DEFAULT_SORT,
             after=after,
             before=before,
+            offset=clean.get("offset") or 0,
             conversation=(clean.get("conversation") or clean.get("run") or "").strip(),
             problems=problems,
+            errors=errors,
         )
 
     # What it selects.
@@ -252,6 +336,17 @@ class TraceFilter:
             conversation_id=self.conversation,
         )
 
+    def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:
+        """The page of `traces` (default: what this filter selects) this filter's URL asks for."""
+        return (self.traces() if traces is None else traces).keyset_page(
+            self.sort_field,
+            descending=self.descending,
+            after=self.after,
+            before=self.before,
+            offset=self.offset,
+            size=size,
+        )
+
     # Back to URLs.
 
     def params(self) -> dict[str, str]:
@@ -281,12 +376,16 @@ class TraceFilter:
             params["after"] = format_cursor(self.after)
         if self.before:
             params["before"] = format_cursor(self.before)
+        if self.offset:
+            params["offset"] = str(self.offset)
         return params
 
     def query_string(self) -> str:
         return urlencode(self.params())
 
     def url(self, **changes: Any) -> str:
+        if "after" in changes or "before" in changes:
+            changes.setdefault("offset", 0)  # a cursor says where the page is
         target = replace(self, **changes) if changes else self
         query = target.query_string()
         return reverse("trace_list") + (f"?{query}" if query else "")

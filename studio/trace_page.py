@@ -83,7 +83,7 @@ def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
                 selected=' aria-selected="true"' if row.span_id == selected else "",
                 toggle=_TOGGLE if row.has_children else "",
                 name=escape(row.name),
-                label=escape(row.label or row.name),
+                label=escape(row.display_name),
                 marks=marks,
                 duration=duration(row.end_ns - row.start_ns),
                 tokens=tokens,
@@ -107,7 +107,7 @@ def tree_data(tree: TraceTree) -> dict[str, Any]:
     start = tree.start_ns
     for row in tree.rows:
         span_type = row.span_type or conventions.OTHER
-        label = row.label or row.name
+        label = row.display_name
         flags = (ERROR if row.status_code == STATUS_ERROR else 0) | (ORPHAN if row.orphan else 0)
         counts = row.span_type in TOKEN_TYPES
         rows.append(

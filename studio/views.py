@@ -136,13 +136,7 @@ def _overview_context(
     """One query for the rows and one for the cards (plus the services for the whole page, and
     an existence check only when a filter matched nothing)."""
     traces = trace_filter.traces()
-    page = traces.keyset_page(
-        trace_filter.sort_field,
-        descending=trace_filter.descending,
-        after=trace_filter.after,
-        before=trace_filter.before,
-        size=PAGE_SIZE,
-    )
+    page = trace_filter.page(PAGE_SIZE, traces)
     stats = traces.stats()
     empty_studio = stats.traces == 0 and not (trace_filter.narrows and Trace.objects.exists())
     context: dict[str, Any] = {

@@ -72,8 +72,10 @@ def test_it_shows_real_traces_named_after_their_root_with_their_summary(
     assert row_ids(html) == [AGENTSCOPE_2, AGENTSCOPE_1]
     row = html[html.index(f'id="trace-{AGENTSCOPE_1}"') :]
     row = row[: row.index("</tr>")]
-    assert "invoke_agent Treasurer" in row
+    # Named as the call tree names its root: the agent, with its kind beside it.
+    assert f'href="/traces/{AGENTSCOPE_1}/" title="invoke_agent Treasurer">Treasurer</a>' in row
     assert 'class="badge badge-agent"' in row
+    assert "How much is 120 EUR in JPY?" in row and "120 EUR is about 19,500 JPY." in row
     assert ">OK<" in row and "unknown_service:python" in row
     assert "126 / 27" in row  # tokens in / out
     assert f'href="/traces/{AGENTSCOPE_1}/"' in row
@@ -196,7 +198,8 @@ def test_a_pasted_trace_id_finds_its_trace_whatever_the_other_filters(
 
 def test_bad_filter_values_are_ignored_and_named(client: Client, agentscope: None) -> None:
     response = client.get(
-        "/traces/?status=MAYBE&since=yesterday&min_duration=-5&sort=name&after=xyz&service=library-app"
+        "/traces/?status=MAYBE&since=yesterday&min_duration=-5&sort=attributes&after=xyz"
+        "&service=library-app"
     )
     assert response.status_code == 200
     html = response.content.decode()
@@ -345,7 +348,7 @@ def test_deleting_asks_first_without_javascript(client: Client, agentscope: None
     )
     assert response.status_code == 200
     html = response.content.decode()
-    assert "Delete 1 trace?" in html and "invoke_agent Treasurer" in html
+    assert "Delete 1 trace?" in html and "<strong>Treasurer</strong>" in html
     assert Trace.objects.filter(trace_id=AGENTSCOPE_1).exists()
     response = client.post(
         "/traces/delete/",
@@ -415,3 +418,75 @@ def test_times_are_shown_and_read_in_the_viewers_time_zone(
     client.cookies["tz"] = "Not/AZone"
     html = client.get("/traces/").content.decode()
     assert "2026-11-21 23:32:02.107 UTC" in html
+
+
+# One display name, the answer, no tokens.
+
+
+def function_trace_body(trace_id: str) -> bytes:
+    """An AgentScope function call as the root of its trace, with no model call under it."""
+    now = time.time_ns()
+    answer = [{"role": "assistant", "parts": [{"type": "text", "content": "Ranked:\n a, b"}]}]
+    attributes = {
+        "gen_ai.operation.name": "invoke_generic_function",
+        "agentscope.function.name": "rank",
+        "gen_ai.output.messages": json.dumps(answer),
+    }
+    span = {
+        "traceId": trace_id,
+        "spanId": "1" * 16,
+        "name": "invoke_generic_function rank",
+        "kind": 1,
+        "startTimeUnixNano": str(now),
+        "endTimeUnixNano": str(now + 5_000_000),
+        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attributes.items()],
+    }
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+
+
+def test_a_trace_has_one_name_in_the_list_the_tree_the_header_and_the_api(
+    client: Client, db: None
+) -> None:
+    trace_id = "f" * 32
+    writer.write_batch(otlp.decode(function_trace_body(trace_id), otlp.JSON).records)
+    html = client.get("/traces/").content.decode()
+    row = html[html.index(f'id="trace-{trace_id}"') :]
+    row = row[: row.index("</tr>")]
+    assert 'title="invoke_generic_function rank">rank</a>' in row
+    assert "Ranked: a, b" in row  # the answer, on one line
+    # No model calls: a dash, not "0 / 0".
+    assert "0 / 0" not in row and 'title="No model calls">—<' in row
+    page = client.get(f"/traces/{trace_id}/").content.decode()
+    assert '<h1 title="invoke_generic_function rank">rank</h1>' in page
+    assert "</b> rank</a>" in page  # the tree row
+    assert "<title>rank" in page
+    api = client.get("/api/traces/").json()["results"][0]
+    assert (api["name"], api["display_name"]) == ("invoke_generic_function rank", "rank")
+    assert api["output_preview"] == "Ranked: a, b"
+    assert row_ids(client.get("/traces/?q=rank").content.decode()) == [trace_id]
+
+
+def test_live_rows_use_the_same_row_with_the_same_name(db: None) -> None:
+    from django.template.loader import render_to_string
+
+    trace = make_trace(1, name="invoke_agent Friday", label="Friday", output_preview="Done.")
+    html = render_to_string("studio/trace_list.html#trace-row", {"trace": trace, "max_duration": 0})
+    assert 'title="invoke_agent Friday">Friday</a>' in html and "Done." in html
+    assert "10 / 5" in html
+
+
+def test_the_old_names_work_on_the_page_and_the_pushed_url_has_the_shared_ones(
+    client: Client, agentscope: None
+) -> None:
+    response = client.get(
+        "/traces/?min_duration_ms=20.5&conversation_id=FBR8Y7LSqV7pXo8fzTZ8TV"
+        "&ordering=-duration_ms",
+        headers=HTMX,
+    )
+    assert row_ids(response.content.decode()) == [AGENTSCOPE_1]
+    assert response["HX-Push-Url"] == (
+        "/traces/?min_duration=20.5&conversation=FBR8Y7LSqV7pXo8fzTZ8TV&sort=-duration"
+    )
+    html = client.get("/traces/?ordering=start_time").content.decode()
+    assert row_ids(html) == [AGENTSCOPE_2, AGENTSCOPE_1][::-1]
+    assert '<option value="start" selected>' in html

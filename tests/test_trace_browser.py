@@ -124,7 +124,9 @@ def test_open_from_the_overview_and_read_a_tool_call_and_the_final_answer(
     page.goto(f"{studio_server.url}/traces/")
     page.locator(f'a[href="/traces/{agentscope_trace}/"]').first.click()
     expect(page).to_have_url(f"{studio_server.url}/traces/{agentscope_trace}/")
-    expect(page.locator("h1")).to_have_text("invoke_agent Treasurer")
+    # Named as the overview and the tree name it; the span name on hover.
+    expect(page.locator("h1")).to_have_text("Treasurer")
+    expect(page.locator("h1")).to_have_attribute("title", "invoke_agent Treasurer")
     expect(page.locator("#tree .r")).to_have_count(9)
     # The root is selected by default: the agent's question and answer.
     panel = page.locator("#span-panel")

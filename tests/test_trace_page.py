@@ -112,7 +112,7 @@ def chat_panel(client: Client, parts: list[dict[str, Any]], **attributes: Any) -
 
 def test_header_shows_the_trace_summary(client: Client, agentscope_1: str) -> None:
     html = client.get(f"/traces/{agentscope_1}/").content.decode()
-    assert "<h1>invoke_agent Treasurer</h1>" in html
+    assert '<h1 title="invoke_agent Treasurer">Treasurer</h1>' in html
     assert f'data-copy="{AS1_TRACE}"' in html
     assert "unknown_service:python" in html
     assert "<dd>9</dd>" in html  # spans

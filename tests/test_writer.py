@@ -44,6 +44,8 @@ def test_the_summary_is_the_same_however_the_spans_arrive() -> None:
     assert expected["conversation_id"] == "FBR8Y7LSqV7pXo8fzTZ8TV"
     assert expected["input_preview"] == "How much is 120 EUR in JPY?"
     assert expected["span_type"] == "agent"
+    assert expected["label"] == "Treasurer"
+    assert expected["output_preview"] == "120 EUR is about 19,500 JPY."
 
     Span.objects.all().delete()
     Trace.objects.all().delete()
@@ -63,8 +65,36 @@ def test_until_the_root_arrives_the_earliest_span_names_the_trace() -> None:
     partial = summary(AGENTSCOPE_TRACE)
     assert partial["has_root"] is False
     assert partial["name"] == "format openai"
+    assert partial["output_preview"] == ""  # no root, no final answer yet
     writer.write_batch([r for r in records if not r.parent_span_id])
     assert summary(AGENTSCOPE_TRACE)["name"] == "invoke_agent Treasurer"
+    assert summary(AGENTSCOPE_TRACE)["output_preview"] == "120 EUR is about 19,500 JPY."
+    # A late child batch recomputes the summary and keeps the root's answer.
+    writer.write_batch(children[:1])
+    assert summary(AGENTSCOPE_TRACE)["output_preview"] == "120 EUR is about 19,500 JPY."
+
+
+@pytest.mark.django_db
+def test_the_output_preview_is_the_roots_answer_on_one_line_and_cut() -> None:
+    records = agentscope_records()
+    root = next(r for r in records if not r.parent_span_id)
+    attributes = json.loads(root.attributes_json)
+    long_answer = "Line one.\n\n" + "word " * 200
+    attributes["gen_ai.output.messages"] = json.dumps(
+        [{"role": "assistant", "parts": [{"type": "text", "content": long_answer}]}]
+    )
+    root.attributes_json = json.dumps(attributes)
+    writer.write_batch(records)
+    preview = summary(AGENTSCOPE_TRACE)["output_preview"]
+    assert preview.startswith("Line one. word word") and "\n" not in preview
+    assert len(preview) == 200 and preview.endswith("…")
+    # An answer no reader understands costs the preview, never the spans.
+    Span.objects.all().delete()
+    Trace.objects.all().delete()
+    root.attributes_json = "not json"
+    writer.write_batch(records)
+    assert summary(AGENTSCOPE_TRACE)["output_preview"] == ""
+    assert Span.objects.filter(trace_id=AGENTSCOPE_TRACE).count() == 9
 
 
 @pytest.mark.django_db
@@ -313,3 +343,19 @@ def test_span_records_carry_exactly_the_span_models_columns() -> None:
     record_columns = {name: field.type for name, field in SpanRecord.__dataclass_fields__.items()}
     assert record_columns == model_columns
     assert otlp.SPAN_COLUMNS == tuple(record_columns)
+
+
+@pytest.mark.django_db
+def test_traces_stored_before_labels_and_answers_get_them_from_the_migration() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("tracing.migrations.0005_trace_label_output_preview")
+    writer.write_batch(agentscope_records())
+    Trace.objects.update(label="", output_preview="")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.BACKFILL_LABELS)
+    migration.backfill_output_previews(apps, None)
+    trace = Trace.objects.get(trace_id=AGENTSCOPE_TRACE)
+    assert (trace.label, trace.output_preview) == ("Treasurer", "120 EUR is about 19,500 JPY.")

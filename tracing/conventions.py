@@ -209,6 +209,13 @@ def label(name: str, kind: str, attributes: Attributes) -> str:
     return first_str(attributes, _LABEL_KEYS.get(kind, ())) or name
 
 
+def display_name(name: str, label: str) -> str:
+    """What a person sees a span, or a trace (its root span), called: the same in the overview,
+    the call tree, the page header and the API. The label (stored at ingest) says what the span
+    is; rows stored before labels existed fall back to the span name."""
+    return label or name
+
+
 def structured(value: Any) -> Any:
     """Structured attributes arrive as OTLP kvlist/array values or as JSON strings: accept both."""
     if isinstance(value, str):
@@ -258,6 +265,11 @@ def input_preview(attributes: Attributes, limit: int = 200) -> str:
         value = attributes.get("input.value")
         if isinstance(value, str):
             text = value
+    return one_line(text, limit)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` folded onto one line and cut to `limit` characters: a preview beside a trace."""
     # Cut before folding white space: the preview is short, the text may be megabytes.
     text = " ".join(text[: limit * 4].split())
     if len(text) > limit:

@@ -938,3 +938,25 @@ def finish_reasons(attributes: Mapping[str, Any]) -> list[str]:
     if isinstance(value, str) and value:
         return [value]
     return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Texts: what a turn asked and answered, for conversations and the overview's Output column
+
+
+def message_text(conversation: Conversation | None, role: str) -> str:
+    """The text of the last message with `role` that has any (a question, or a final answer)."""
+    if conversation is None:
+        return ""
+    for message in reversed(conversation.messages):
+        if message.role == role:
+            text = "\n".join(part.text for part in message.parts if part.type == "text")
+            if text.strip():
+                return text
+    return ""
+
+
+def final_answer(attributes: Mapping[str, Any], events: Events = ()) -> str:
+    """What a span finally answered (its last assistant message's text): for a root span, the
+    trace's answer."""
+    return message_text(output_messages(attributes, events), "assistant")

@@ -70,8 +70,9 @@ class TimedRow:
         return self.duration_ns / 1e6
 
 
-# A keyset cursor: the sort column's value and the trace id of the row a page starts or ends at.
-Cursor = tuple[int, str]
+# A keyset cursor: the sort column's value (an int, or a str for the name) and the trace id of the
+# row a page starts or ends at.
+Cursor = tuple[int | str, str]
 
 
 @dataclass(frozen=True)
@@ -175,10 +176,13 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         q = q.strip()
         if q:
             lowered = q.lower()
+            # The display name may be the label (an agent's or a function's name) rather than
+            # the span name: what is shown must be findable.
+            named = models.Q(name__icontains=q) | models.Q(label__icontains=q)
             if conventions.is_hex_id(lowered, 32):
-                qs = qs.filter(models.Q(trace_id=lowered) | models.Q(name__icontains=q))
+                qs = qs.filter(models.Q(trace_id=lowered) | named)
             else:
-                qs = qs.filter(name__icontains=q)
+                qs = qs.filter(named)
         if service:
             qs = qs.filter(service_name=service)
         if status:
@@ -200,12 +204,14 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         descending: bool = True,
         after: Cursor | None = None,
         before: Cursor | None = None,
+        offset: int = 0,
         size: int = 50,
     ) -> TracePage:
         """The `size` rows ordered by (`field`, trace_id) that follow the cursor `after` (or,
         with `before`, precede it). Pages stay put while new traces arrive, and every page,
         however deep, is one index seek: `field <= value` is a range the index can start from,
-        and the OR only breaks ties."""
+        and the OR only breaks ties. Without a cursor, `offset` rows are skipped first (for API
+        clients that count rows; their next and previous pages have cursors)."""
         backwards = before is not None
         cursor = before if backwards else after
         walk_descending = descending != backwards
@@ -222,15 +228,18 @@ class TraceQuerySet(models.QuerySet["Trace"]):
                     models.Q(**{f"{field}__gte": value}),
                     models.Q(**{f"{field}__gt": value}) | models.Q(trace_id__gt=trace_id),
                 )
+        else:
+            offset = max(offset, 0)
         prefix = "-" if walk_descending else ""
-        rows = list(rows_qs.order_by(f"{prefix}{field}", f"{prefix}trace_id")[: size + 1])
+        ordered = rows_qs.order_by(f"{prefix}{field}", f"{prefix}trace_id")
+        rows = list(ordered[offset : offset + size + 1] if cursor is None else ordered[: size + 1])
         more = len(rows) > size
         del rows[size:]
         if backwards:
             rows.reverse()
             has_previous, has_next = more, True
         else:
-            has_previous, has_next = cursor is not None, more
+            has_previous, has_next = cursor is not None or offset > 0, more
         if not rows:
             return TracePage(rows, None, None)
         first, last = rows[0], rows[-1]
@@ -297,6 +306,9 @@ class Trace(TimedRow, models.Model):
     total_tokens = models.BigIntegerField(default=0)
     conversation_id = models.TextField(default="")
     input_preview = models.TextField(default="")
+    # The root span's label (see conventions.label) and the start of its final answer.
+    label = models.TextField(default="")
+    output_preview = models.TextField(default="")
 
     objects = TraceQuerySet.as_manager()
 
@@ -327,6 +339,10 @@ class Trace(TimedRow, models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.trace_id})"
+
+    @property
+    def display_name(self) -> str:
+        return conventions.display_name(self.name, self.label)
 
 
 class SpanQuerySet(models.QuerySet["Span"]):
@@ -407,3 +423,8 @@ class Span(TimedRow, models.Model):
     @property
     def type_label(self) -> str:
         return self.span_type or conventions.OTHER
+
+    @property
+    def display_name(self) -> str:
+        return conventions.display_name(self.name, self.label)
+

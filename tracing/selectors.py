@@ -31,6 +31,8 @@ TRACE_LIST_FIELDS = (
     "output_tokens",
     "total_tokens",
     "input_preview",
+    "output_preview",
+    "label",
     "span_type",
     "root_span_id",
     "conversation_id",
@@ -102,21 +104,10 @@ class Turn:
     answer: str
 
 
-def _text(conversation: messages.Conversation | None, role: str) -> str:
-    """The text of the last message with `role` (the turn's question, or its final answer)."""
-    if conversation is None:
-        return ""
-    for message in reversed(conversation.messages):
-        if message.role == role:
-            text = "\n".join(part.text for part in message.parts if part.type == "text")
-            if text.strip():
-                return text
-    return ""
-
-
 def _turn(trace: Trace, attributes: dict[str, Any]) -> Turn:
-    user_input = _text(messages.input_messages(attributes), "user") or trace.input_preview
-    answer = _text(messages.output_messages(attributes), "assistant")
+    user_input = messages.message_text(messages.input_messages(attributes), "user")
+    user_input = user_input or trace.input_preview
+    answer = messages.final_answer(attributes)
     return Turn(trace=trace, user_input=user_input, answer=answer)
 
 
@@ -177,6 +168,10 @@ class TreeRow:
     # Its parent never arrived (or the parents form a loop): shown at the top level, marked.
     orphan: bool = False
     has_children: bool = False
+
+    @property
+    def display_name(self) -> str:
+        return conventions.display_name(self.name, self.label)
 
 
 @dataclass(slots=True)
