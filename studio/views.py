@@ -211,6 +211,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "rows_cut": len(tree.rows) > trace_page.HTML_ROWS,
         "rows_shown": trace_page.HTML_ROWS,
         "tree_data": trace_page.tree_data(tree),
+        "blank_row": trace_page.blank_row(),
         "ticks": trace_page.axis_ticks(tree.duration_ns),
         "detail": detail,
         "missing_span": span_id if span_id and detail is None else "",
@@ -218,7 +219,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "panel_url": reverse("span_panel", args=[trace.trace_id, "0" * 16]),
         "nav": "traces",
     }
-    return render(request, "studio/trace_detail.html", context)
+    with timezone.override(_viewer_zone(request)):  # times in the reader's zone, as the overview
+        return render(request, "studio/trace_detail.html", context)
 
 
 def span_panel(request: HttpRequest, trace_id: str, span_id: str) -> HttpResponse:

@@ -10,14 +10,6 @@
 
   const $ = (id) => document.getElementById(id);
 
-  // The server shows exact times in the reader's zone once it knows it.
-  try {
-    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (zone && !document.cookie.split("; ").includes("tz=" + encodeURIComponent(zone))) {
-      document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
-    }
-  } catch (error) { /* no Intl: times stay in UTC, and say so */ }
-
   // ---- Filters: every change submits the form (htmx turns that into a swap of #results);
   // typing waits for a pause. The search box never clears the other filters: they are one form.
 
