@@ -141,6 +141,8 @@ def _overview_context(
         "max_duration": max((trace.duration_ns for trace in page.rows), default=0),
         # New traces go on top only where the top is shown and newest-first.
         "live_top": trace_filter.is_newest_first and page.previous is None,
+        # Names this rendering for the live pushes (studio.consumers), which target only it.
+        "live_key": secrets.token_hex(8),
         "first_url": trace_filter.first_page_url(),
         "newer_url": trace_filter.url(before=page.previous, after=None) if page.previous else "",
         "older_url": trace_filter.url(after=page.next, before=None) if page.next else "",
