@@ -62,12 +62,15 @@ class Subscription:
     shown: dict[str, int] = field(default_factory=dict)
     # The page shows "No traces yet": the first trace brings the whole table.
     empty: bool = False
+    # The table shows "No traces match" (it had no rows): the first row inserted replaces it.
+    placeholder: bool = False
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Subscription:
         query = message.get("query")
         newest = message.get("newest_ns")
         key = message.get("key")
+        shown = _shown(message.get("shown"))
         return cls(
             filter=TraceFilter.from_query(
                 QueryDict(query[:4000] if isinstance(query, str) else "")
@@ -75,8 +78,9 @@ class Subscription:
             top=message.get("top") in ("1", True),
             newest_ns=int(newest) if isinstance(newest, str) and newest.isdigit() else None,
             key=key if isinstance(key, str) and _KEY.fullmatch(key) else "",
-            shown=_shown(message.get("shown")),
+            shown=shown,
             empty=message.get("empty") in ("1", True),
+            placeholder=not shown,
         )
 
     @property
@@ -107,6 +111,8 @@ class Update:
     cards: TraceStats | None = None
     # The page was empty and has a first trace: it fetches the whole table again.
     refresh: bool = False
+    # The first row goes into a table that said "No traces match".
+    placeholder_gone: bool = False
     # For the consumer: whether anything the filter matches changed (the cards are then due).
     touched: bool = False
 
@@ -279,6 +285,9 @@ def build_update(
             update.refresh = True
         elif subscription.top:
             _place(update, shown, matched)
+            if update.inserted and subscription.placeholder:
+                update.placeholder_gone = True
+                subscription.placeholder = False
         else:
             update.replaced = matched
         update.touched = bool(matched or update.gone or update.new_count)
@@ -339,7 +348,7 @@ def render_update(subscription: Subscription, update: Update) -> list[str]:
     rows += [
         f'<tr hx-swap-oob="{_attr(f"delete:{scope} #trace-{tid}")}"></tr>' for tid in update.gone
     ]
-    if update.inserted:
+    if update.placeholder_gone:
         rows.append(f'<tr hx-swap-oob="{_attr(f"delete:{scope} #no-rows")}"></tr>')
     if rows:
         frames.append("".join(rows))
