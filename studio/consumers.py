@@ -234,7 +234,9 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
             if subscription is not self.subscription:
                 self.changed |= changed  # the page changed its filter meanwhile: check again
             elif update:
-                frames = await database_sync_to_async(render_update)(subscription, update)
+                frames = await database_sync_to_async(render_update)(
+                    subscription, update, zone=self.zone
+                )
                 await self.send_frames(frames)
         self.flush_task = None
         if self.changed or self.overflow or self.cards_due:
@@ -319,10 +321,15 @@ def _place(update: Update, shown: dict[str, int], matched: list[Trace]) -> None:
         update.older = (last_start, last_tid)
 
 
-def render_update(subscription: Subscription, update: Update) -> list[str]:
+def render_update(subscription: Subscription, update: Update, *, zone: tzinfo = UTC) -> list[str]:
     """The update as websocket messages of HTML for htmx's ws extension, every element swapped out
     of band into the subscribed rendering. Rows go in messages of their own: a `<tr>` or a
     `<tbody>` must open its message for the HTML parser to keep it."""
+    with timezone.override(zone):  # the rows' exact times, as the page shows them
+        return _frames(subscription, update)
+
+
+def _frames(subscription: Subscription, update: Update) -> list[str]:
     scope = subscription.scope
     frames = []
     inserts = []
