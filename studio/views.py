@@ -137,7 +137,6 @@ def _overview_context(
         "page": page,
         "stats": stats,
         "notice": notice,
-        "page_size": PAGE_SIZE,
         "max_duration": max((trace.duration_ns for trace in page.rows), default=0),
         # New traces go on top only where the top is shown and newest-first.
         "live_top": trace_filter.is_newest_first and page.previous is None,
