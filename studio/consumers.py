@@ -1,21 +1,28 @@
 """The overview's websocket (`/ws/traces/`): keeps an open `/traces/` page up to date.
 
-The page subscribes with its own query string, the traces it shows and the newest start time it
-was rendered with. Changed trace ids arrive from the channel layer (studio.live) and are
-coalesced: at most a couple of pushes a second per socket, each re-checking the changed traces
-against the page's filter in one query and sending rows rendered by the page's own partial.
+The page is wired with htmx's ws extension: its `#live-subscription` form (sent as JSON when a
+rendering of `#results` loads) says what that rendering shows; the server answers with HTML
+fragments of the page's own template that htmx swaps in out of band. Every fragment targets
+`#results[data-live-key=<key>]`, the rendering that subscribed, so a push still on its way when
+the reader changes the filter lands nowhere.
 
-- On the top page of a newest-first list, changed traces that match come as rows to insert or
-  replace.
+Changed trace ids arrive from the channel layer (studio.live) and are coalesced: at most a couple
+of pushes a second per socket, each re-checking the changed traces against the page's filter in
+one query and rendering rows with the page's own partial.
+
+- On the top page of a newest-first list, changed traces that match are inserted at their place
+  (after the row that precedes them) or replaced in place; rows pushed below the page size go,
+  and the pager's "Older" link follows the new last row.
 - Elsewhere, only the rows on the page are replaced, and new traces are counted, so nothing moves
   under the reader's cursor.
-- Rows that stop matching, or are deleted, are named in `gone`.
+- Rows that stop matching, or are deleted, are removed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
@@ -29,7 +36,7 @@ from django.utils import timezone
 
 from studio import live, security
 from studio.filters import PAGE_SIZE, TraceFilter, zone_from_cookie
-from tracing import conventions
+from tracing.models import Trace, TraceStats
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,9 @@ CARDS_INTERVAL = 2.0
 # Beyond this many changed traces between two pushes, the top page is re-read whole instead.
 MAX_CHANGED = 500
 MAX_SHOWN = 200
+TEMPLATE = "studio/trace_list.html"
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_SHOWN = re.compile(r"(\d{1,20})_([0-9a-f]{32})")
 
 
 @dataclass
@@ -45,32 +55,75 @@ class Subscription:
     filter: TraceFilter
     top: bool
     newest_ns: int | None
-    shown: set[str] = field(default_factory=set)
-    # Echoed in every update, so a page that has since changed its filter ignores stale ones.
-    seq: int = 0
+    # The rendering's data-live-key: every fragment targets that rendering only.
+    key: str = ""
+    # Trace id -> start (ns) of the rows on the page: where new rows go, which rows to re-check.
+    shown: dict[str, int] = field(default_factory=dict)
+    # The page shows "No traces yet": the first trace brings the whole table.
+    empty: bool = False
+    # The table shows "No traces match" (it had no rows): the first row inserted replaces it.
+    placeholder: bool = False
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Subscription:
         query = message.get("query")
         newest = message.get("newest_ns")
-        seq = message.get("seq")
+        key = message.get("key")
+        shown = _shown(message.get("shown"))
         return cls(
             filter=TraceFilter.from_query(
                 QueryDict(query[:4000] if isinstance(query, str) else "")
             ),
-            top=message.get("top") is True,
+            top=message.get("top") in ("1", True),
             newest_ns=int(newest) if isinstance(newest, str) and newest.isdigit() else None,
-            shown=_trace_ids(message.get("shown")),
-            seq=seq if isinstance(seq, int) else 0,
+            key=key if isinstance(key, str) and _KEY.fullmatch(key) else "",
+            shown=shown,
+            empty=message.get("empty") in ("1", True),
+            placeholder=not shown,
         )
 
+    @property
+    def scope(self) -> str:
+        return f'#results[data-live-key="{self.key}"]'
 
-def _trace_ids(value: Any) -> set[str]:
-    if not isinstance(value, list):
-        return set()
-    return {
-        tid for tid in value[:MAX_SHOWN] if isinstance(tid, str) and conventions.is_hex_id(tid, 32)
-    }
+
+def _shown(value: Any) -> dict[str, int]:
+    """`start_traceid` strings (one, as htmx sends a single field, or a list)."""
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    shown = {}
+    for item in values[:MAX_SHOWN]:
+        if isinstance(item, str) and (match := _SHOWN.fullmatch(item)):
+            shown[match[2]] = int(match[1])
+    return shown
+
+
+@dataclass
+class Update:
+    """What changed for one page: rows to insert (each after the row named, or first), rows to
+    replace, rows to remove, the count of new traces, the new "Older" cursor, the cards."""
+
+    inserted: list[tuple[Trace, str | None]] = field(default_factory=list)
+    replaced: list[Trace] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    new_count: int | None = None
+    older: tuple[int, str] | None = None
+    cards: TraceStats | None = None
+    # The page was empty and has a first trace: it fetches the whole table again.
+    refresh: bool = False
+    # The first row goes into a table that said "No traces match".
+    placeholder_gone: bool = False
+    # For the consumer: whether anything the filter matches changed (the cards are then due).
+    touched: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.inserted
+            or self.replaced
+            or self.gone
+            or self.new_count is not None
+            or self.cards
+            or self.refresh
+        )
 
 
 class TraceListConsumer(AsyncJsonWebsocketConsumer):
@@ -94,6 +147,10 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
         self.zone = _zone(self.scope)
         await self.accept()
 
+    async def send_frames(self, frames: list[str]) -> None:
+        for frame in frames:
+            await self.send(text_data=frame)
+
     async def disconnect(self, code: int) -> None:
         task = getattr(self, "flush_task", None)
         if task is not None:
@@ -110,8 +167,6 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
             self.catch_up = True
             self.cards_due = False
             self._schedule()
-        elif content.get("type") == "shown" and self.subscription is not None:
-            self.subscription.shown = _trace_ids(content.get("ids"))
 
     # Channel layer events (studio.live).
 
@@ -128,9 +183,10 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
     async def traces_deleted(self, event: dict[str, Any]) -> None:
         if self.subscription is None:
             return
-        gone = event["trace_ids"]
-        self.subscription.shown.difference_update(gone)
-        await self.send_json({"type": "update", "seq": self.subscription.seq, "gone": gone})
+        subscription = self.subscription
+        gone = [tid for tid in event["trace_ids"] if subscription.shown.pop(tid, None) is not None]
+        if gone:
+            await self.send_frames(render_update(subscription, Update(gone=gone)))
         self.cards_due = True
         self._schedule()
 
@@ -168,16 +224,19 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
             except Exception:
                 # A failed push (the database restarting, say) must not end live updates.
                 logger.exception("could not build a live update")
-                update = {}
+                update = Update()
             if with_cards:
                 self.cards_due = False
                 self.last_cards = loop.time()
-            if update.pop("touched", False):
+            if update.touched:
                 self.cards_due = True
             if subscription is not self.subscription:
                 self.changed |= changed  # the page changed its filter meanwhile: check again
-            elif set(update) - {"type", "seq"}:
-                await self.send_json(update)
+            elif update:
+                frames = await database_sync_to_async(render_update)(
+                    subscription, update, zone=self.zone
+                )
+                await self.send_frames(frames)
         self.flush_task = None
         if self.changed or self.overflow or self.cards_due:
             self._schedule()
@@ -191,20 +250,21 @@ def build_update(
     catch_up: bool = False,
     with_cards: bool = False,
     zone: tzinfo = UTC,
-) -> dict[str, Any]:
-    """The message for a page: `rows` to insert or replace, `gone`, `new_count`, `cards`, and
-    `touched` (for the consumer: whether anything the filter matches changed). `catch_up` also
-    looks for traces newer than the page's newest (committed before its socket listened)."""
-    update: dict[str, Any] = {"type": "update", "seq": subscription.seq}
+) -> Update:
+    """What the page must change after `changed` traces changed; `subscription.shown` follows
+    it. `catch_up` also looks for traces newer than the page's newest (committed before its
+    socket listened)."""
+    update = Update()
+    shown = subscription.shown
     with timezone.override(zone):
         traces = subscription.filter.traces()
         if subscription.top:
             if overflow:
                 matched = list(traces.order_by("-start_ns", "-trace_id")[:PAGE_SIZE])
-                checked: set[str] = set()
+                checked = set(shown)
             else:
                 matched = list(traces.filter(trace_id__in=changed)) if changed else []
-                checked = changed & subscription.shown
+                checked = changed & shown.keys()
                 if catch_up:
                     newer = traces.filter(start_ns__gt=subscription.newest_ns or 0)
                     seen = {trace.trace_id for trace in matched}
@@ -213,37 +273,122 @@ def build_update(
                         for trace in newer.order_by("-start_ns", "-trace_id")[:PAGE_SIZE]
                         if trace.trace_id not in seen
                     ]
-            matched.sort(key=lambda trace: (trace.start_ns, trace.trace_id), reverse=True)
-            rows = matched[:PAGE_SIZE]
-            subscription.shown.update(trace.trace_id for trace in rows)
         else:
-            checked = subscription.shown if overflow else changed & subscription.shown
-            rows = list(traces.filter(trace_id__in=checked)) if checked else []
-            matched = rows
-            if overflow or catch_up or changed - subscription.shown:
+            checked = set(shown) if overflow else changed & shown.keys()
+            matched = list(traces.filter(trace_id__in=checked)) if checked else []
+            if overflow or catch_up or changed - shown.keys():
                 newer = traces.filter(start_ns__gt=subscription.newest_ns or 0)
-                update["new_count"] = newer.count()
-        gone = sorted(checked - {trace.trace_id for trace in matched})
-        subscription.shown.difference_update(gone)
-        if rows:
-            update["rows"] = [
-                {
-                    "id": trace.trace_id,
-                    "start_ns": str(trace.start_ns),
-                    "html": render_to_string(
-                        "studio/trace_list.html#trace-row", {"trace": trace, "max_duration": 0}
-                    ),
-                }
-                for trace in rows
-            ]
-        if gone:
-            update["gone"] = gone
-        update["touched"] = bool(matched or gone or update.get("new_count"))
+                update.new_count = newer.count()
+        update.gone = sorted(checked - {trace.trace_id for trace in matched})
+        for tid in update.gone:
+            del shown[tid]
+        if subscription.empty and matched:
+            update.refresh = True
+        elif subscription.top:
+            _place(update, shown, matched)
+            if update.inserted and subscription.placeholder:
+                update.placeholder_gone = True
+                subscription.placeholder = False
+        else:
+            update.replaced = matched
+        update.touched = bool(matched or update.gone or update.new_count)
         if with_cards:
-            update["cards"] = render_to_string(
-                "studio/trace_list.html#cards", {"stats": traces.stats()}
-            )
+            update.cards = traces.stats()
     return update
+
+
+def _place(update: Update, shown: dict[str, int], matched: list[Trace]) -> None:
+    """The top page, newest first: replace the rows it shows, insert the rest where they belong
+    (after the row before them), and let the rows pushed past the page size go."""
+    fresh = {}
+    for trace in matched:
+        if trace.trace_id in shown:
+            update.replaced.append(trace)
+        else:
+            fresh[trace.trace_id] = trace
+        shown[trace.trace_id] = trace.start_ns
+    order = sorted(shown.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    for place, (tid, _) in enumerate(order[:PAGE_SIZE]):
+        if tid in fresh:
+            update.inserted.append((fresh[tid], order[place - 1][0] if place else None))
+    if len(order) > PAGE_SIZE:
+        for tid, _ in order[PAGE_SIZE:]:
+            del shown[tid]
+            if tid not in fresh:
+                update.gone.append(tid)
+        last_tid, last_start = order[PAGE_SIZE - 1]
+        update.older = (last_start, last_tid)
+
+
+def render_update(subscription: Subscription, update: Update, *, zone: tzinfo = UTC) -> list[str]:
+    """The update as websocket messages of HTML for htmx's ws extension, every element swapped out
+    of band into the subscribed rendering. Rows go in messages of their own: a `<tr>` or a
+    `<tbody>` must open its message for the HTML parser to keep it."""
+    with timezone.override(zone):  # the rows' exact times, as the page shows them
+        return _frames(subscription, update)
+
+
+def _frames(subscription: Subscription, update: Update) -> list[str]:
+    scope = subscription.scope
+    frames = []
+    inserts = []
+    for trace, after in update.inserted:
+        target = f"afterend:{scope} #trace-{after}" if after else f"afterbegin:{scope} #trace-rows"
+        row = render_to_string(
+            f"{TEMPLATE}#trace-row", {"trace": trace, "is_new": True, "max_duration": 0}
+        )
+        inserts.append(f'<tbody hx-swap-oob="{_attr(target)}">{row}</tbody>')
+    if inserts:
+        frames.append("".join(inserts))
+    rows = [
+        render_to_string(
+            f"{TEMPLATE}#trace-row",
+            {
+                "trace": trace,
+                "max_duration": 0,
+                "oob": f"outerHTML:{scope} #trace-{trace.trace_id}",
+            },
+        )
+        for trace in update.replaced
+    ]
+    rows += [
+        f'<tr hx-swap-oob="{_attr(f"delete:{scope} #trace-{tid}")}"></tr>' for tid in update.gone
+    ]
+    if update.placeholder_gone:
+        rows.append(f'<tr hx-swap-oob="{_attr(f"delete:{scope} #no-rows")}"></tr>')
+    if rows:
+        frames.append("".join(rows))
+    parts = []
+    first_url = subscription.filter.first_page_url()
+    if update.new_count is not None:
+        context = {"new_count": update.new_count, "first_url": first_url}
+        parts.append(_fragment("new-traces", f"outerHTML:{scope} #new-traces", context))
+    if update.older is not None:
+        context = {
+            "filter": subscription.filter,
+            "first_url": first_url,
+            "older_url": subscription.filter.url(after=update.older, before=None),
+        }
+        parts.append(_fragment("pager", f"outerHTML:{scope} #pager", context))
+    if update.cards is not None:
+        parts.append(_fragment("cards", f"outerHTML:{scope} #cards", {"stats": update.cards}))
+    if update.refresh:
+        parts.append(
+            render_to_string(
+                f"{TEMPLATE}#live-refresh", {"scope": scope, "url": subscription.filter.url()}
+            )
+        )
+    if parts:
+        frames.append("".join(parts))
+    return frames
+
+
+def _fragment(name: str, oob: str, context: dict[str, Any]) -> str:
+    return render_to_string(f"{TEMPLATE}#{name}", {**context, "oob": oob})
+
+
+def _attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;")
 
 
 def _zone(scope: dict[str, Any]) -> tzinfo:

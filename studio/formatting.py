@@ -1,7 +1,5 @@
-"""Durations as every page shows them: the template filters and the trace page's rows.
-
-static/studio/trace.js has the same function for the rows it draws itself.
-"""
+"""Durations as every page shows them: the template filters and the trace page's rows (whose
+JSON carries them formatted, so trace.js has no copy of this)."""
 
 from __future__ import annotations
 

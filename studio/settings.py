@@ -110,7 +110,10 @@ DATA_DIR = env_path("STUDIO_DATA_DIR", BASE_DIR / "data")
 
 # Made on first start and kept beside the data (mode 0600), so sessions and CSRF tokens survive
 # restarts and no two Studios share a key.
-SECRET_KEY = env_str("SECRET_KEY", "") or security.stored_secret_key(DATA_DIR)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    make_dir("STUDIO_DATA_DIR", DATA_DIR)
+    SECRET_KEY = security.stored_secret_key(DATA_DIR)
 DEBUG = env_bool("DEBUG", False)
 HOST = env_str("STUDIO_HOST", "127.0.0.1")
 # Names (no port) besides loopback and the bound address that Studio answers to; anything else

@@ -1,12 +1,15 @@
-"""The call tree of the trace page, as the browser gets it: compact JSON for every row, and HTML
-for the first rows.
+"""The call tree of the trace page, as the browser gets it: compact JSON for every row, HTML
+for the first rows, and one blank row for trace.js to clone.
 
 trace.js draws the tree from the JSON, only the rows in view (a 50,000-span trace is 50,000 rows:
 as HTML that is 20 MB for Chromium to parse, which takes it many seconds). The HTML rows are for
 reading without JavaScript and for the first paint; they are built in Python, one string format
-per row, because Django's template engine costs some 10-20 µs per tag. Every value from a span
-goes through `html.escape` (span content is untrusted); only the assembled markup is marked safe.
-The JSON goes through Django's `json_script`, which escapes what could close the script element.
+per row, because Django's template engine costs some 10-20 µs per tag. The markup of a row and
+every text in it (durations, token counts, the bar's geometry) are made here only: the JSON
+carries them formatted, and trace.js clones `blank_row()` and fills it in. Every value from a
+span goes through `html.escape` (span content is untrusted); only the assembled markup is marked
+safe. The JSON goes through Django's `json_script`, which escapes what could close the script
+element.
 """
 
 from __future__ import annotations
@@ -53,13 +56,18 @@ def _bar(row: TreeRow, start: int, total: int) -> tuple[float, float]:
     return x, min(width, 100 - x)
 
 
+def _tokens(row: TreeRow) -> str:
+    if row.span_type in TOKEN_TYPES and (row.input_tokens or row.output_tokens):
+        return f"{row.input_tokens:,} → {row.output_tokens:,}"
+    return ""
+
+
 def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
     """The first HTML_ROWS rows as HTML."""
     start = tree.start_ns
     total = tree.duration_ns or 1
     parts = []
     for row in tree.rows[:HTML_ROWS]:
-        span_type = escape(row.span_type or conventions.OTHER)
         classes = ""
         marks = ""
         if row.orphan:
@@ -68,14 +76,11 @@ def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
         if row.status_code == STATUS_ERROR:
             classes += " e"
             marks += _ERROR
-        tokens = ""
-        if row.span_type in TOKEN_TYPES and (row.input_tokens or row.output_tokens):
-            tokens = f"{row.input_tokens:,} → {row.output_tokens:,}"
         x, width = _bar(row, start, total)
         parts.append(
             _ROW.format(
                 indent=min(row.depth, MAX_INDENT),
-                type=span_type,
+                type=escape(row.span_type or conventions.OTHER),
                 classes=classes,
                 span_id=escape(row.span_id),
                 level=row.depth + 1,
@@ -86,7 +91,7 @@ def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
                 label=escape(row.display_name),
                 marks=marks,
                 duration=duration(row.end_ns - row.start_ns),
-                tokens=tokens,
+                tokens=_tokens(row),
                 x=x,
                 width=width,
             )
@@ -94,38 +99,63 @@ def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
     return mark_safe("".join(parts))  # every span value above went through escape()
 
 
-def tree_data(tree: TraceTree) -> dict[str, Any]:
-    """Every row, in tree order, as compact arrays for trace.js.
+def blank_row() -> SafeString:
+    """The row trace.js clones for every row it draws: with every optional part (toggle, marks),
+    which it removes where a span has none, and empty texts, which it fills in."""
+    return mark_safe(
+        _ROW.format(
+            indent=0,
+            type=conventions.OTHER,
+            classes=" o e",
+            span_id="",
+            level=1,
+            expanded=' aria-expanded="true"',
+            selected="",
+            toggle=_TOGGLE,
+            name="",
+            label="",
+            marks=_ORPHAN + _ERROR,
+            duration="",
+            tokens="",
+            x=0,
+            width=0,
+        )
+    )
 
-    A row is [span id, depth, start offset ns, duration ns, type, flags, input tokens,
-    output tokens, name, label]; type, name and label index `types` and `strings` (agent traces
-    repeat the same few names thousands of times).
+
+def tree_data(tree: TraceTree) -> dict[str, Any]:
+    """Every row, in tree order, as compact arrays for trace.js, its texts formatted here.
+
+    A row is [span id, depth, type, flags, name, label, duration, tokens, bar x %, bar width %];
+    type indexes `types`, and name, label, duration and tokens index `strings` (agent traces
+    repeat the same few names and durations thousands of times).
     """
     strings: dict[str, int] = {}
     types: dict[str, int] = {}
     rows = []
     start = tree.start_ns
+    total = tree.duration_ns or 1
     for row in tree.rows:
         span_type = row.span_type or conventions.OTHER
         label = row.display_name
         flags = (ERROR if row.status_code == STATUS_ERROR else 0) | (ORPHAN if row.orphan else 0)
-        counts = row.span_type in TOKEN_TYPES
+        x, width = _bar(row, start, total)
         rows.append(
             [
                 row.span_id,
                 row.depth,
-                row.start_ns - start,
-                row.end_ns - row.start_ns,
                 types.setdefault(span_type, len(types)),
                 flags,
-                row.input_tokens if counts else 0,
-                row.output_tokens if counts else 0,
                 strings.setdefault(row.name, len(strings)),
                 strings.setdefault(label, len(strings)),
+                strings.setdefault(duration(row.end_ns - row.start_ns), len(strings)),
+                strings.setdefault(_tokens(row), len(strings)),
+                round(x, 2),
+                round(width, 2),
             ]
         )
     return {
-        "duration": tree.duration_ns,
+        "max_indent": MAX_INDENT,
         "types": list(types),
         "strings": list(strings),
         "rows": rows,

@@ -145,10 +145,11 @@ def _overview_context(
         "page": page,
         "stats": stats,
         "notice": notice,
-        "page_size": PAGE_SIZE,
         "max_duration": max((trace.duration_ns for trace in page.rows), default=0),
         # New traces go on top only where the top is shown and newest-first.
         "live_top": trace_filter.is_newest_first and page.previous is None,
+        # Names this rendering for the live pushes (studio.consumers), which target only it.
+        "live_key": secrets.token_hex(8),
         "first_url": trace_filter.first_page_url(),
         "newer_url": trace_filter.url(before=page.previous, after=None) if page.previous else "",
         "older_url": trace_filter.url(after=page.next, before=None) if page.next else "",
@@ -230,6 +231,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "rows_cut": len(tree.rows) > trace_page.HTML_ROWS,
         "rows_shown": trace_page.HTML_ROWS,
         "tree_data": trace_page.tree_data(tree),
+        "blank_row": trace_page.blank_row(),
         "ticks": trace_page.axis_ticks(tree.duration_ns),
         "detail": detail,
         "missing_span": span_id if span_id and detail is None else "",
@@ -238,7 +240,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "fact_templates": extensions.trace_fact_templates,
         "nav": "traces",
     }
-    return render(request, "studio/trace_detail.html", context)
+    with timezone.override(_viewer_zone(request)):  # times in the reader's zone, as the overview
+        return render(request, "studio/trace_detail.html", context)
 
 
 def span_panel(request: HttpRequest, trace_id: str, span_id: str) -> HttpResponse:

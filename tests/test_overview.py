@@ -85,6 +85,23 @@ def test_it_shows_real_traces_named_after_their_root_with_their_summary(
     assert "2026-11-21 23:32:02.107 UTC" in row and "2026-11-21 23:32:02.128 UTC" in row
 
 
+def test_each_rendering_subscribes_to_live_rows_with_what_it_shows(
+    client: Client, agentscope: None
+) -> None:
+    html = client.get("/traces/?service=library-app").content.decode()
+    key = re.search(r'<div id="results"[^>]* data-live-key="(\w+)"', html)[1]
+    form = html[html.index('<form id="live-subscription" ws-send hx-trigger="load"') :]
+    form = form[: form.index("</form>")]
+    assert f'name="key" value="{key}"' in form
+    assert 'name="query" value="service=library-app"' in form
+    assert 'name="top" value="1"' in form
+    trace = Trace.objects.get(trace_id=AGENTSCOPE_2)
+    assert re.findall(r'name="shown" value="([^"]+)"', form) == [f"{trace.start_ns}_{AGENTSCOPE_2}"]
+    assert "{#" not in html and "#}" not in html
+    # Another rendering, another key: pushes for the first land nowhere in it.
+    assert f'data-live-key="{key}"' not in client.get("/traces/").content.decode()
+
+
 def test_the_cards_total_the_whole_filter_with_exact_percentiles(client: Client, db: None) -> None:
     for n in range(100):
         failed = n % 10 == 0

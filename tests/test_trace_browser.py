@@ -3,6 +3,7 @@ a tool call and the final answer, the deep link, the filter and the keyboard."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -220,8 +221,9 @@ def test_keyboard_navigation(watched: Any, studio_server: Any, nested_trace: dic
     expect(tree).to_have_attribute("aria-activedescendant", cursor("root"))
     page.keyboard.press("ArrowDown")
     expect(tree).to_have_attribute("aria-activedescendant", cursor("llm"))
-    page.keyboard.press("Enter")
+    # Moving the selection opens that span, as in Jaeger or devtools, without Enter.
     expect(page).to_have_url(re.compile(rf"\?span={nested_trace['llm']}$"))
+    expect(row(page, nested_trace["llm"])).to_have_attribute("aria-selected", "true")
     expect(page.locator("#span-panel .io-output")).to_contain_text("Plan ready.")
 
     page.keyboard.press("ArrowDown")
@@ -240,10 +242,13 @@ def test_keyboard_navigation(watched: Any, studio_server: Any, nested_trace: dic
     page.keyboard.press("ArrowUp")
     page.keyboard.press("ArrowUp")
     expect(tree).to_have_attribute("aria-activedescendant", cursor("root"))
+    expect(page.locator("#span-panel h2")).to_contain_text("invoke_agent Planner")
     page.keyboard.press("End")
     expect(tree).to_have_attribute("aria-activedescendant", cursor("function"))
-    page.keyboard.press("Enter")
     expect(page.locator("#span-panel h2")).to_contain_text("invoke_generic_function fetch_rows")
+    # Walking the tree replaced the history entry rather than adding one per row.
+    page.go_back()
+    expect(page).not_to_have_url(re.compile(r"\?span="))
 
 
 def test_attribute_filter_and_copy(watched: Any, studio_server: Any, agentscope_trace: str) -> None:
@@ -327,3 +332,70 @@ def test_raw_json_loads_when_opened(
     page.locator("#span-panel details.raw summary").click()
     expect(raw).to_contain_text(f'"span_id": "{AS1_TOOL}"')
     expect(raw).to_contain_text('"gen_ai.tool.name": "convert"')
+
+
+def test_at_phone_width_the_tree_shows_names_and_the_axis_labels_apart(
+    watched: Any, studio_server: Any, agentscope_trace: str
+) -> None:
+    page = watched
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{studio_server.url}/traces/{agentscope_trace}/")
+    expect(row(page, AS1_TOOL)).to_be_visible()
+    for span_id in (AS1_AGENT, AS1_CHAT_2, AS1_TOOL):
+        link = row(page, span_id).locator(".n a")
+        assert link.bounding_box()["width"] > 60, span_id
+    expect(row(page, AS1_TOOL).locator(".n a")).to_contain_text("convert")
+    labels = [
+        box
+        for box in page.locator(".tree-head .axis > span").evaluate_all(
+            "spans => spans.map(s => s.getBoundingClientRect().toJSON())"
+        )
+        if box["width"] > 0
+    ]
+    assert len(labels) >= 2
+    for left, right in itertools.pairwise(labels):
+        assert left["right"] <= right["left"], labels
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_the_start_is_in_the_readers_zone_with_utc_on_hover(
+    chromium: Any, studio_server: Any, agentscope_trace: str
+) -> None:
+    context = chromium.new_context(timezone_id="Asia/Tokyo")
+    try:
+        page = context.new_page()
+        page.goto(f"{studio_server.url}/traces/{agentscope_trace}/")  # learns the zone
+        page.reload()
+        start = page.locator(".trace-head .facts time")
+        # The trace started at 23:32:02.107 UTC on 2026-11-21: 08:32 the next day in Tokyo.
+        expect(start).to_have_text("2026-11-22 08:32:02.107 JST")
+        expect(start).to_have_attribute("title", re.compile(r"^2026-11-21 23:32:02\.107\d* UTC$"))
+    finally:
+        context.close()
+
+
+def test_attribute_names_wrap_only_at_dots_and_underscores(
+    watched: Any, studio_server: Any, agentscope_trace: str
+) -> None:
+    page = watched
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{studio_server.url}/traces/{agentscope_trace}/?span={AS1_CHAT_2}")
+    names = page.locator("#span-panel details.attributes .attr-table th code")
+    expect(names.first).to_be_visible()
+    # Each piece between two <wbr> is a text node of its own: none may span two lines.
+    broken = names.evaluate_all(
+        """codes => codes.flatMap(code => Array.from(code.childNodes)
+            .filter(node => node.nodeType === Node.TEXT_NODE && node.data.length > 1)
+            .filter(node => {
+              const range = document.createRange();
+              range.selectNodeContents(node);
+              const lines = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+              return lines.size > 1;
+            })
+            .map(node => node.data))"""
+    )
+    assert broken == []
+    wrapped = names.evaluate_all(
+        "codes => codes.filter(c => c.getClientRects().length && c.offsetHeight > 20).length"
+    )
+    assert wrapped > 0  # long names did wrap (at their dots and underscores)

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 import requests
+from django.conf import settings
 from django.test import Client
 
 from ingest.otlp import decode_json, decode_protobuf
 from ingest.writer import write_batch
+from studio import formatting
 from tests.conftest import fixture_bytes
 from tracing.models import Span, Trace
 from tracing.otlp_json import key_values
@@ -287,21 +289,35 @@ def test_every_row_is_sent_as_compact_json_for_the_virtual_list(
     client: Client, agentscope_1: str
 ) -> None:
     data = tree_json(client.get(f"/traces/{agentscope_1}/").content.decode())
-    assert data["duration"] == Trace.objects.get(trace_id=agentscope_1).duration_ns
     assert len(data["rows"]) == 9
-    span_id, depth, start, duration, kind, flags, tokens_in, tokens_out, name, label = data["rows"][
-        5
-    ]
-    assert (span_id, depth, flags, tokens_in, tokens_out) == (AS1_CHAT_2, 1, 0, 42, 9)
-    assert (data["types"][kind], data["strings"][name], data["strings"][label]) == (
+    span_id, depth, kind, flags, name, label, duration, tokens, x, width = data["rows"][5]
+    assert (span_id, depth, flags) == (AS1_CHAT_2, 1, 0)
+    strings = data["strings"]
+    assert (data["types"][kind], strings[name], strings[label], strings[tokens]) == (
         "llm",
         "chat qwen-max",
         "qwen-max",
+        "42 → 9",
     )
+    # Texts come formatted by the server (trace.js has no copy of the format), bars placed.
     chat = Span.objects.get(span_id=AS1_CHAT_2)
-    assert (start, duration) == (chat.start_ns - span_of_root_start(), chat.end_ns - chat.start_ns)
+    assert strings[duration] == formatting.duration(chat.end_ns - chat.start_ns)
+    total = Trace.objects.get(trace_id=agentscope_1).duration_ns
+    assert x == pytest.approx((chat.start_ns - span_of_root_start()) * 100 / total, abs=0.01)
+    assert width == pytest.approx((chat.end_ns - chat.start_ns) * 100 / total, abs=0.01)
     # Names repeat in agent traces: each is sent once.
-    assert data["strings"].count("format openai") == 1
+    assert strings.count("format openai") == 1
+
+
+def test_trace_js_clones_the_servers_row_and_formats_nothing(
+    client: Client, agentscope_1: str
+) -> None:
+    html = client.get(f"/traces/{agentscope_1}/").content.decode()
+    blank = re.search(r'<template id="tree-row">(.*?)</template>', html, re.S)
+    assert blank is not None and blank[1].startswith('<div class="r d0 ')
+    script = (settings.BASE_DIR / "static" / "studio" / "trace.js").read_text()
+    for copy in ("createElement", "µs", "toLocaleString", "1e9"):
+        assert copy not in script
 
 
 def test_json_rows_are_escaped_for_the_script_element(client: Client) -> None:
@@ -374,13 +390,16 @@ def test_formatter_panel_shows_function_input_and_output(client: Client, agentsc
 
 def test_attributes_resource_scope_and_raw_json(client: Client, agentscope_1: str) -> None:
     html = panel(client, agentscope_1, AS1_CHAT_2)
-    assert re.search(
-        r"<th scope=\"row\"><code>gen_ai.usage.input_tokens</code></th>"
-        r'<td class="type">int</td><td class="value"><pre>42</pre>',
-        html,
+    # Names may wrap after their dots and underscores only; the whole name is the title.
+    assert (
+        '<th scope="row" title="gen_ai.usage.input_tokens">'
+        "<code>gen_<wbr>ai.<wbr>usage.<wbr>input_<wbr>tokens</code></th>"
+        '<td class="type">int</td><td class="value"><pre>42</pre>'
+    ) in html
+    assert (
+        '<code>gen_<wbr>ai.<wbr>request.<wbr>model</code></th><td class="type">string</td>' in html
     )
-    assert '<code>gen_ai.request.model</code></th><td class="type">string</td>' in html
-    assert "<code>service.instance.id</code>" in html  # resource
+    assert "<code>service.<wbr>instance.<wbr>id</code>" in html  # resource
     assert '<code>agentscope</code> <span class="muted">version</span> <code>1.0.21</code>' in html
     json_url = f"/traces/{agentscope_1}/spans/{AS1_CHAT_2}/json"
     assert f'<pre id="raw-{AS1_CHAT_2}" class="raw-json" hx-get="{json_url}"' in html
@@ -446,7 +465,7 @@ def test_events_put_exceptions_first_and_links_are_links(client: Client) -> None
     assert '<b>retry</b> <span class="muted">+10 ns</span>' in html
     assert f'href="/traces/{other_trace}/?span=00f067aa0ba902b7"' in html
     assert 'href="?span=0000000000000001" data-span-link="0000000000000001">span' in html
-    assert "<code>link.kind</code>" in html
+    assert "<code>link.<wbr>kind</code>"  # an attribute name, wrapping at its dot in html
 
 
 def test_media_parts_are_shown_only_when_safe(client: Client) -> None:

@@ -427,4 +427,3 @@ class Span(TimedRow, models.Model):
     @property
     def display_name(self) -> str:
         return conventions.display_name(self.name, self.label)
-

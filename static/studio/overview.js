@@ -1,4 +1,4 @@
-// The trace overview: filters that swap only the results (htmx), live rows over a websocket,
+// The trace overview: filters that swap only the results (htmx), live rows over a websocket (htmx),
 // row selection, and relative times that keep current. Without JavaScript the same form and links
 // work as plain requests. No inline scripts or styles: the CSP allows only static/ files.
 (function () {
@@ -9,14 +9,6 @@
   const MAX_RETRY_MS = 30000;
 
   const $ = (id) => document.getElementById(id);
-
-  // The server shows exact times in the reader's zone once it knows it.
-  try {
-    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (zone && !document.cookie.split("; ").includes("tz=" + encodeURIComponent(zone))) {
-      document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
-    }
-  } catch (error) { /* no Intl: times stay in UTC, and say so */ }
 
   // ---- Filters: every change submits the form (htmx turns that into a swap of #results);
   // typing waits for a pause. The search box never clears the other filters: they are one form.
@@ -151,9 +143,13 @@
     });
   }
 
-  // ---- Live updates.
+  // ---- Live updates: htmx's ws extension holds the socket (`ws-connect` on .overview), sends
+  // each rendering's #live-subscription form, and swaps in the rows, cards and pager the server
+  // renders (studio.consumers). This file only says whether the page is live, reconnects where
+  // the extension would not, and keeps a replaced row's checkbox and focus.
 
-  const live = { socket: null, seq: 0, retries: 0, attempts: 0 };
+  let opened = 0;
+  let retries = 0;
 
   function setStatus(state, text) {
     const status = $("live-status");
@@ -163,75 +159,34 @@
     status.textContent = text;
   }
 
-  function connect() {
-    const root = document.querySelector(".overview[data-socket]");
-    if (!root || !("WebSocket" in window)) return;
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    let socket;
-    live.attempts += 1;
-    try {
-      socket = new WebSocket(scheme + location.host + root.dataset.socket);
-    } catch (error) {
-      retryLater();
-      return;
-    }
-    live.socket = socket;
-    socket.addEventListener("open", function () {
-      live.retries = 0;
-      setStatus("live", "Live");
-      if (live.attempts > 1) {
-        catchUp(); // whatever happened while there was no socket; subscribes after the swap
-      } else {
-        subscribe();
-      }
-    });
-    socket.addEventListener("message", function (event) {
-      let message;
-      try { message = JSON.parse(event.data); } catch (error) { return; }
-      if (message.type === "update" && message.seq === live.seq) applyUpdate(message);
-    });
-    socket.addEventListener("close", function () {
-      if (live.socket !== socket) return;
-      live.socket = null;
-      retryLater();
-    });
+  if (window.htmx) {
+    // Backoff with jitter, so a restarted Studio is not met by every open page at once.
+    window.htmx.config.wsReconnectDelay = function (retry) {
+      return Math.min(MAX_RETRY_MS, 500 * Math.pow(2, retry)) * (0.75 + Math.random() / 2);
+    };
   }
 
-  // Backoff with jitter, so a restarted Studio is not met by every open page at once.
-  function retryLater() {
+  document.addEventListener("htmx:wsOpen", function () {
+    retries = 0;
+    setStatus("live", "Live");
+    opened += 1;
+    if (opened > 1) catchUp(); // whatever happened while there was no socket
+  });
+
+  document.addEventListener("htmx:wsClose", function (event) {
+    const root = event.target;
+    if (!document.body.contains(root)) return; // the page is going
     setStatus("reconnecting", "Reconnecting…");
-    const delay = Math.min(MAX_RETRY_MS, 500 * Math.pow(2, live.retries++));
-    setTimeout(connect, delay * (0.75 + Math.random() / 2));
-  }
-
-  function send(message) {
-    if (live.socket && live.socket.readyState === WebSocket.OPEN) {
-      live.socket.send(JSON.stringify(message));
-    }
-  }
-
-  function shownIds() {
-    return Array.from(document.querySelectorAll("#trace-rows tr.trace-row"), function (row) {
-      return row.dataset.traceId;
-    });
-  }
-
-  function subscribe() {
-    const results = $("results");
-    if (!results) return;
-    live.seq += 1;
-    send({
-      type: "subscribe",
-      seq: live.seq,
-      query: results.dataset.query || "",
-      top: results.dataset.liveTop === "1",
-      newest_ns: results.dataset.newestNs || "",
-      shown: shownIds(),
-    });
-  }
+    // The extension retries only after abnormal closes (1006, 1011-1013); a server going away
+    // (1001) or a proxy closing the socket cleanly would otherwise leave the page dead.
+    if ([1006, 1011, 1012, 1013].includes(event.detail.event.code)) return;
+    const socket = event.detail.socketWrapper;
+    setTimeout(function () { socket.reconnect(); }, window.htmx.config.wsReconnectDelay(retries++));
+  });
 
   function catchUp() {
     if (!$("results") || !window.htmx) return;
+    // The same view again (the header keeps it out of history); its form subscribes anew.
     window.htmx.ajax("GET", location.pathname + location.search, {
       target: "#results",
       swap: "outerHTML",
@@ -239,119 +194,33 @@
     });
   }
 
-  function parseRow(html) {
-    // Server-rendered by the page's own partial (autoescaped): never built from span data here.
-    const template = document.createElement("template");
-    template.innerHTML = html.trim();
-    const row = template.content.firstElementChild;
-    return row && row.matches("tr.trace-row") ? row : null;
-  }
+  // A row the server replaces keeps what the reader did to it: its checkbox, and the focus.
+  const FOCUSABLE = "a, button, input";
+  let refocus = null;
 
-  // Newest first, ties by trace id, as the server orders them.
-  function isAfter(row, startNs, traceId) {
-    const start = BigInt(row.dataset.startNs);
-    return start < startNs || (start === startNs && row.dataset.traceId < traceId);
-  }
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    const old = event.detail.target;
+    if (!old.matches || !old.matches("tr.trace-row")) return;
+    const box = old.querySelector("input[name=trace_id]");
+    const fresh = event.detail.fragment.querySelector("input[name=trace_id]");
+    if (box && fresh) fresh.checked = box.checked;
+    if (old.contains(document.activeElement)) {
+      const index = Array.from(old.querySelectorAll(FOCUSABLE)).indexOf(document.activeElement);
+      refocus = { id: old.id, index: index };
+    }
+  });
 
-  function insertSorted(tbody, fresh, pageSize) {
-    const startNs = BigInt(fresh.dataset.startNs);
-    const rows = tbody.querySelectorAll("tr.trace-row");
-    for (const row of rows) {
-      if (isAfter(row, startNs, fresh.dataset.traceId)) {
-        tbody.insertBefore(fresh, row);
-        return true;
-      }
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (refocus) {
+      const row = $(refocus.id);
+      const target = row && row.querySelectorAll(FOCUSABLE)[refocus.index];
+      if (target) target.focus({ preventScroll: true });
+      refocus = null;
     }
-    if (rows.length < pageSize) {
-      tbody.appendChild(fresh);
-      return true;
-    }
-    return false; // older than the whole page: it belongs to a later one
-  }
-
-  function pointOlderLinkAt(lastRow) {
-    const pager = document.querySelector("#results .pager");
-    if (!pager || !lastRow) return;
-    let link = $("older-link");
-    if (!link) {
-      link = document.createElement("a");
-      link.id = "older-link";
-      link.rel = "next";
-      link.textContent = "Older →";
-      pager.appendChild(link);
-    }
-    const url = new URL($("results").dataset.firstUrl || location.pathname, location.href);
-    url.searchParams.delete("before");
-    url.searchParams.set("after", lastRow.dataset.startNs + "_" + lastRow.dataset.traceId);
-    const target = url.pathname + url.search;
-    link.setAttribute("href", target);
-    link.setAttribute("hx-get", target);
-    if (window.htmx) window.htmx.process(link);
-  }
-
-  function applyUpdate(message) {
-    const results = $("results");
-    if (!results) return;
-    if (results.dataset.empty === "1") {
-      if (message.rows && message.rows.length) catchUp(); // the first trace: show the table
-      return;
-    }
-    const tbody = $("trace-rows");
-    if (!tbody) return;
-    const top = results.dataset.liveTop === "1";
-    const pageSize = Number(results.dataset.pageSize) || 50;
-    let changed = false;
-    (message.gone || []).forEach(function (id) {
-      const row = $("trace-" + id);
-      if (row) { row.remove(); changed = true; }
-    });
-    (message.rows || []).forEach(function (item) {
-      const fresh = parseRow(item.html);
-      if (!fresh) return;
-      const existing = $("trace-" + item.id);
-      if (existing) {
-        // A summary changes only when spans are added, so the span count versions a row.
-        if (existing.dataset.version === fresh.dataset.version) return;
-        const box = existing.querySelector("input[name=trace_id]");
-        const freshBox = fresh.querySelector("input[name=trace_id]");
-        if (box && freshBox) freshBox.checked = box.checked;
-        if (existing.contains(document.activeElement)) return; // don't pull focus away
-        existing.replaceWith(fresh);
-        changed = true;
-      } else if (top && insertSorted(tbody, fresh, pageSize)) {
-        fresh.classList.add("is-new");
-        changed = true;
-      }
-    });
-    if (top) {
-      const rows = tbody.querySelectorAll("tr.trace-row");
-      if (rows.length > pageSize) {
-        for (let i = pageSize; i < rows.length; i++) rows[i].remove();
-        pointOlderLinkAt(rows[pageSize - 1]);
-      }
-    }
-    if (typeof message.new_count === "number") {
-      const notice = $("new-traces");
-      if (notice) {
-        notice.hidden = message.new_count === 0;
-        notice.textContent = message.new_count === 1 ? "1 new trace" : message.new_count + " new traces";
-      }
-    }
-    if (message.cards) {
-      const cards = $("cards");
-      const template = document.createElement("template");
-      template.innerHTML = message.cards.trim();
-      if (cards && template.content.firstElementChild) cards.replaceWith(template.content.firstElementChild);
-    }
-    if (changed) {
-      const placeholder = tbody.querySelector("tr.no-rows");
-      if (placeholder && tbody.querySelector("tr.trace-row")) placeholder.remove();
-      rescaleBars();
-      refreshTimes();
-      updateSelection();
-      if (top) send({ type: "shown", ids: shownIds() });
-    }
-  }
+    rescaleBars();
+    refreshTimes();
+    updateSelection();
+  });
 
   // ---- Wiring.
 
@@ -359,7 +228,6 @@
     syncForm();
     updateSelection();
     refreshTimes();
-    subscribe();
   }
 
   document.addEventListener("htmx:afterSettle", function (event) {
@@ -372,7 +240,6 @@
     if (!$("results")) return;
     updateSelection();
     setInterval(refreshTimes, TIME_REFRESH_MS);
-    connect();
   }
 
   if (document.readyState === "loading") {

@@ -2,6 +2,17 @@
 (function () {
   "use strict";
 
+  // Every page shows exact times in the reader's zone once the server knows it (studio.js runs
+  // on every page, so a trace opened from a link learns it as well as the overview).
+  try {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    // As is, not percent-encoded: Django does not decode cookies, and IANA names ("Asia/Tokyo")
+    // are valid cookie values.
+    if (zone && /^[A-Za-z0-9_+\-\/]+$/.test(zone) && !document.cookie.split("; ").includes("tz=" + zone)) {
+      document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
+    }
+  } catch (error) { /* no Intl: times stay in UTC, and say so */ }
+
   // Copies text to the clipboard and says so on the button for a moment. Exposed for the
   // pages' own copy buttons (trace.js); deferred scripts run in order, so this one comes first.
   function copy(button, text) {

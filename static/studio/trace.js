@@ -1,7 +1,7 @@
 // The trace page: the call tree (expand and collapse, filter, keyboard) and the span panel.
 //
-// The server sends every row as compact JSON (#tree-data) and the first rows as HTML, for reading
-// without JavaScript. This file replaces those with a virtual list: only the rows in view exist
+// The server sends every row as compact JSON (#tree-data), the first rows as HTML, for reading
+// without JavaScript, and a blank row (#tree-row) to clone for the rest. This file replaces those with a virtual list: only the rows in view exist
 // in the DOM, so a trace of 50,000 spans scrolls, opens and filters as fast as one of 50. Rows
 // are in depth-first order with their depth, so a span's descendants are the rows after it that
 // are deeper; everything below is a scan over typed arrays. Span text only ever reaches the DOM
@@ -17,7 +17,6 @@
   const panel = document.getElementById("span-panel");
   const panelUrl = tree.getAttribute("data-panel-url");
   const ZERO_SPAN_ID = "0000000000000000";
-  const SVG = "http://www.w3.org/2000/svg";
   const ROW = 24; // px, as .tree.virtual .r in trace.css
   const OVERSCAN = 20;
   const ERROR = 1;
@@ -25,7 +24,6 @@
 
   const rows = data.rows;
   const n = rows.length;
-  const total = data.duration || 1;
   const depth = new Int32Array(n);
   const parent = new Int32Array(n);
   const end = new Int32Array(n); // one past the last row of the subtree
@@ -37,6 +35,8 @@
   let selected = -1;
   let cursor = -1;
   let wanted = ""; // the panel URL asked for last: older answers are not swapped in
+  let loading = 0;
+  const KEY_DELAY_MS = 120;
 
   (function build() {
     const stack = [];
@@ -80,78 +80,43 @@
   const drawn = new Map(); // row index -> element
   let frame = 0;
 
-  function formatSignificant(value) {
-    const text = String(Number(value.toPrecision(3)));
-    return text.includes("e") ? String(Math.round(value)) : text;
-  }
-
-  function formatDuration(ns) {
-    if (ns < 0) return "-" + formatDuration(-ns);
-    if (ns < 1e3) return ns + " ns";
-    if (ns < 1e6) return formatSignificant(ns / 1e3) + " µs";
-    if (ns < 1e9) return formatSignificant(ns / 1e6) + " ms";
-    const seconds = ns / 1e9;
-    if (seconds < 60) return formatSignificant(seconds) + " s";
-    const minutes = Math.floor(seconds / 60);
-    if (minutes < 60) return minutes + " min " + Math.floor(seconds % 60) + " s";
-    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
-  }
-
-  function element(tag, className, text) {
-    const el = document.createElement(tag);
-    if (className) el.className = className;
-    if (text) el.textContent = text;
-    return el;
-  }
+  // Every row is a clone of the server's blank row (studio/trace_page.py), its texts formatted
+  // by the server too: this file has no copy of the row's markup or of the duration format.
+  const blank = document.getElementById("tree-row").content.firstElementChild;
+  const maxIndent = data.max_indent;
 
   function create(i) {
-    const [id, d, start, duration, type, flags, tokensIn, tokensOut, name, label] = rows[i];
+    const [id, d, type, flags, name, label, duration, tokens, x, width] = rows[i];
     const kind = data.types[type];
-    const row = element("div", "r d" + Math.min(d, 32) + " k-" + kind);
+    const row = blank.cloneNode(true);
+    row.classList.replace("d0", "d" + Math.min(d, maxIndent));
+    row.classList.replace("k-" + blank.querySelector(".badge").textContent, "k-" + kind);
     row.id = "s-" + id;
-    row.setAttribute("role", "treeitem");
     row.setAttribute("aria-level", String(d + 1));
-    const cell = element("span", "n");
-    if (hasChildren(i)) {
-      const toggle = element("button", "tg");
-      toggle.type = "button";
-      toggle.tabIndex = -1;
-      toggle.setAttribute("aria-hidden", "true");
-      cell.append(toggle);
+    if (!hasChildren(i)) {
+      row.removeAttribute("aria-expanded");
+      row.querySelector(".tg").remove();
     }
-    const link = element("a");
+    const link = row.querySelector(".n a");
     link.href = "?span=" + encodeURIComponent(id);
-    link.tabIndex = -1;
     link.title = data.strings[name];
-    link.append(element("b", "badge badge-" + kind, kind));
-    link.append(" " + data.strings[label]);
-    cell.append(link);
-    if (flags & ORPHAN) {
-      const mark = element("span", "orphan", "parent not received");
-      mark.title = "Its parent span was never received";
-      cell.append(mark);
-      row.classList.add("o");
+    const badge = link.querySelector(".badge");
+    badge.className = "badge badge-" + kind;
+    badge.textContent = kind;
+    link.lastChild.data = " " + data.strings[label];
+    if (!(flags & ORPHAN)) {
+      row.classList.remove("o");
+      row.querySelector(".orphan").remove();
     }
-    if (flags & ERROR) {
-      const mark = element("span", "err", "error");
-      mark.title = "Status ERROR";
-      cell.append(mark);
-      row.classList.add("e");
+    if (!(flags & ERROR)) {
+      row.classList.remove("e");
+      row.querySelector(".err").remove();
     }
-    row.append(cell, element("span", "du", formatDuration(duration)));
-    const tokens = tokensIn || tokensOut
-      ? tokensIn.toLocaleString("en-US") + " → " + tokensOut.toLocaleString("en-US") : "";
-    row.append(element("span", "tk", tokens));
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("class", "bar");
-    svg.setAttribute("aria-hidden", "true");
-    const rect = document.createElementNS(SVG, "rect");
-    const x = Math.min((start * 100) / total, 99.85);
+    row.querySelector(".du").textContent = data.strings[duration];
+    row.querySelector(".tk").textContent = data.strings[tokens];
+    const rect = row.querySelector(".bar rect");
     rect.setAttribute("x", x.toFixed(2) + "%");
-    rect.setAttribute("width", Math.min(Math.max((duration * 100) / total, 0.15), 100 - x).toFixed(2) + "%");
-    rect.setAttribute("height", "100%");
-    svg.append(rect);
-    row.append(svg);
+    rect.setAttribute("width", width.toFixed(2) + "%");
     return row;
   }
 
@@ -254,14 +219,21 @@
     tree.setAttribute("aria-activedescendant", "s-" + rows[i][0]);
   }
 
-  function select(i, push) {
+  // `history`: "push" (a click, Enter), "replace" (the arrow keys: walking the tree must not
+  // fill Back with every row passed) or "" (Back itself).
+  function select(i, history, delay) {
     if (i < 0 || i >= n) return;
     if (open(i)) layout();
     selected = i;
     setCursor(i);
     const id = rows[i][0];
-    if (push) history.pushState({ span: id }, "", "?span=" + encodeURIComponent(id));
-    load(id);
+    const url = "?span=" + encodeURIComponent(id);
+    if (history === "push") window.history.pushState({ span: id }, "", url);
+    else if (history === "replace") window.history.replaceState({ span: id }, "", url);
+    clearTimeout(loading);
+    // A held arrow key passes many rows: only the one it stops on is fetched.
+    if (delay) loading = setTimeout(load, delay, id);
+    else load(id);
   }
 
   function load(id) {
@@ -289,7 +261,7 @@
   window.addEventListener("popstate", function () {
     const id = new URLSearchParams(window.location.search).get("span");
     const i = id ? index.get(id) : 0;
-    if (i !== undefined && n) select(i, false);
+    if (i !== undefined && n) select(i, "");
   });
 
   // -- Mouse and keyboard ----------------------------------------------------------------------
@@ -310,7 +282,7 @@
     const link = event.target.closest("a");
     if (link && (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0)) return;
     event.preventDefault();
-    select(i, true);
+    select(i, "push");
     tree.focus({ preventScroll: true });
   });
 
@@ -348,13 +320,15 @@
         break;
       case "Enter":
       case " ":
-        select(i, true);
+        select(i, "push");
         break;
       default:
         return;
     }
     event.preventDefault();
-    if (target >= 0) setCursor(target);
+    // As in Jaeger or devtools, the row the keys move to is opened in the panel.
+    if (target >= 0 && target !== selected) select(target, "replace", KEY_DELAY_MS);
+    else if (target >= 0) setCursor(target);
   });
 
   tree.addEventListener("focus", function () {
@@ -373,7 +347,7 @@
     const i = index.get(link.getAttribute("data-span-link"));
     if (i === undefined) return;
     event.preventDefault();
-    select(i, true);
+    select(i, "push");
   });
 
   // -- Filter: highlight matching rows and open their ancestors ------------------------------------
@@ -395,7 +369,7 @@
       const types = data.types.map((text) => text.includes(query));
       for (let i = 0; i < n; i++) {
         const row = rows[i];
-        if (strings[row[8]] || strings[row[9]] || types[row[4]] || row[0].includes(query)) {
+        if (strings[row[4]] || strings[row[5]] || types[row[2]] || row[0].includes(query)) {
           matched[i] = 1;
           matches.push(i);
           open(i);
@@ -422,7 +396,7 @@
       if (!matches.length) runFilter();
       if (!matches.length) return;
       matchAt = (matchAt + 1) % matches.length;
-      select(matches[matchAt], true);
+      select(matches[matchAt], "push");
     });
   }
 
