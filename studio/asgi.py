@@ -17,13 +17,13 @@ django_application = get_asgi_application()
 import socketio  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from ingest.asgi import limit_otlp_bodies  # noqa: E402
+from ingest.asgi import limit_request_bodies  # noqa: E402
 from studio.routing import websocket_urlpatterns  # noqa: E402
 from studio.sockets import sio  # noqa: E402
 
 channels_application = ProtocolTypeRouter(
     {
-        "http": limit_otlp_bodies(django_application),
+        "http": limit_request_bodies(django_application),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

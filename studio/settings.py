@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,6 +43,16 @@ def env_bool(name: str, default: bool) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().upper()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -102,14 +113,22 @@ TEMPLATES = [
 _default_db = f"sqlite:///{DATA_DIR / 'studio.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # How long a write waits for another connection's lock before it fails (and the writer
+    # retries, then answers 503).
+    SQLITE_TIMEOUT = env_int("STUDIO_SQLITE_TIMEOUT", 20, minimum=1)
+    # FULL: in WAL mode, NORMAL may lose the last commits on power loss, commits an exporter
+    # was told are stored. FULL syncs the WAL at every commit; group commit keeps that cheap.
+    SQLITE_SYNCHRONOUS = env_choice(
+        "STUDIO_SQLITE_SYNCHRONOUS", "FULL", ("FULL", "NORMAL", "EXTRA")
+    )
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets pages read while the writer commits; IMMEDIATE avoids lock upgrades failing.
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        "timeout": SQLITE_TIMEOUT,
         "init_command": (
             "PRAGMA journal_mode=WAL;"
-            "PRAGMA synchronous=NORMAL;"
-            "PRAGMA busy_timeout=20000;"
+            f"PRAGMA synchronous={SQLITE_SYNCHRONOUS};"
+            f"PRAGMA busy_timeout={SQLITE_TIMEOUT * 1000};"
             "PRAGMA cache_size=-65536;"
             "PRAGMA temp_store=MEMORY;"
         ),
@@ -121,6 +140,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-studio-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60)
+    # A kept connection is checked before a request reuses it, so that the first request after
+    # a database restart reconnects instead of failing.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -165,9 +187,14 @@ STUDIO_MAX_QUEUE_BYTES = env_int(
 )
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 
-# Django reads the body before our views see it; the receivers enforce their own limit with a
-# proper 413, so Django's own (which answers 400) must not fire first.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
+# Request bodies: Django reads (and spools to disk) a whole body before any view runs, so the ASGI
+# guard (ingest/asgi.py) bounds every path first. OTLP paths take STUDIO_MAX_BODY_BYTES (their
+# views answer 413 in OTLP's encoding), /trpc/* its own limit, every other path Django's default.
+STUDIO_MAX_TRPC_BODY_BYTES = env_int("STUDIO_MAX_TRPC_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+STUDIO_MAX_OTHER_BODY_BYTES = global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+# Django's own check (a 400, on Content-Length) sits behind the guard: it must not refuse a tRPC
+# body the guard admitted. The OTLP views read their bodies in a way it does not check.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(STUDIO_MAX_OTHER_BODY_BYTES, STUDIO_MAX_TRPC_BODY_BYTES)
 
 HOST = env_str("STUDIO_HOST", "127.0.0.1")
 PORT = env_int("PORT", 3000)
