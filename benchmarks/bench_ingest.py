@@ -1,11 +1,15 @@
 """Ingest throughput: agent-like spans over OTLP/HTTP into a real `runstudio` on SQLite.
 
     python benchmarks/bench_ingest.py [--spans 100000] [--per-request 500] [--senders 4]
+    STUDIO_SQLITE_SYNCHRONOUS=NORMAL python benchmarks/bench_ingest.py   # against the default FULL
 
 Sends the spans (about 1 KB of input/output each) from concurrent senders, and times from the
 first request until every span is readable through the API. Beside it, this machine's floor in the
 same run: decoding the same protobuf bodies and inserting the rows with sqlite3.executemany in one
 process, no server. Prints spans/s for both, their ratio, and the server's peak memory (VmHWM).
+Both use the SQLite `synchronous` mode STUDIO_SQLITE_SYNCHRONOUS picks (Studio's default, FULL,
+when unset); the databases live under TMPDIR, which should be a real disk for the figure to mean
+anything about fsync.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 from tests.conftest import start_studio  # noqa: E402
 
 SPANS_PER_TRACE = 10
+SYNCHRONOUS = os.environ.get("STUDIO_SQLITE_SYNCHRONOUS", "FULL").upper()
 OPERATIONS = ["invoke_agent", "format", "chat", "execute_tool", "chat"]
 
 
@@ -103,7 +108,7 @@ def floor(bodies: list[bytes]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         db = sqlite3.connect(Path(tmp) / "floor.sqlite3", isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         db.execute(
             "CREATE TABLE span (trace_id TEXT, span_id TEXT, parent TEXT, name TEXT, start INT, "
             "end_ INT, status INT, attributes TEXT, resource TEXT)"
@@ -210,6 +215,7 @@ def main() -> None:
     bodies = build_bodies(args.spans, args.per_request)
     size = sum(len(b) for b in bodies)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"SQLite synchronous={SYNCHRONOUS} (WAL), under {tempfile.gettempdir()}")
     print(f"payload: {args.spans} spans in {len(bodies)} requests, {size / 1e6:.1f} MB protobuf")
     floor_rate = floor(bodies)
     print(f"floor (decode + sqlite3.executemany, one process): {floor_rate:,.0f} spans/s")

@@ -14,7 +14,7 @@ import grpc
 from django.conf import settings
 
 from ingest import otlp
-from ingest.writer import Unavailable, accept
+from ingest.writer import DatabaseUnavailable, Unavailable, accept
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ def export(request: bytes, context: grpc.ServicerContext) -> bytes:
         future.result(timeout=settings.STUDIO_WRITE_TIMEOUT)
     except TimeoutError:
         context.abort(grpc.StatusCode.UNAVAILABLE, "the database is busy; retry")
+    except DatabaseUnavailable:
+        # Nothing was stored, and the failure may pass: exporters retry UNAVAILABLE only.
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
     except Exception:
         logger.exception("storing %d spans failed", len(batch.records))
         context.abort(grpc.StatusCode.INTERNAL, "storing the spans failed; see the Studio log")

@@ -8,7 +8,6 @@ the other spans of the request are kept. A body that cannot be parsed at all is 
 from __future__ import annotations
 
 import base64
-import json
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -118,40 +117,57 @@ class Batch:
 # Bodies
 
 
+# Input is fed to zlib this much at a time: a finished member hands back the rest of its input
+# as a copy, so feeding a body of many tiny members whole would copy it once per member.
+INFLATE_CHUNK = 64 * 1024
+
+
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     """Inflate a gzip or deflate body, refusing to produce more than `limit` bytes (the raw body
     is the receiver's to bound).
 
-    Inflating stops as soon as the limit is passed, so a gzip bomb costs at most `limit` bytes.
+    A gzip body may hold several members one after the other (pigz and streaming compressors
+    write them so); every member is inflated, as gzip itself does. Anything else after the end of
+    the stream is an error rather than ignored: a body is stored whole or not at all. Inflating
+    stops as soon as the limit is passed, so a gzip bomb costs at most `limit` bytes.
     """
     encoding = (encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip"):
-        wbits_options = (zlib.MAX_WBITS | 16,)
-    elif encoding == "deflate":
+        return _inflate(body, zlib.MAX_WBITS | 16, limit, encoding, members=True)
+    if encoding == "deflate":
         # HTTP's deflate is zlib-wrapped; some clients send raw deflate anyway.
-        wbits_options = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
-    else:
-        raise UnsupportedEncoding(f"unsupported Content-Encoding {encoding!r}")
-    last_error: Exception | None = None
-    for wbits in wbits_options:
-        inflater = zlib.decompressobj(wbits)
         try:
-            out = inflater.decompress(body, limit + 1)
-            if len(out) > limit or inflater.unconsumed_tail:
-                raise BodyTooLarge(f"body inflates to more than the limit of {limit} bytes")
-            out += inflater.flush()
-        except zlib.error as exc:
-            last_error = exc
-            continue
-        if len(out) > limit:
-            raise BodyTooLarge(f"body inflates to more than the limit of {limit} bytes")
-        if not inflater.eof:
-            last_error = zlib.error("truncated stream")
-            continue
-        return out
-    raise DecodeError(f"corrupt {encoding} body: {last_error}")
+            return _inflate(body, zlib.MAX_WBITS, limit, encoding, members=False)
+        except DecodeError:
+            return _inflate(body, -zlib.MAX_WBITS, limit, encoding, members=False)
+    raise UnsupportedEncoding(f"unsupported Content-Encoding {encoding!r}")
+
+
+def _inflate(body: bytes, wbits: int, limit: int, encoding: str, *, members: bool) -> bytes:
+    too_large = BodyTooLarge(f"body inflates to more than the limit of {limit} bytes")
+    out = bytearray()
+    inflater = zlib.decompressobj(wbits)
+    view = memoryview(body)
+    try:
+        for offset in range(0, len(body), INFLATE_CHUNK):
+            data: bytes | memoryview = view[offset : offset + INFLATE_CHUNK]
+            while data:
+                if inflater.eof:
+                    if not members:
+                        raise DecodeError(f"corrupt {encoding} body: data after the end")
+                    inflater = zlib.decompressobj(wbits)
+                out += inflater.decompress(data, limit + 1 - len(out))
+                if len(out) > limit:
+                    raise too_large
+                # Past the end of a member, the rest of this chunk starts the next one.
+                data = inflater.unused_data if inflater.eof else b""
+    except zlib.error as exc:
+        raise DecodeError(f"corrupt {encoding} body: {exc}") from None
+    if not inflater.eof:
+        raise DecodeError(f"corrupt {encoding} body: truncated stream")
+    return bytes(out)
 
 
 def decode(body: bytes, content_type: str) -> Batch:
@@ -177,8 +193,10 @@ _ID_FIELDS = (("traceId", 16), ("spanId", 8), ("parentSpanId", 8))
 def decode_json(body: bytes) -> Batch:
     """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex, not base64."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # orjson, not json: it refuses lone surrogates (`"\ud800"`), which json admits and
+        # protobuf's parser then fails on with a SystemError, and it bounds nesting itself.
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise DecodeError(f"not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise DecodeError("OTLP/JSON body must be an object with `resourceSpans`")
@@ -202,7 +220,7 @@ def decode_json(body: bytes) -> Batch:
     request = ExportTraceServiceRequest()
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise DecodeError(f"not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
     decoded = records_from_request(request)
     decoded.rejected += batch.rejected

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from google.rpc import status_pb2
 
 from ingest import otlp
-from ingest.writer import Unavailable, accept
+from ingest.writer import DatabaseUnavailable, Unavailable, accept
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,14 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
     except TimeoutError:
         # Still queued: it will be committed, and a retried duplicate is ignored.
         return _error(503, "the database is busy; retry", content_type, Retry_After="5")
+    except DatabaseUnavailable:
+        # Nothing was stored, and the failure may pass: exporters retry 503, never 500.
+        return _error(
+            503,
+            "the database is unavailable; retry",
+            content_type,
+            Retry_After=str(RETRY_AFTER_SECONDS),
+        )
     except Exception:
         logger.exception("storing %d spans failed", len(batch.records))
         return _error(500, "storing the spans failed; see the Studio log", content_type)

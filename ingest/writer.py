@@ -9,6 +9,12 @@ readable, and many small requests share one commit.
 The queue is bounded in spans and in bytes (a span can carry megabytes of prompt); when it is full
 `submit` raises QueueFull and the receivers answer 503 / UNAVAILABLE, which OTLP exporters retry.
 So memory stays bounded under any load.
+
+A database failure that may pass (a dropped connection, a restart, a lock held past the timeout) is
+retried with backoff for a few seconds; if it lasts, the requests of that commit fail with
+DatabaseUnavailable, which the receivers also answer 503 / UNAVAILABLE: nothing was stored, and the
+exporter's retry lands once the database is back. Only a failure that no retry can mend (a value the
+database refuses) fails a request for good, and then only that request.
 """
 
 from __future__ import annotations
@@ -62,6 +68,23 @@ class WriterClosed(Unavailable):
 
 class Busy(Unavailable):
     """Too many bytes are being decoded at once."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database failed in a way that may pass, for longer than the writer retries."""
+
+
+# A failure that may pass is retried after these pauses, doubling, for at most this long in all.
+RETRY_FIRST_DELAY = 0.05
+RETRY_MAX_DELAY = 1.0
+RETRY_FOR_SECONDS = 5.0
+
+
+def may_pass(exc: BaseException) -> bool:
+    """Whether a database error may go away on its own. Django maps the drivers' errors: a lost or
+    refused connection, a server shutting down, a lock or serialization timeout, too many clients
+    are OperationalError or InterfaceError; bad data and bad SQL are not."""
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 _INSERT_SQL = "INSERT INTO tracing_span ({columns}) VALUES ({values}) ON CONFLICT (trace_id, span_id) DO NOTHING".format(  # noqa: E501
@@ -283,6 +306,12 @@ class Writer:
         started = time.perf_counter()
         try:
             touched = self._write(records)
+        except DatabaseUnavailable as exc:
+            # No request's fault, so no point in trying them one by one: all hear 503 and retry.
+            logger.error("%s; %d requests answered 503", exc, len(taken))
+            touched = set()
+            for _, future, _ in taken:
+                _resolve(future, exc)
         except Exception:
             # One bad request must not fail the others that shared its commit: retry alone.
             logger.exception(
@@ -292,6 +321,8 @@ class Writer:
             for batch, future, _ in taken:
                 try:
                     touched |= self._write(batch)
+                except DatabaseUnavailable as exc:
+                    _resolve(future, exc)
                 except Exception as exc:
                     logger.exception("storing a batch of %d spans failed", len(batch))
                     _resolve(future, exc)
@@ -311,15 +342,24 @@ class Writer:
                 logger.exception("a traces_changed receiver failed")
 
     def _write(self, records: Sequence[SpanRecord]) -> set[str]:
-        for attempt in range(3):
+        """write_batch, retrying failures that may pass with backoff; DatabaseUnavailable once
+        they have lasted RETRY_FOR_SECONDS. The batch is idempotent, so a commit that failed
+        after all (or that succeeded but was not confirmed) is safe to repeat."""
+        deadline = time.monotonic() + RETRY_FOR_SECONDS
+        delay = RETRY_FIRST_DELAY
+        while True:
             try:
                 return write_batch(records)
-            except (OperationalError, InterfaceError):
-                # A dropped connection (database restart) or a long lock is worth a fresh try.
-                connection.close()
-                if attempt == 2:
+            except Exception as exc:
+                if not may_pass(exc):
                     raise
-        raise AssertionError("unreachable")
+                # The next attempt needs a fresh connection: the old one may be dead.
+                _close_connection()
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(f"the database is unavailable: {exc}") from exc
+                logger.warning("writing %d spans failed, retrying: %s", len(records), exc)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
 
 
 def records_size(records: Sequence[SpanRecord]) -> int:
@@ -329,6 +369,13 @@ def records_size(records: Sequence[SpanRecord]) -> int:
         len(r.attributes_json) + len(r.events_json) + len(r.links_json) + len(r.name)
         for r in records
     ) + RECORD_OVERHEAD_BYTES * len(records)
+
+
+def _close_connection() -> None:
+    try:
+        connection.close()
+    except Exception:  # closing a connection the server already dropped
+        logger.debug("closing a failed connection failed", exc_info=True)
 
 
 def _resolve(future: Future[None], exc: BaseException | None = None) -> None:

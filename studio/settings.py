@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from studio import security
@@ -173,14 +174,22 @@ TEMPLATES = [
 _default_db = f"sqlite:///{DATA_DIR / 'studio.sqlite3'}"
 DATABASES = {"default": env_database_url("DATABASE_URL", _default_db)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # How long a write waits for another connection's lock before it fails (and the writer
+    # retries, then answers 503).
+    SQLITE_TIMEOUT = env_int("STUDIO_SQLITE_TIMEOUT", 20, minimum=1)
+    # FULL: in WAL mode, NORMAL may lose the last commits on power loss, commits an exporter
+    # was told are stored. FULL syncs the WAL at every commit; group commit keeps that cheap.
+    SQLITE_SYNCHRONOUS = env_choice(
+        "STUDIO_SQLITE_SYNCHRONOUS", "FULL", ("FULL", "NORMAL", "EXTRA")
+    )
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets pages read while the writer commits; IMMEDIATE avoids lock upgrades failing.
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        "timeout": SQLITE_TIMEOUT,
         "init_command": (
             "PRAGMA journal_mode=WAL;"
-            "PRAGMA synchronous=NORMAL;"
-            "PRAGMA busy_timeout=20000;"
+            f"PRAGMA synchronous={SQLITE_SYNCHRONOUS};"
+            f"PRAGMA busy_timeout={SQLITE_TIMEOUT * 1000};"
             "PRAGMA cache_size=-65536;"
             "PRAGMA temp_store=MEMORY;"
         ),
@@ -192,6 +201,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-studio-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60)
+    # A kept connection is checked before a request reuses it, so that the first request after
+    # a database restart reconnects instead of failing.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -236,9 +248,14 @@ STUDIO_MAX_QUEUE_BYTES = env_int(
 )
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 
-# Django reads the body before our views see it; the receivers enforce their own limit with a
-# proper 413, so Django's own (which answers 400) must not fire first.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
+# Request bodies: Django reads (and spools to disk) a whole body before any view runs, so the ASGI
+# guard (ingest/asgi.py) bounds every path first. OTLP paths take STUDIO_MAX_BODY_BYTES (their
+# views answer 413 in OTLP's encoding), /trpc/* its own limit, every other path Django's default.
+STUDIO_MAX_TRPC_BODY_BYTES = env_int("STUDIO_MAX_TRPC_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+STUDIO_MAX_OTHER_BODY_BYTES = global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+# Django's own check (a 400, on Content-Length) sits behind the guard: it must not refuse a tRPC
+# body the guard admitted. The OTLP views read their bodies in a way it does not check.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(STUDIO_MAX_OTHER_BODY_BYTES, STUDIO_MAX_TRPC_BODY_BYTES)
 
 PORT = env_int("PORT", 3000, maximum=65535)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)

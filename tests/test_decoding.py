@@ -6,8 +6,11 @@ import base64
 import gzip
 import json
 import zlib
+from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ingest import otlp
 from tests.conftest import fixture_bytes
@@ -346,3 +349,197 @@ def test_it_rejects_corrupt_gzip_and_unknown_encodings() -> None:
         otlp.decompress(gzip.compress(b"x" * 100)[:-12], "gzip", 1000)
     with pytest.raises(otlp.UnsupportedEncoding):
         otlp.decompress(b"x", "br", 1000)
+
+
+def test_every_gzip_member_is_inflated() -> None:
+    # pigz and streaming compressors write one member per flush; gzip -d reads them all.
+    first, second = b"first half;", b"second half"
+    body = gzip.compress(first) + gzip.compress(second)
+    assert otlp.decompress(body, "gzip", 1000) == first + second
+    many = b"".join(gzip.compress(bytes([n])) for n in range(200))
+    assert otlp.decompress(many, "gzip", 1000) == bytes(range(200))
+
+
+def test_a_body_split_between_two_gzip_members_decodes_whole() -> None:
+    body = fixture_bytes("agentscope-1.0.21-react-agent.pb")
+    halves = gzip.compress(body[:1000]) + gzip.compress(body[1000:])
+    assert len(otlp.decode_protobuf(otlp.decompress(halves, "gzip", 10**7)).records) == 9
+
+
+def test_the_members_together_are_bounded_by_the_limit() -> None:
+    members = gzip.compress(b"\0" * 600) * 2
+    assert otlp.decompress(members, "gzip", 1200) == b"\0" * 1200
+    with pytest.raises(otlp.BodyTooLarge):
+        otlp.decompress(members, "gzip", 1199)
+    # A bomb in the second member is refused too, without inflating it whole.
+    bomb = gzip.compress(b"{}") + gzip.compress(b"\0" * 50_000_000)
+    with pytest.raises(otlp.BodyTooLarge):
+        otlp.decompress(bomb, "gzip", 1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding"),
+    [
+        (gzip.compress(b"spans") + b"trailing garbage", "gzip"),
+        (gzip.compress(b"spans") + gzip.compress(b"more")[:-3], "gzip"),
+        (zlib.compress(b"spans") + b"trailing garbage", "deflate"),
+    ],
+    ids=["garbage-after-a-member", "truncated-second-member", "garbage-after-deflate"],
+)
+def test_anything_after_the_compressed_stream_refuses_the_body(body: bytes, encoding: str) -> None:
+    # Ignoring it would acknowledge spans that were never read.
+    with pytest.raises(otlp.DecodeError):
+        otlp.decompress(body, encoding, 1000)
+
+
+def test_json_with_a_lone_surrogate_is_a_decode_error() -> None:
+    for body in (b'{"\\ud800": 1}', json_body([span(name="\ud800")])):
+        with pytest.raises(otlp.DecodeError):
+            otlp.decode_json(body)
+
+
+# Property tests: whatever arrives, a decoder returns a batch or raises its own DecodeError,
+# which the receivers answer with 400 / INVALID_ARGUMENT. Anything else would be a 500.
+
+PROPERTY_SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+# Text that has broken a decoder somewhere: lone surrogates (json.dumps writes them as \\ud800
+# escapes), NUL, digits int() refuses, numbers past int64.
+NASTY_TEXT = ["\ud800", "a\udfff", "\x00", "²", "9" * 30, "-1", "1e400", "NaN", "SPAN_KIND_CLIENT"]
+any_text = st.sampled_from(NASTY_TEXT) | st.text(
+    st.characters(codec=None) | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    max_size=20,
+)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | any_text
+    | st.sampled_from(["", "0", "1700000000000000000", "-1", TRACE_ID, SPAN_ID, "SPAN_KIND_CLIENT"])
+)
+any_json = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def otlp_value(inner: st.SearchStrategy) -> st.SearchStrategy:
+    """An AnyValue, well-formed or not."""
+    return st.one_of(
+        any_json,
+        st.fixed_dictionaries({}, optional={k: any_json for k in ("stringValue", "intValue")}),
+        st.builds(lambda v: {"arrayValue": {"values": v}}, st.lists(inner, max_size=3)),
+        st.builds(
+            lambda kv: {"kvlistValue": {"values": [{"key": k, "value": v} for k, v in kv]}},
+            st.lists(st.tuples(any_text, inner), max_size=3),
+        ),
+    )
+
+
+otlp_values = st.recursive(st.just({}) | any_json, otlp_value, max_leaves=10)
+otlp_attributes = (
+    st.lists(st.fixed_dictionaries({"key": any_text | any_json, "value": otlp_values}), max_size=4)
+    | any_json
+)
+SPAN_FIELDS = {
+    "traceId": st.sampled_from([TRACE_ID, "00" * 16, "xyz"]) | any_json,
+    "spanId": st.sampled_from([SPAN_ID, "00" * 8]) | any_json,
+    "parentSpanId": st.sampled_from(["", SPAN_ID]) | any_json,
+    "name": any_text | any_json,
+    "kind": st.integers(-(2**40), 2**40) | any_json,
+    "startTimeUnixNano": st.sampled_from(["1700000000000000000", "1"]) | any_json,
+    "endTimeUnixNano": st.sampled_from(["1700000000000000001", str(2**64)]) | any_json,
+    "attributes": otlp_attributes,
+    "events": st.lists(
+        st.fixed_dictionaries({}, optional={"name": any_text, "attributes": otlp_attributes}),
+        max_size=2,
+    )
+    | any_json,
+    "links": st.lists(
+        st.fixed_dictionaries({}, optional={"traceId": any_json, "spanId": any_json}), max_size=2
+    )
+    | any_json,
+    "status": st.fixed_dictionaries({}, optional={"code": any_json, "message": any_json})
+    | any_json,
+}
+otlp_span = st.fixed_dictionaries({}, optional=SPAN_FIELDS) | any_json
+otlp_document = st.fixed_dictionaries(
+    {
+        "resourceSpans": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "resource": st.fixed_dictionaries({}, optional={"attributes": otlp_attributes})
+                    | any_json,
+                    "scopeSpans": st.lists(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "scope": st.fixed_dictionaries(
+                                    {}, optional={"name": any_json, "attributes": otlp_attributes}
+                                )
+                                | any_json,
+                                "spans": st.lists(otlp_span, max_size=3) | any_json,
+                            },
+                        ),
+                        max_size=2,
+                    )
+                    | any_json,
+                },
+            ),
+            max_size=2,
+        )
+        | any_json
+    }
+)
+
+
+def decodes_or_refuses(decode: Callable[[bytes], otlp.Batch], body: bytes) -> None:
+    try:
+        batch = decode(body)
+    except otlp.DecodeError:
+        return
+    assert isinstance(batch, otlp.Batch)
+    for record in batch.records:
+        # What the writer stores must be storable: text without lone surrogates or NULs.
+        for value in (record.name, record.attributes_json, record.resource_json, record.label):
+            value.encode("utf-8")
+
+
+@PROPERTY_SETTINGS
+@given(st.binary(max_size=2000))
+def test_the_protobuf_decoder_takes_any_bytes(body: bytes) -> None:
+    decodes_or_refuses(otlp.decode_protobuf, body)
+
+
+@PROPERTY_SETTINGS
+@given(st.data())
+def test_the_protobuf_decoder_takes_any_mutation_of_a_real_payload(data: st.DataObject) -> None:
+    body = bytearray(fixture_bytes("agentscope-1.0.21-react-agent.pb"))
+    for _ in range(data.draw(st.integers(1, 5))):
+        at = data.draw(st.integers(0, len(body) - 1))
+        body[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(body)))
+    decodes_or_refuses(otlp.decode_protobuf, bytes(body[:cut]))
+
+
+@PROPERTY_SETTINGS
+@given(st.binary(max_size=2000))
+def test_the_json_decoder_takes_any_bytes(body: bytes) -> None:
+    decodes_or_refuses(otlp.decode_json, body)
+
+
+@PROPERTY_SETTINGS
+@given(any_json)
+def test_the_json_decoder_takes_any_json(document: object) -> None:
+    decodes_or_refuses(otlp.decode_json, json.dumps(document).encode())
+
+
+@PROPERTY_SETTINGS
+@given(otlp_document)
+def test_the_json_decoder_takes_any_otlp_shaped_json(document: object) -> None:
+    decodes_or_refuses(otlp.decode_json, json.dumps(document).encode())

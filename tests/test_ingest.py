@@ -128,6 +128,30 @@ def test_otlp_json_bodies_are_stored_and_answered_in_json(studio_server: StudioS
     assert trace["span_count"] == 4
 
 
+def test_a_gzip_body_of_two_members_stores_the_spans_of_both(studio_server: StudioServer) -> None:
+    # pigz and streaming compressors write several gzip members; each carries a part of one
+    # protobuf body, and protobuf merges the parts' repeated fields into one request.
+    trace_id = new_trace_id()
+    parts = []
+    for part in range(2):
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        span = request.resource_spans.add().scope_spans.add().spans.add()
+        span.trace_id = bytes.fromhex(trace_id)
+        span.span_id = (part + 1).to_bytes(8, "big")
+        span.name = f"member {part}"
+        span.start_time_unix_nano = span.end_time_unix_nano = 1_700_000_000_000_000_000
+        parts.append(gzip.compress(request.SerializeToString()))
+    response = requests.post(
+        f"{studio_server.url}/v1/traces",
+        data=b"".join(parts),
+        headers={**PB, "Content-Encoding": "gzip"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    names = sorted(s["name"] for s in studio_server.trace(trace_id)["spans"])
+    assert names == ["member 0", "member 1"]
+
+
 def test_children_before_parents_across_requests_converge(studio_server: StudioServer) -> None:
     # The SDK's SimpleSpanProcessor sends children first, one request each.
     bodies = [fixture_bytes(f"otel-sdk-http-{i}.pb") for i in range(3)]
@@ -278,6 +302,8 @@ def count_traces(server: StudioServer) -> int:
         ({**PB, "Content-Encoding": "gzip"}, b"\x1f\x8b\x08\x00corrupt", 400),
         ({**PB, "Content-Encoding": "br"}, b"whatever", 415),
         ({**PB, "Content-Encoding": "gzip"}, GZIP_BOMB, 413),
+        ({**PB, "Content-Encoding": "gzip"}, gzip.compress(b"") + b"not a gzip member", 400),
+        (JSON, b'{"\\ud800": 1}', 400),
     ],
     ids=[
         "garbage-protobuf",
@@ -289,6 +315,8 @@ def count_traces(server: StudioServer) -> int:
         "corrupt-gzip",
         "brotli",
         "gzip-bomb",
+        "garbage-after-gzip",
+        "json-lone-surrogate",
     ],
 )
 def test_bad_input_gets_its_status_and_stores_nothing(

@@ -115,3 +115,23 @@ def test_sqlite_runs_in_wal_mode() -> None:
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode")
         assert cursor.fetchone()[0] == "wal"
+
+
+def test_a_choice_outside_its_set_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDIO_TEST_KNOB", "sometimes")
+    with pytest.raises(ImproperlyConfigured, match="STUDIO_TEST_KNOB must be one of FULL, NORMAL"):
+        studio_settings.env_choice("STUDIO_TEST_KNOB", "FULL", ("FULL", "NORMAL"))
+    monkeypatch.setenv("STUDIO_TEST_KNOB", "normal")
+    assert studio_settings.env_choice("STUDIO_TEST_KNOB", "FULL", ("FULL", "NORMAL")) == "NORMAL"
+
+
+@pytest.mark.django_db
+def test_sqlite_syncs_every_commit_to_disk() -> None:
+    # In WAL mode NORMAL can lose the last commits on power loss: commits already acknowledged.
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == 2  # FULL
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] == 20_000

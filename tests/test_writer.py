@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
+import time
 from collections.abc import Sequence
 
+import grpc
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import DataError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest
 from django.test import AsyncClient
 
 from ingest import otlp, writer
+from ingest.grpc import SERVICE, make_server
 from ingest.otlp import SpanRecord
 from tests.conftest import fixture_bytes
 from tracing.models import Span, Trace
@@ -359,3 +363,92 @@ def test_traces_stored_before_labels_and_answers_get_them_from_the_migration() -
     migration.backfill_output_previews(apps, None)
     trace = Trace.objects.get(trace_id=AGENTSCOPE_TRACE)
     assert (trace.label, trace.output_preview) == ("Treasurer", "120 EUR is about 19,500 JPY.")
+
+
+class Outage:
+    """write_batch failing with `error` for its first `failures` calls (None: for ever)."""
+
+    def __init__(self, error: Exception, failures: int | None) -> None:
+        self.error = error
+        self.failures = failures
+        self.calls: list[float] = []
+
+    def __call__(self, records: Sequence[SpanRecord]) -> set[str]:
+        self.calls.append(time.monotonic())
+        if self.failures is None or len(self.calls) <= self.failures:
+            raise self.error
+        return {r.trace_id for r in records}
+
+
+def test_a_database_failure_that_may_pass_is_retried_with_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outage = Outage(OperationalError("database is locked"), failures=3)
+    monkeypatch.setattr(writer, "write_batch", outage)
+    retrying = writer.Writer(max_queue_spans=1000)
+    assert retrying.submit(agentscope_records()).result(10) is None
+    assert retrying.close(5)
+    assert len(outage.calls) == 4
+    pauses = [later - earlier for earlier, later in itertools.pairwise(outage.calls)]
+    # Back-to-back retries would be over before a restarting database is back.
+    assert pauses[0] >= writer.RETRY_FIRST_DELAY
+    assert pauses[2] >= 3 * writer.RETRY_FIRST_DELAY
+
+
+def test_a_lasting_outage_fails_every_request_of_the_commit_as_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outage = Outage(InterfaceError("connection already closed"), failures=None)
+    monkeypatch.setattr(writer, "write_batch", outage)
+    monkeypatch.setattr(writer, "RETRY_FOR_SECONDS", 0.3)
+    failing = writer.Writer(max_queue_spans=1000)
+    futures = [failing.submit(agentscope_records()) for _ in range(3)]
+    for future in futures:
+        # Unavailable: the receivers' 503 / UNAVAILABLE, which exporters retry.
+        assert isinstance(future.exception(10), writer.DatabaseUnavailable)
+    assert failing.close(5)
+    assert outage.calls[-1] - outage.calls[0] < 2
+
+
+def test_a_fault_no_retry_can_mend_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    outage = Outage(DataError("value out of range"), failures=None)
+    monkeypatch.setattr(writer, "write_batch", outage)
+    failing = writer.Writer(max_queue_spans=1000)
+    future = failing.submit(agentscope_records())
+    assert isinstance(future.exception(10), DataError)
+    assert failing.close(5)
+    # Once in the group commit, once alone: no backoff loop.
+    assert len(outage.calls) == 2
+
+
+class UnavailableWriter(writer.Writer):
+    def _write(self, records: Sequence[SpanRecord]) -> set[str]:
+        raise writer.DatabaseUnavailable("the database is unavailable: connection refused")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    unavailable = UnavailableWriter(max_queue_spans=1000)
+    monkeypatch.setattr("ingest.writer.get_writer", lambda: unavailable)
+    body = fixture_bytes("agentscope-1.0.21-react-agent.pb")
+    response = async_to_sync(AsyncClient().post)(
+        "/v1/traces", body, content_type="application/x-protobuf"
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    assert unavailable.close(5)
+
+
+def test_a_database_outage_answers_grpc_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    unavailable = UnavailableWriter(max_queue_spans=1000)
+    monkeypatch.setattr("ingest.writer.get_writer", lambda: unavailable)
+    server, port = make_server("127.0.0.1", 0)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            export = channel.unary_unary(f"/{SERVICE}/Export")
+            with pytest.raises(grpc.RpcError) as failure:
+                export(fixture_bytes("agentscope-1.0.21-react-agent.pb"), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(0)
+        assert unavailable.close(5)
