@@ -2,7 +2,8 @@
 instrumentation put them and normalised to one shape the trace page renders.
 
 Plain Python, no Django. The sources and their order are those of
-shared/reference/conventions.md ("Where to find the messages of a span, first hit wins"). Every
+shared/reference/conventions.md ("Where to find the messages of a span, first hit wins"); the
+message and part shapes found there are read by studio_sdk.genai, which the SDK shares. Every
 function here takes untrusted data and must never raise on a strange shape: anything it does not
 understand comes back as data to show, not an error.
 """
@@ -246,7 +247,8 @@ def _data_uri_mime(uri: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parts and messages, from any of the shapes emitters use
+# Parts and messages: studio_sdk.genai reads every emitter's shapes (the SDK emits with the same
+# module); what follows is how the panel shows the GenAI parts it returns.
 
 
 def _blocks_text(value: Any) -> str | None:
