@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
-from tracing.sdk import init, shutdown, trace, trace_llm
+from studio_sdk import init, shutdown, trace, trace_llm
 
 RESPONSE = {
     "id": "chatcmpl-bench",

@@ -567,3 +567,51 @@ def test_huge_values_are_not_pretty_printed() -> None:
     big = {"items": list(range(100_000))}
     text = messages.pretty(big)
     assert "\n" not in text and json.loads(text) == big
+
+
+# -- Shapes the reader shares with the SDK (studio_sdk.genai) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        # Before the shared module only the SDK read these.
+        ({"type": "server_tool_use", "id": "s1", "name": "search"}, ("tool_call", "search")),
+        ({"type": "refusal", "refusal": "I can't."}, ("text", "I can't.")),
+        ({"type": "input_image", "image_url": "https://x.test/i.png"}, ("uri", "image")),
+        (
+            {"type": "document", "source": {"media_type": "application/pdf", "data": "JVBE"}},
+            ("blob", "document"),
+        ),
+        ({"type": "document", "source": {"type": "file", "file_id": "f"}}, ("file", "document")),
+        ({"type": "reasoning", "summary": [{"text": "short"}]}, ("reasoning", "short")),
+        ({"type": "function_call_output", "output": "4"}, ("tool_call_response", "4")),
+        # Before the shared module only the reader read these.
+        ({"type": "server_tool_call", "id": "s2", "name": "code"}, ("tool_call", "code")),
+        ({"functionCall": {"name": "g", "args": {}}}, ("tool_call", "g")),
+        ({"function_response": {"name": "g", "response": "r"}}, ("tool_call_response", "g")),
+        ({"inline_data": {"mime_type": "image/png", "data": PNG}}, ("blob", "image")),
+        ({"file_data": {"mime_type": "video/mp4", "file_uri": "gs://v"}}, ("uri", "video")),
+        ({"text": "maybe", "thought": True}, ("reasoning", "maybe")),
+    ],
+)
+def test_the_reader_handles_every_shape_the_sdk_handles(
+    block: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    part = messages.to_part(block)
+    assert (part.type, part.text or part.name or part.data or part.modality) == expected
+
+
+def test_message_level_shapes_the_sdk_read_first() -> None:
+    attributes = {
+        "gen_ai.input.messages": json.dumps(
+            [
+                {"role": "assistant", "content": "", "reasoning_content": "because"},
+                {"role": "function", "name": "legacy", "content": "old result"},
+            ]
+        )
+    }
+    assert summary(input_messages(attributes)) == [
+        ("assistant", ["reasoning:because"]),
+        ("function", ["tool_call_response:legacy"]),
+    ]

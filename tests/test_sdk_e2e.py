@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, StudioServer
-from tracing.sdk.demo import (
+from studio_sdk.demo import (
     EXPECTED_ERROR_SPAN,
     EXPECTED_INPUT_TOKENS,
     EXPECTED_OUTPUT_TOKENS,
     EXPECTED_SPANS,
 )
+from tests.conftest import ROOT, StudioServer
 
 pytestmark = pytest.mark.server
 

@@ -1,9 +1,10 @@
 from typing import Any
 
-# The SDK's names, imported on first access so that Django's app loading (which imports this
-# package) does not import OpenTelemetry. A copy of tracing.sdk.__all__ (a test keeps them
-# equal): reading that lazily would import the SDK on every `from tracing import <module>`,
-# which asks this module for the name first.
+# The SDK's names (the studio_sdk distribution, sdk/), kept importable from here for programs
+# written before the SDK had a distribution of its own. Imported on first access so that Django's
+# app loading (which imports this package) does not import OpenTelemetry. A copy of
+# studio_sdk.__all__ (a test keeps them equal): reading that lazily would import the SDK on every
+# `from tracing import <module>`, which asks this module for the name first.
 _SDK_NAMES = frozenset(
     {
         "conversation",
@@ -22,9 +23,9 @@ _SDK_NAMES = frozenset(
 
 def __getattr__(name: str) -> Any:
     if name in _SDK_NAMES:
-        from tracing import sdk
+        import studio_sdk
 
-        value = getattr(sdk, name)
+        value = getattr(studio_sdk, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,29 +2,27 @@
 instrumentation put them and normalised to one shape the trace page renders.
 
 Plain Python, no Django. The sources and their order are those of
-shared/reference/conventions.md ("Where to find the messages of a span, first hit wins"). Every
+shared/reference/conventions.md ("Where to find the messages of a span, first hit wins"); the
+message and part shapes found there are read by studio_sdk.genai, which the SDK shares. Every
 function here takes untrusted data and must never raise on a strange shape: anything it does not
 understand comes back as data to show, not an error.
 """
 
 from __future__ import annotations
 
-import ast
-import io
 import json
 import re
-import tokenize
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from studio_sdk import genai
 from tracing import conventions
+from tracing.reprs import parse_repr
 
 # Pretty-printing JSON goes through the pure-Python encoder (indent disables the C one): above
 # this many characters a value is shown compact, which is as readable folded and much cheaper.
 PRETTY_LIMIT = 200_000
-# Reprs are parsed with `ast` (never evaluated); past this size they are shown as text.
-REPR_LIMIT = 200_000
 
 # Media shown inline. The mime type comes from the span, so only types a browser renders
 # without running anything are allowed (no SVG, no HTML).
@@ -161,20 +159,33 @@ class Section:
 def pretty(value: Any) -> str:
     """A value as a person reads it: strings as they are (JSON strings pretty-printed),
     everything else as JSON."""
+    text = None
     if isinstance(value, str):
         parsed = conventions.structured(value)
         if isinstance(parsed, str):
             return parsed
         if len(value) > PRETTY_LIMIT:
             return value
-        value = parsed
+        text, value = value, parsed
     try:
         compact = json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, RecursionError):
+        # Nested deeper than the encoder goes: the text it came as, if any, is still readable.
+        return text if text is not None else _text(value)
     if len(compact) > PRETTY_LIMIT or not isinstance(value, (dict, list)):
         return compact
-    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    try:
+        return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    except RecursionError:
+        # The indenting encoder is pure Python and recurses deeper than the compact one.
+        return compact
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # RecursionError on a structure nested deeper than repr goes
+        return f"({type(value).__name__} nested too deeply to show)"
 
 
 def value_type(value: Any) -> str:
@@ -203,105 +214,6 @@ def display(value: Any) -> str:
     if value is None:
         return ""
     return pretty(value)
-
-
-def parse_repr(text: str) -> Any:
-    """A Python repr such as `ToolResponse(content=[...], id='x')` as data, or None.
-
-    AgentScope records some values as reprs. They are parsed with `ast` and never evaluated:
-    calls become dicts with a `__type__`, names become strings, anything else fails.
-    """
-    text = text.strip()
-    if not text or len(text) > REPR_LIMIT or "(" not in text:
-        return None
-    try:
-        node = ast.parse(text, mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        # Enum members print as `<State.SUCCESS: 'success'>`, which is not Python.
-        if "<" not in text:
-            return None
-        try:
-            node = ast.parse(_without_enum_reprs(text), mode="eval").body
-        except (SyntaxError, ValueError, RecursionError, MemoryError, tokenize.TokenError):
-            return None
-    try:
-        return _literal(node)
-    except (ValueError, TypeError, RecursionError):
-        return None
-
-
-def _without_enum_reprs(text: str) -> str:
-    """`<State.SUCCESS: 'success'>` outside string literals replaced by `'State.SUCCESS'`."""
-    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
-    out: list[tuple[int, str]] = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token.type == tokenize.OP and token.string == "<":
-            j = i + 1
-            names = []
-            while j < len(tokens) and tokens[j].type == tokenize.NAME:
-                names.append(tokens[j].string)
-                if j + 1 < len(tokens) and tokens[j + 1].string == ".":
-                    j += 2
-                else:
-                    j += 1
-                    break
-            if (
-                names
-                and j + 2 < len(tokens)
-                and tokens[j].string == ":"
-                and tokens[j + 1].type in (tokenize.STRING, tokenize.NUMBER)
-                and tokens[j + 2].string == ">"
-            ):
-                out.append((tokenize.STRING, repr(".".join(names))))
-                i = j + 3
-                continue
-        out.append((token.type, token.string))
-        i += 1
-    return tokenize.untokenize(out)
-
-
-def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant):
-        value = node.value
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-        if value is Ellipsis:
-            return "..."
-        return value
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return [_literal(item) for item in node.elts]
-    if isinstance(node, ast.Dict):
-        if any(key is None for key in node.keys):
-            raise ValueError("dict unpacking")
-        return {str(_literal(k)): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
-    if isinstance(node, ast.Call):
-        func = node.func
-        if isinstance(func, ast.Name):
-            type_name = func.id
-        elif isinstance(func, ast.Attribute):
-            type_name = func.attr
-        else:
-            raise ValueError("call of an expression")
-        result: dict[str, Any] = {"__type__": type_name}
-        if node.args:
-            result["args"] = [_literal(arg) for arg in node.args]
-        for keyword in node.keywords:
-            if keyword.arg is None:
-                raise ValueError("keyword unpacking")
-            result[keyword.arg] = _literal(keyword.value)
-        return result
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        operand = _literal(node.operand)
-        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
-            return -operand if isinstance(node.op, ast.USub) else operand
-        raise ValueError("unary operator on a non-number")
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    raise ValueError(f"unsupported node {type(node).__name__}")
 
 
 def _decoded(value: Any) -> Any:
@@ -335,7 +247,8 @@ def _data_uri_mime(uri: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parts and messages, from any of the shapes emitters use
+# Parts and messages: studio_sdk.genai reads every emitter's shapes (the SDK emits with the same
+# module); what follows is how the panel shows the GenAI parts it returns.
 
 
 def _blocks_text(value: Any) -> str | None:
@@ -374,208 +287,77 @@ def _response_text(value: Any) -> str:
     return text if text is not None else pretty(value)
 
 
-def _source_part(raw: Mapping[str, Any], modality: str) -> Part:
-    """AgentScope / Anthropic media blocks: {"source": {"type": "base64"|"url", ...}}."""
-    source = raw.get("source")
-    if isinstance(source, Mapping):
-        if source.get("type") == "base64" or "data" in source:
-            return Part(
-                "blob",
-                modality=modality,
-                mime_type=_str(source.get("media_type") or source.get("mime_type")),
-                content=_str(source.get("data")),
-            )
-        url = source.get("url")
-        if isinstance(url, str):
-            return _uri_part(url, modality, _str(source.get("media_type")))
-    for key in ("url", "uri"):
-        if isinstance(raw.get(key), str):
-            return _uri_part(raw[key], modality, _str(raw.get("mime_type")))
-    # OpenInference: {"type": "image", "image": {"image": {"url": ...}}}
-    nested = raw.get(modality)
-    while isinstance(nested, Mapping):
-        if isinstance(nested.get("url"), str):
-            return _uri_part(nested["url"], modality, "")
-        nested = nested.get(modality)
-    return Part(modality, data=pretty(dict(raw)))
-
-
 def _uri_part(uri: str, modality: str, mime_type: str) -> Part:
     mime = mime_type or _data_uri_mime(uri)
     return Part("uri", modality=modality, mime_type=mime, uri=uri)
 
 
-def to_part(raw: Any) -> Part:
-    """Any part or content block (GenAI, OpenAI, Anthropic, Gemini, AgentScope) as a Part."""
-    if isinstance(raw, str):
-        return Part("text", text=raw)
-    if not isinstance(raw, Mapping):
-        return Part("data", data=pretty(raw))
-    kind = raw.get("type")
-    kind = kind if isinstance(kind, str) else ""
-    if kind in ("text", "input_text", "output_text") or (not kind and "text" in raw):
-        return Part("text", text=_str(raw.get("content", raw.get("text"))))
-    if kind in ("reasoning", "thinking"):
-        return Part(
-            "reasoning", text=_str(raw.get("content", raw.get("thinking", raw.get("text"))))
-        )
-    if kind in ("tool_call", "tool_use", "function_call", "server_tool_call"):
-        function = raw.get("function") if isinstance(raw.get("function"), Mapping) else raw
-        arguments = function.get("arguments", function.get("input", function.get("args")))
+def view_part(part: Mapping[str, Any]) -> Part:
+    """A GenAI part (as studio_sdk.genai makes it) as the panel shows it."""
+    kind = _str(part.get("type")) or "data"
+    if kind in ("text", "reasoning"):
+        return Part(kind, text=_str(part.get("content")))
+    if kind == "tool_call":
+        arguments = part.get("arguments")
         return Part(
             "tool_call",
-            name=_str(function.get("name")),
-            id=_str(raw.get("id", raw.get("call_id"))),
+            name=_str(part.get("name")),
+            id=_str(part.get("id")),
             data=pretty(arguments) if arguments is not None else "",
         )
-    if kind in ("tool_call_response", "tool_result", "function_call_output"):
-        response = raw.get("response", raw.get("result", raw.get("output", raw.get("content"))))
+    if kind == "tool_call_response":
         return Part(
             "tool_call_response",
-            name=_str(raw.get("name")),
-            id=_str(raw.get("id", raw.get("tool_use_id", raw.get("call_id")))),
-            data=_response_text(response),
+            name=_str(part.get("name")),
+            id=_str(part.get("id")),
+            data=_response_text(part.get("response")),
         )
     if kind == "blob":
         return Part(
             "blob",
-            modality=_str(raw.get("modality")),
-            mime_type=_str(raw.get("mime_type")),
-            content=_str(raw.get("content")),
+            modality=_str(part.get("modality")),
+            mime_type=_str(part.get("mime_type")),
+            content=_str(part.get("content")),
         )
     if kind == "uri":
         return _uri_part(
-            _str(raw.get("uri")), _str(raw.get("modality")), _str(raw.get("mime_type"))
+            _str(part.get("uri")), _str(part.get("modality")), _str(part.get("mime_type"))
         )
     if kind == "file":
         return Part(
             "file",
-            modality=_str(raw.get("modality")),
-            mime_type=_str(raw.get("mime_type")),
-            file_id=_str(raw.get("file_id")),
+            modality=_str(part.get("modality")),
+            mime_type=_str(part.get("mime_type")),
+            file_id=_str(part.get("file_id")),
         )
-    if kind == "image_url":
-        image = raw.get("image_url")
-        url = image.get("url") if isinstance(image, Mapping) else image
-        return _uri_part(_str(url), "image", "")
-    if kind == "input_audio" and isinstance(raw.get("input_audio"), Mapping):
-        audio = raw["input_audio"]
-        return Part(
-            "blob",
-            modality="audio",
-            mime_type=f"audio/{_str(audio.get('format')) or 'wav'}",
-            content=_str(audio.get("data")),
-        )
-    if kind in ("image", "audio", "video"):
-        return _source_part(raw, kind)
-    if not kind:
-        # Gemini parts have no type, only the field that says what they are.
-        call = raw.get("function_call", raw.get("functionCall"))
-        if isinstance(call, Mapping):
-            name, call_id = _str(call.get("name")), _str(call.get("id"))
-            return Part("tool_call", name=name, id=call_id, data=pretty(call.get("args")))
-        response = raw.get("function_response", raw.get("functionResponse"))
-        if isinstance(response, Mapping):
-            name, call_id = _str(response.get("name")), _str(response.get("id"))
-            data = _response_text(response.get("response"))
-            return Part("tool_call_response", name=name, id=call_id, data=data)
-        inline = raw.get("inline_data", raw.get("inlineData"))
-        if isinstance(inline, Mapping):
-            mime = _str(inline.get("mime_type", inline.get("mimeType")))
-            content = _str(inline.get("data"))
-            return Part("blob", modality=mime.partition("/")[0], mime_type=mime, content=content)
-        file_data = raw.get("file_data", raw.get("fileData"))
-        if isinstance(file_data, Mapping):
-            mime = _str(file_data.get("mime_type", file_data.get("mimeType")))
-            uri = _str(file_data.get("file_uri", file_data.get("fileUri")))
-            return _uri_part(uri, mime.partition("/")[0], mime)
-    return Part(kind or "data", data=pretty(dict(raw)))
+    return Part(kind, data=pretty(dict(part)))
 
 
-def _tool_call_part(raw: Any) -> Part:
-    """OpenAI `tool_calls[i]`, OpenInference `tool_call`, OpenLLMetry flattened calls."""
-    if not isinstance(raw, Mapping):
-        return Part("tool_call", data=pretty(raw))
-    if isinstance(raw.get("tool_call"), Mapping):
-        raw = raw["tool_call"]
-    function = raw.get("function") if isinstance(raw.get("function"), Mapping) else raw
-    arguments = function.get("arguments", function.get("input"))
-    return Part(
-        "tool_call",
-        name=_str(function.get("name")),
-        id=_str(raw.get("id")),
-        data=pretty(arguments) if arguments is not None else "",
+def to_part(raw: Any) -> Part:
+    """Any part or content block (GenAI, OpenAI, Anthropic, Gemini, AgentScope) as a Part."""
+    part = genai.content_part(raw)
+    return view_part(part) if part is not None else Part("text")
+
+
+def view_message(message: Mapping[str, Any]) -> Message:
+    return Message(
+        role=_str(message.get("role")),
+        parts=[view_part(part) for part in message.get("parts", ())],
+        name=_str(message.get("name")),
+        finish_reason=_str(message.get("finish_reason")),
     )
 
 
 def _as_list(value: Any) -> list[Any]:
-    """A list, or the values of a dict keyed by index (what unflattening produces)."""
-    if isinstance(value, list):
-        return value
-    if isinstance(value, Mapping):
-        return [value[key] for key in sorted(value, key=_index_key)]
-    return []
-
-
-def _index_key(key: Any) -> tuple[int, str]:
-    return (key, "") if isinstance(key, int) else (1 << 62, str(key))
+    return genai.as_list(value)
 
 
 def to_message(raw: Any, default_role: str = "") -> Message | None:
     """A message of any known shape (GenAI, OpenAI, Anthropic, Gemini, AgentScope Msg)."""
     raw = _decoded(raw)
-    if isinstance(raw, str):
-        return Message(default_role, [Part("text", text=raw)])
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, (str, Mapping)):
         return None
-    inner = conventions.structured(raw.get("message"))
-    if isinstance(inner, Mapping):
-        # OpenInference `{"message": {...}}`, OpenAI choices `{"message": ..., "finish_reason"}`.
-        message = to_message(inner, default_role)
-        if message is not None and not message.finish_reason:
-            message.finish_reason = _str(raw.get("finish_reason"))
-        return message
-    role = _str(raw.get("role")) or default_role
-    parts: list[Part] = []
-    raw_parts = raw.get("parts")
-    if isinstance(raw_parts, list):
-        parts.extend(to_part(part) for part in raw_parts)
-    content = raw.get("content")
-    if content is None and "contents" in raw:
-        content = _as_list(raw["contents"])  # OpenInference message_content list
-    content = conventions.structured(content) if isinstance(content, str) else content
-    # The id of the call a tool message answers (`id` in the older conventions' events).
-    tool_call_id = raw.get("tool_call_id", raw.get("id") if "parts" not in raw else None)
-    if role == "tool" and tool_call_id is not None and content is not None:
-        # OpenAI's tool message: the whole content is the result of one call.
-        parts.append(
-            Part(
-                "tool_call_response",
-                id=_str(tool_call_id),
-                name=_str(raw.get("name")),
-                data=_response_text(content),
-            )
-        )
-    elif isinstance(content, list):
-        parts.extend(
-            to_part(item.get("message_content", item) if isinstance(item, Mapping) else item)
-            for item in content
-        )
-    elif isinstance(content, str):
-        parts.append(Part("text", text=content))
-    elif content is not None:
-        parts.append(Part("data", data=pretty(content)))
-    for call in _as_list(conventions.structured(raw.get("tool_calls"))):
-        parts.append(_tool_call_part(call))
-    if isinstance(raw.get("function_call"), Mapping):
-        parts.append(_tool_call_part(raw["function_call"]))
-    name = raw.get("name")
-    return Message(
-        role=role,
-        parts=parts,
-        name=_str(name) if isinstance(name, (str, int)) else "",
-        finish_reason=_str(raw.get("finish_reason")),
-    )
+    return view_message(genai.to_message(raw, default_role, conventions.structured))
 
 
 def to_messages(raw: Any, default_role: str = "") -> list[Message]:
@@ -602,10 +384,13 @@ def unflatten(attributes: Mapping[str, Any], prefix: str) -> dict[Any, Any]:
     start = prefix + "."
     tree: dict[Any, Any] = {}
     for key, value in attributes.items():
-        if not key.startswith(start):
+        if not isinstance(key, str) or not key.startswith(start):
             continue
         node = tree
-        segments = [int(s) if s.isdigit() else s for s in key[len(start) :].split(".")]
+        # isdigit() alone admits digits int() rejects (`²`); only ASCII ones are indexes.
+        segments = [
+            int(s) if s.isascii() and s.isdigit() else s for s in key[len(start) :].split(".")
+        ]
         for segment in segments[:-1]:
             child = node.get(segment)
             if not isinstance(child, dict):
@@ -623,13 +408,13 @@ def _flat_messages(attributes: Mapping[str, Any], prefix: str) -> list[Message]:
     return to_messages([_flat_message(item) for _, item in indexed])
 
 
-def _flat_message(item: Any) -> Any:
+def _flat_message(item: Any, depth: int = 0) -> Any:
     """One unflattened message, with its indexed lists turned back into lists."""
-    if not isinstance(item, dict):
+    if not isinstance(item, dict) or depth > genai.MAX_NESTING:
         return item
     result = dict(item)
     if isinstance(result.get("message"), dict):
-        result["message"] = _flat_message(result["message"])
+        result["message"] = _flat_message(result["message"], depth + 1)
     for key in ("tool_calls", "contents"):
         if isinstance(result.get(key), dict):
             result[key] = _as_list(result[key])
@@ -644,27 +429,18 @@ def system_instructions(attributes: Mapping[str, Any]) -> list[Part]:
     value = conventions.structured(attributes.get("gen_ai.system_instructions"))
     if value is None or value == "":
         return []
-    if isinstance(value, str):
-        return [Part("text", text=value)]
-    if isinstance(value, Mapping):
-        value = [value]
-    return [to_part(part) for part in value] if isinstance(value, list) else []
+    return [view_part(part) for part in genai.system_instructions(value)]
 
 
 def _tool_definition(raw: Any) -> ToolDefinition | None:
-    raw = conventions.structured(raw)
-    if not isinstance(raw, Mapping):
+    definition = genai.tool_definition(raw, conventions.structured)
+    if not isinstance(definition, Mapping):
         return None
-    if isinstance(raw.get("tool"), Mapping):
-        raw = raw["tool"]  # OpenInference llm.tools.{i}.tool.json_schema
-    if "json_schema" in raw:
-        return _tool_definition(raw["json_schema"])
-    function = raw.get("function") if isinstance(raw.get("function"), Mapping) else raw
-    parameters = function.get("parameters", function.get("input_schema"))
+    parameters = definition.get("parameters")
     return ToolDefinition(
-        name=_str(function.get("name")),
-        description=_str(function.get("description")),
-        type=_str(raw.get("type")),
+        name=_str(definition.get("name")),
+        description=_str(definition.get("description")),
+        type=_str(definition.get("type")),
         parameters=pretty(parameters) if parameters is not None else "",
     )
 
@@ -865,7 +641,8 @@ def _value_section(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Sect
         raw = conventions.structured(attributes[key])
         if isinstance(raw, str):
             return Section(source=key, value=raw, is_repr=parse_repr(raw) is not None)
-        return Section(source=key, value=pretty(raw))
+        # The stored value, not `raw`: pretty() falls back to its text when it nests too deep.
+        return Section(source=key, value=pretty(attributes[key]))
     return None
 
 

@@ -30,7 +30,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # The demo runs the SDK in this process; it talks to Studio only through OTLP.
-        from tracing.sdk.demo import run_demo
+        from studio_sdk.demo import run_demo
 
         studio_url: str = options["studio_url"].rstrip("/")
         target, protocol = (options["grpc"], "grpc") if options["grpc"] else (studio_url, "http")

@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 
-from tracing.sdk.decorators import (
+from studio_sdk.decorators import (
     conversation,
     trace,
     trace_format,
@@ -23,7 +23,7 @@ from tracing.sdk.decorators import (
     trace_reply,
     trace_tool,
 )
-from tracing.sdk.setup import flush, init
+from studio_sdk.setup import flush, init
 
 Message = dict[str, Any]
 

@@ -14,21 +14,19 @@ from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind
 
-from tracing.sdk.config import Settings
-from tracing.sdk.messages import (
-    LLMResult,
-    StreamAccumulator,
+from studio_sdk.config import Settings
+from studio_sdk.genai import (
+    TOOL_CALL_TYPES,
     as_int,
     as_str,
-    first_int,
     get,
     parse_json,
-    parse_response,
     system_instructions,
     to_messages,
     tool_definitions,
 )
-from tracing.sdk.serialize import dumps, items_marker, snapshot, truncate_text
+from studio_sdk.messages import LLMResult, StreamAccumulator, first_int, parse_response
+from studio_sdk.serialize import dumps, items_marker, snapshot, truncate_text
 
 AttributeValue = str | bool | int | float | list[str]
 Attributes = dict[str, AttributeValue]
@@ -503,7 +501,7 @@ class ReplyOperation(Operation):
 
 
 _CALL_ID_ARGUMENTS = ("tool_call_id", "call_id", "tool_use_id")
-_TOOL_CALL_TYPES = frozenset({"tool_use", "tool_call", "function_call", "function"})
+_TOOL_CALL_TYPES = TOOL_CALL_TYPES | {"function"}
 
 
 def _as_tool_call(value: Any) -> tuple[str | None, str | None, Any] | None:

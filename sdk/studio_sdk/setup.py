@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util.re import parse_env_headers
 
-from tracing.sdk.config import Settings, load_settings
+from studio_sdk.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer

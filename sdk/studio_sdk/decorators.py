@@ -22,7 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 
-from tracing.sdk.operations import (
+from studio_sdk.operations import (
     Call,
     Collector,
     EmbeddingOperation,
@@ -34,7 +34,7 @@ from tracing.sdk.operations import (
     ToolOperation,
     bind_call,
 )
-from tracing.sdk.setup import STATE
+from studio_sdk.setup import STATE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -417,7 +417,7 @@ def trace_llm(
     ``model_name``/``model``; the provider from ``provider=``, else the instance's
     ``provider``, else the class name (``OpenAIChatModel`` -> ``openai``), else ``unknown``.
     A returned generator or async generator of chunks is folded into one response; see
-    ``tracing.sdk.messages.StreamAccumulator`` for the rule.
+    ``studio_sdk.messages.StreamAccumulator`` for the rule.
     """
     decorate = _decorator(LLMOperation(provider, model))
     return decorate if function is None else decorate(function)

@@ -2,14 +2,14 @@
 
 Plain Python and OpenTelemetry only (no Django). Typical use::
 
-    from tracing.sdk import init, trace_llm, trace_reply
+    from studio_sdk import init, trace_llm, trace_reply
 
     init(studio_url="http://localhost:3000")
 
 Until ``init`` is called the decorators only call the function they wrap.
 """
 
-from tracing.sdk.decorators import (
+from studio_sdk.decorators import (
     conversation,
     trace,
     trace_embedding,
@@ -18,7 +18,7 @@ from tracing.sdk.decorators import (
     trace_reply,
     trace_tool,
 )
-from tracing.sdk.setup import flush, init, shutdown
+from studio_sdk.setup import flush, init, shutdown
 
 __all__ = [
     "conversation",

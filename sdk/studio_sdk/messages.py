@@ -1,23 +1,32 @@
-"""Conversion of provider payloads to the OpenTelemetry GenAI message format.
+"""What a chat span records about a response: provider responses and streams read into GenAI
+output messages, finish reasons, ids and token usage.
 
-A message is ``{"role", "parts": [...], "name"?}`` (plus ``finish_reason`` on output messages);
-parts are ``text``, ``reasoning``, ``tool_call``, ``tool_call_response``, ``blob`` and ``uri``.
-Inputs come as OpenAI-style dicts, Anthropic-style content blocks, AgentScope ``Msg``-like
-objects or plain strings; responses as OpenAI, Anthropic, Gemini, Ollama, AgentScope
-``ChatResponse``-like objects or dicts, or strings. Everything is duck-typed (dict keys or
+Responses come as OpenAI (chat and Responses API), Anthropic, Gemini, Ollama, AgentScope
+``ChatResponse``-like objects or dicts, or strings; the message and part shapes themselves are
+read by ``studio_sdk.genai``, which Studio's reader shares. Everything is duck-typed (dict keys or
 attributes) so no provider SDK needs to be installed.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from tracing.sdk.serialize import safe_repr
-
-Message = dict[str, Any]
-Part = dict[str, Any]
+from studio_sdk.genai import (
+    Message,
+    Part,
+    as_int,
+    as_str,
+    content_part,
+    content_parts,
+    get,
+    json_text,
+    looks_like_message,
+    parse_json,
+    repr_text,
+    text_part,
+    to_message,
+)
 
 # Provider finish reasons mapped to the GenAI values used in a message's ``finish_reason``.
 # ``gen_ai.response.finish_reasons`` keeps the raw provider values.
@@ -39,303 +48,11 @@ _FINISH_REASONS = {
     "error": "error",
 }
 
-_TEXT_TYPES = frozenset({"text", "input_text", "output_text"})
-_TOOL_CALL_TYPES = frozenset({"tool_use", "tool_call", "function_call", "server_tool_use"})
-_TOOL_RESULT_TYPES = frozenset({"tool_result", "tool_call_response", "function_call_output"})
-_MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "file"})
-
-
-def get(obj: Any, key: str) -> Any:
-    """``obj[key]`` for mappings, ``obj.key`` otherwise, ``None`` when absent."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    try:
-        return getattr(obj, key, None)
-    except Exception:
-        # Properties of foreign objects may raise; a missing value is the honest answer.
-        return None
-
-
-# Content is truncated again when serialised; this only bounds a pathological repr.
-_REPR_LIMIT = 1 << 20
-
-
-def _repr(value: Any) -> str:
-    return safe_repr(value, _REPR_LIMIT)
-
-
-def _json_text(value: Any) -> str:
-    try:
-        return json.dumps(value, default=_repr, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return _repr(value)
-
-
-def as_str(value: Any) -> str | None:
-    if isinstance(value, Enum):
-        value = value.value if isinstance(value.value, str) else value.name
-    return value if isinstance(value, str) else None
-
-
-def as_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def parse_json(value: Any) -> Any:
-    """Tool-call arguments arrive JSON-encoded from OpenAI; keep them as data when they parse."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
 
 def normalize_finish_reason(raw: str | None, has_tool_calls: bool) -> str:
     if raw is None:
         return "tool_call" if has_tool_calls else "stop"
     return _FINISH_REASONS.get(raw.lower(), raw)
-
-
-def text_part(content: str) -> Part:
-    return {"type": "text", "content": content}
-
-
-def _uri_part(url: str, modality: str, mime_type: str | None = None) -> Part:
-    if url.startswith("data:") and "," in url:
-        header, data = url[5:].split(",", 1)
-        mime = header.split(";", 1)[0] or mime_type
-        part: Part = {"type": "blob", "modality": modality, "content": data}
-        if mime:
-            part["mime_type"] = mime
-        return part
-    part = {"type": "uri", "modality": modality, "uri": url}
-    if mime_type:
-        part["mime_type"] = mime_type
-    return part
-
-
-def _media_part(block: Any, modality: str) -> Part:
-    source = get(block, "source")
-    if source is not None:
-        kind = as_str(get(source, "type"))
-        mime = as_str(get(source, "media_type")) or as_str(get(source, "mime_type"))
-        url = as_str(get(source, "url"))
-        if kind == "url" and url:
-            return _uri_part(url, modality, mime)
-        data = get(source, "data")
-        if isinstance(data, str):
-            part: Part = {"type": "blob", "modality": modality, "content": data}
-            if mime:
-                part["mime_type"] = mime
-            return part
-        if kind == "file" or get(source, "file_id") is not None:
-            return {"type": "file", "modality": modality, "file_id": get(source, "file_id")}
-    url = as_str(get(block, "url")) or as_str(get(block, "image_url"))
-    if url:
-        return _uri_part(url, modality)
-    file_id = get(block, "file_id")
-    if file_id is not None:
-        return {"type": "file", "modality": modality, "file_id": file_id}
-    return {"type": modality}
-
-
-def tool_call_part(call: Any) -> Part:
-    function = get(call, "function")
-    if function is not None:
-        name, arguments = get(function, "name"), get(function, "arguments")
-    else:
-        name = get(call, "name")
-        arguments = get(call, "input")
-        if arguments is None:
-            arguments = get(call, "arguments")
-        if arguments is None:
-            arguments = get(call, "args")
-    call_id = get(call, "id")
-    if call_id is None:
-        call_id = get(call, "call_id")
-    return {"type": "tool_call", "id": call_id, "name": name, "arguments": parse_json(arguments)}
-
-
-def _response_value(content: Any) -> Any:
-    # A list of text blocks (AgentScope ToolResponse, Anthropic tool_result) reads best as text.
-    if isinstance(content, (list, tuple)) and content:
-        texts = [get(block, "text") for block in content]
-        if all(as_str(get(block, "type")) == "text" for block in content) and all(
-            isinstance(t, str) for t in texts
-        ):
-            return "\n".join(texts)
-    return content
-
-
-def _tool_result_part(block: Any) -> Part:
-    call_id = get(block, "tool_use_id")
-    for key in ("id", "call_id"):
-        if call_id is None:
-            call_id = get(block, key)
-    response = get(block, "output")
-    if response is None:
-        response = get(block, "content")
-    if response is None:
-        response = get(block, "response")
-    return {"type": "tool_call_response", "id": call_id, "response": _response_value(response)}
-
-
-def content_part(block: Any) -> Part | None:
-    """One GenAI part for a provider content block; ``None`` for empty text."""
-    if isinstance(block, str):
-        return text_part(block) if block else None
-    kind = as_str(get(block, "type"))
-    if kind in _TEXT_TYPES:
-        text = get(block, "text")
-        if text is None:
-            text = get(block, "content")
-        return text_part(text if isinstance(text, str) else _json_text(text))
-    if kind == "thinking":
-        return {"type": "reasoning", "content": get(block, "thinking")}
-    if kind == "reasoning":
-        content = get(block, "content")
-        if content is None:
-            content = get(block, "text")
-        if content is None:
-            summary = get(block, "summary")
-            if isinstance(summary, list):
-                content = "\n".join(str(get(s, "text") or "") for s in summary)
-        return {"type": "reasoning", "content": content}
-    if kind in _TOOL_CALL_TYPES:
-        return tool_call_part(block)
-    if kind in _TOOL_RESULT_TYPES:
-        return _tool_result_part(block)
-    if kind == "image_url":
-        image = get(block, "image_url")
-        url = image if isinstance(image, str) else as_str(get(image, "url"))
-        return _uri_part(url, "image") if url else {"type": "image"}
-    if kind in ("input_image",):
-        return _media_part(block, "image")
-    if kind == "input_audio":
-        audio = get(block, "input_audio")
-        fmt = as_str(get(audio, "format"))
-        part: Part = {"type": "blob", "modality": "audio", "content": get(audio, "data")}
-        if fmt:
-            part["mime_type"] = f"audio/{fmt}"
-        return part
-    if kind in _MEDIA_TYPES:
-        return _media_part(block, "image" if kind == "document" else kind)
-    if kind == "refusal":
-        return text_part(str(get(block, "refusal") or ""))
-    if isinstance(block, Mapping):
-        return dict(block) if kind else text_part(_json_text(block))
-    if kind:
-        return {"type": kind, "content": _repr(block)}
-    try:
-        return text_part(str(block))
-    except Exception:
-        return text_part(_repr(block))
-
-
-def content_parts(content: Any) -> list[Part]:
-    if content is None:
-        return []
-    if isinstance(content, (list, tuple)):
-        blocks = content
-    else:
-        blocks = [content]
-    parts = []
-    for block in blocks:
-        part = content_part(block)
-        if part is not None:
-            parts.append(part)
-    return parts
-
-
-def _looks_like_message(obj: Any) -> bool:
-    if isinstance(obj, Mapping):
-        return "role" in obj or "content" in obj or "tool_calls" in obj
-    return get(obj, "role") is not None and hasattr(obj, "content")
-
-
-def to_message(obj: Any, default_role: str) -> Message:
-    """One GenAI message for one OpenAI/Anthropic/AgentScope message or any other value."""
-    if isinstance(obj, str):
-        return {"role": default_role, "parts": [text_part(obj)]}
-    if not _looks_like_message(obj):
-        part = content_part(obj) if get(obj, "type") is not None else None
-        if part is None:
-            text = _json_text(obj) if isinstance(obj, Mapping) else _repr(obj)
-            part = text_part(text)
-        return {"role": default_role, "parts": [part]}
-
-    role = as_str(get(obj, "role")) or default_role
-    content = get(obj, "content")
-    parts: list[Part] = []
-    reasoning = get(obj, "reasoning_content")
-    if isinstance(reasoning, str) and reasoning:
-        parts.append({"type": "reasoning", "content": reasoning})
-    if role in ("tool", "function"):
-        call_id = get(obj, "tool_call_id")
-        parts.append(
-            {"type": "tool_call_response", "id": call_id, "response": _response_value(content)}
-        )
-    else:
-        parts.extend(content_parts(content))
-    for call in get(obj, "tool_calls") or ():
-        parts.append(tool_call_part(call))
-    legacy_call = get(obj, "function_call")
-    if legacy_call is not None:
-        parts.append(tool_call_part(legacy_call))
-    message: Message = {"role": role, "parts": parts}
-    name = get(obj, "name")
-    if isinstance(name, str) and name:
-        message["name"] = name
-    return message
-
-
-def to_messages(value: Any, default_role: str = "user") -> list[Message]:
-    """GenAI messages for a prompt: a string, a message, or a list of them."""
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        out: list[Message] = []
-        for item in value:
-            if isinstance(item, (list, tuple)):
-                out.extend(to_messages(item, default_role))
-            elif item is not None:
-                out.append(to_message(item, default_role))
-        return out
-    return [to_message(value, default_role)]
-
-
-def system_instructions(value: Any) -> list[Part]:
-    """``gen_ai.system_instructions`` is a list of parts, e.g. from Anthropic's ``system``."""
-    return content_parts(value)
-
-
-def tool_definitions(tools: Any) -> list[Any]:
-    """OpenAI ``{"type":"function","function":{...}}`` and Anthropic tools, flattened."""
-    if not isinstance(tools, (list, tuple)):
-        return []
-    out: list[Any] = []
-    for tool in tools:
-        function = get(tool, "function")
-        source = function if function is not None else tool
-        name = get(source, "name")
-        if name is None:
-            out.append(tool)
-            continue
-        definition: dict[str, Any] = {"type": as_str(get(tool, "type")) or "function"}
-        definition["name"] = name
-        description = get(source, "description")
-        if description is not None:
-            definition["description"] = description
-        parameters = get(source, "parameters")
-        if parameters is None:
-            parameters = get(source, "input_schema")
-        if parameters is not None:
-            definition["parameters"] = parameters
-        out.append(definition)
-    return out
 
 
 @dataclass
@@ -407,8 +124,6 @@ def _parse_responses_api(output: list[Any], response: Any, result: LLMResult) ->
         else:
             part = content_part(item)
             if part is not None:
-                if kind == "function_call":
-                    part["id"] = get(item, "call_id") or get(item, "id")
                 parts.append(part)
     details = get(response, "incomplete_details")
     raw = as_str(get(details, "reason")) or as_str(get(response, "status"))
@@ -418,15 +133,7 @@ def _parse_responses_api(output: list[Any], response: Any, result: LLMResult) ->
 def _parse_candidates(candidates: list[Any], result: LLMResult) -> None:
     for candidate in candidates:
         content = get(candidate, "content")
-        parts: list[Part] = []
-        for part in get(content, "parts") or ():
-            text = get(part, "text")
-            call = get(part, "function_call")
-            if isinstance(text, str) and text:
-                kind = "reasoning" if get(part, "thought") is True else "text"
-                parts.append({"type": kind, "content": text})
-            elif call is not None:
-                parts.append(tool_call_part(call))
+        parts = content_parts(get(content, "parts") or [])
         role = as_str(get(content, "role"))
         message = {"role": "assistant" if role in (None, "model") else role, "parts": parts}
         _add_output(result, message, get(candidate, "finish_reason"))
@@ -457,7 +164,7 @@ def parse_response(response: Any) -> LLMResult:
         _parse_responses_api(list(output), response, result)
     elif isinstance(candidates, (list, tuple)) and candidates:
         _parse_candidates(list(candidates), result)
-    elif message is not None and _looks_like_message(message):
+    elif message is not None and looks_like_message(message):
         _add_output(result, to_message(message, "assistant"), get(response, "done_reason"))
     elif content is not None:
         role = as_str(get(response, "role")) or "assistant"
@@ -468,8 +175,8 @@ def parse_response(response: Any) -> LLMResult:
     elif isinstance(get(response, "text"), str):
         _add_output(result, _assistant_text(get(response, "text")), None)
     elif not isinstance(choices, (list, tuple)):
-        text = _json_text(response) if isinstance(response, Mapping) else None
-        _add_output(result, _assistant_text(text or _repr(response)), None)
+        text = json_text(response) if isinstance(response, Mapping) else None
+        _add_output(result, _assistant_text(text or repr_text(response)), None)
     return result
 
 
