@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from google.rpc import status_pb2
 
+from accounts.keys import KeyDenied, aingest_project
 from ingest import otlp
 from ingest.writer import Unavailable, accept
 
@@ -43,6 +44,11 @@ def _error(status: int, message: str, content_type: str, **headers: str) -> Http
 @require_POST
 async def export_traces(request: HttpRequest) -> HttpResponse:
     content_type = request.content_type or ""
+    try:
+        # Before the body is read: an unauthenticated sender costs no decoding.
+        project = await aingest_project(request.headers)
+    except KeyDenied as exc:
+        return _error(401, str(exc), content_type, WWW_Authenticate='Bearer realm="studio"')
     if content_type not in (otlp.PROTOBUF, otlp.JSON):
         return _error(
             415,
@@ -57,9 +63,9 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
     try:
         body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
         if len(body) > INLINE_DECODE_BYTES:
-            batch, future = await asyncio.to_thread(accept, body, content_type)
+            batch, future = await asyncio.to_thread(accept, body, content_type, project)
         else:
-            batch, future = accept(body, content_type)
+            batch, future = accept(body, content_type, project)
     except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:

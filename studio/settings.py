@@ -6,6 +6,7 @@ not a silently ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -44,6 +45,27 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach an address Studio binds to."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -60,7 +82,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
     "servestatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
@@ -69,6 +93,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "tracing",
+    "accounts",
     "ingest",
     "studio",
 ]
@@ -76,10 +101,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After the session and htmx: it reads both. Every route needs sign-in unless allow-listed.
+    "accounts.middleware.require_sign_in",
     "studio.middleware.content_security_policy",
 ]
 
@@ -94,6 +123,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "accounts.context_processors.auth",
             ],
         },
     },
@@ -172,6 +202,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = None
 HOST = env_str("STUDIO_HOST", "127.0.0.1")
 PORT = env_int("PORT", 3000)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317)
+
+# Sign-in: `none` keeps a laptop zero-setup; anything reachable from other machines signs in.
+# runstudio re-derives the default from its --host when STUDIO_AUTH is not set.
+AUTH_MODES = ("none", "login")
+STUDIO_AUTH_SET = bool(os.environ.get("STUDIO_AUTH", "").strip())
+STUDIO_AUTH = env_choice("STUDIO_AUTH", "none" if is_loopback(HOST) else "login", AUTH_MODES)
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+SESSION_COOKIE_AGE = env_int("STUDIO_SESSION_AGE", 14 * 24 * 3600, minimum=60)
 
 LOGGING = {
     "version": 1,

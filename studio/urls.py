@@ -53,4 +53,5 @@ urlpatterns = [
         name="conversation_detail",
     ),
     path("", include("ingest.urls")),
+    path("", include("accounts.urls")),
 ]

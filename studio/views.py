@@ -29,6 +29,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.roles import requires_member
 from ingest.views import export_traces
 from studio import live, sockets, trace_page
 from studio.api import span_to_dict
@@ -93,6 +94,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@requires_member
 def trace_delete(request: HttpRequest) -> HttpResponse:
     """Delete the selected traces with their spans. Without JavaScript the first POST shows a
     confirmation page; the page's own form confirms in the browser and says `confirm=1`."""
@@ -367,6 +369,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
 
 
 @require_POST
+@requires_member
 async def run_answer(request: HttpRequest, run_id: str, request_id: str) -> HttpResponse:
     """A person answers a `UserAgent`: the answer goes to the run's socket as
     `forwardUserInput`, and the agent continues."""

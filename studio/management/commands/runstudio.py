@@ -76,6 +76,11 @@ class Command(BaseCommand):
             default=settings.OTEL_GRPC_PORT,
             help="OTLP/gRPC port (OTEL_GRPC_PORT)",
         )
+        parser.add_argument(
+            "--insecure",
+            action="store_true",
+            help="allow STUDIO_AUTH=none on an address other machines can reach",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ingest.grpc import PortInUse, make_server
@@ -83,6 +88,7 @@ class Command(BaseCommand):
         from tracing.runs import finish_orphaned_runs
 
         host: str = options["host"]
+        self.check_auth(host, insecure=options["insecure"])
         call_command("migrate", interactive=False, verbosity=0)
         runtime.migrated = True
         # No socket is connected yet: runs marked running lost theirs with the last Studio.
@@ -130,6 +136,31 @@ class Command(BaseCommand):
             self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
             sys.stdout.flush()
 
+    def check_auth(self, host: str, *, insecure: bool) -> None:
+        from studio.settings import is_loopback
+
+        if not settings.STUDIO_AUTH_SET:
+            # The default follows the address actually bound, --host included.
+            settings.STUDIO_AUTH = "none" if is_loopback(host) else "login"
+        if settings.STUDIO_AUTH == "none" and not is_loopback(host):
+            if not insecure:
+                raise CommandError(
+                    f"Refusing to serve {host} without sign-in: unset STUDIO_AUTH (sign-in is "
+                    "then on), or pass --insecure to let anyone who reaches it read every trace.",
+                    returncode=2,
+                )
+            self.stderr.write(
+                f"WARNING: sign-in is off (STUDIO_AUTH=none) on {host}: anyone who reaches this "
+                "address reads and deletes every trace."
+            )
+
+    def no_users_hint(self) -> str:
+        from django.contrib.auth import get_user_model
+
+        if settings.STUDIO_AUTH != "login" or get_user_model().objects.exists():
+            return ""
+        return "; no users yet: python manage.py createsuperuser"
+
     def banner(self, http_port: int, grpc_port: int, host: str) -> str:
         url = runtime.http_url
         return "\n".join(
@@ -139,6 +170,7 @@ class Command(BaseCommand):
                 f"  OTLP/HTTP       {url}/v1/traces",
                 f"  OTLP/gRPC       {runtime.grpc_address}",
                 f"  data            {settings.DATABASES['default']['NAME']}",
+                f"  sign-in         {settings.STUDIO_AUTH} (STUDIO_AUTH){self.no_users_hint()}",
                 "",
                 "Point your app at it:",
                 f'  agentscope.init(studio_url="{url}")',
