@@ -145,7 +145,10 @@ def _project_for_key_reconnecting(raw: str | None) -> str | None:
 
 
 async def aingest_project(headers: Mapping[str, str]) -> str | None:
-    raw = key_from_headers(headers)
+    return await aproject_for_key(key_from_headers(headers))
+
+
+async def aproject_for_key(raw: str | None) -> str | None:
     # No thread hop when nothing is to be looked up: the laptop default pays nothing.
     if raw is None and settings.STUDIO_AUTH != "login":
         return None

@@ -10,7 +10,9 @@ process, no server. Prints spans/s for both, their ratio, and the server's peak 
 
 With --key, compares Studio with STUDIO_AUTH=login and every request carrying an ingest key
 (`Authorization: Bearer`, checked against the database per request) to Studio without sign-in,
-in alternating runs, best of --repeat each.
+in alternating runs, best of --repeat each. On a shared machine those runs vary by more than the
+check costs, so it also times requests one at a time on ONE server, alternating with and without
+a key (a key's project is looked up in either mode), and compares their median latencies.
 """
 
 from __future__ import annotations
@@ -237,6 +239,38 @@ def studio(
     return total / elapsed, memory
 
 
+def interleaved(bodies: list[bytes]) -> tuple[float, float]:
+    """Median request latency (ms) without and with a key, alternating on one server."""
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.pop("DATABASE_URL", None)
+        server, cleanup = start_studio(Path(tmp), {"STUDIO_AUTH": "none"})
+        try:
+            key = manage(server.env, "apikey", "create", "--project", "bench")
+            plain = {"Content-Type": "application/x-protobuf"}
+            keyed = {**plain, "Authorization": f"Bearer {key}"}
+            session = requests.Session()
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for index, body in enumerate(bodies):
+                with_key = index % 2 == 1
+                started = time.perf_counter()
+                response = session.post(
+                    f"{server.url}/v1/traces",
+                    data=body,
+                    headers=keyed if with_key else plain,
+                    timeout=120,
+                )
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 200, response.status_code
+                if index >= 20:  # warm-up
+                    times[with_key].append(elapsed * 1000)
+        finally:
+            server.stop()
+            cleanup()
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=100_000)
@@ -268,6 +302,12 @@ def main() -> None:
             + ")"
         )
         print(f"key check cost: {(1 - with_key / without) * 100:.1f} % of throughput")
+        plain_ms, keyed_ms = interleaved(bodies)
+        print(
+            f"one request at a time, alternating on one server: median {plain_ms:.2f} ms "
+            f"without a key, {keyed_ms:.2f} ms with one "
+            f"({(keyed_ms / plain_ms - 1) * 100:+.1f} %)"
+        )
         return
     floor_rate = floor(bodies)
     print(f"floor (decode + sqlite3.executemany, one process): {floor_rate:,.0f} spans/s")

@@ -312,16 +312,29 @@ def test_the_keys_project_reaches_the_writer(
 
     seen: list[str | None] = []
 
-    def fake_accept(body: bytes, content_type: str, project: str | None = None) -> Any:
-        seen.append(project)
-        raise Unavailable("test")
+    class Writer:
+        def submit(self, records: list) -> Any:
+            raise Unavailable("test")
 
-    monkeypatch.setattr(views, "accept", fake_accept)
+    def decode(body: bytes, content_type: str) -> Any:
+        batch = real_decode(body, content_type)
+        seen.append(batch)
+        return batch
+
+    real_decode = views.decode
+    monkeypatch.setattr(views, "decode", decode)
+    monkeypatch.setattr(views, "get_writer", Writer)
     _, raw = keys.create_key(ApiKey.Kind.INGEST, project="team-b")
     response = Client().post(
         "/v1/traces", b"{}", content_type="application/json", headers={"X-API-Key": raw}
     )
-    assert response.status_code == 503 and seen == ["team-b"]
+    assert response.status_code == 503 and [batch.project for batch in seen] == ["team-b"]
+    # A wrong key outranks a bad body: 401, not 415 or 400.
+    for content_type, body in (("text/plain", b"hi"), ("application/json", b"{")):
+        refused = Client().post(
+            "/v1/traces", body, content_type=content_type, headers={"X-API-Key": "studio_no"}
+        )
+        assert refused.status_code == 401, content_type
     # The lookup thread keeps its connection; PostgreSQL would not drop the test database.
     from django.db import connection
 
