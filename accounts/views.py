@@ -53,11 +53,12 @@ def user_create(request: HttpRequest) -> HttpResponse:
 @requires_admin
 def user_update(request: HttpRequest, user_id: int) -> HttpResponse:
     user = get_object_or_404(get_user_model(), pk=user_id)
-    if "active" in request.POST:
-        # An admin cannot lock themselves out.
-        if user != request.user:
-            user.is_active = request.POST["active"] == "1"
-            user.save(update_fields=["is_active"])
+    if user == request.user:
+        # An admin cannot lock themselves out (disable or demote themselves).
+        pass
+    elif "active" in request.POST:
+        user.is_active = request.POST["active"] == "1"
+        user.save(update_fields=["is_active"])
     else:
         form = RoleForm(request.POST)
         if form.is_valid():

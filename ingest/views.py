@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 from google.rpc import status_pb2
 
 from accounts.keys import KeyDenied, aproject_for_key, key_from_headers
-from ingest import otlp
-from ingest.writer import Unavailable, decode, get_writer
+from ingest import otlp, writer
+from ingest.writer import Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +90,11 @@ async def _export(
     try:
         body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
         if len(body) > INLINE_DECODE_BYTES:
-            batch = await asyncio.to_thread(decode, body, content_type)
+            batch = await asyncio.to_thread(writer.decode, body, content_type)
         else:
-            batch = decode(body, content_type)
+            batch = writer.decode(body, content_type)
         batch.project = await lookup  # KeyDenied: a wrong key queues nothing
-        future = get_writer().submit(batch.records)
+        future = writer.get_writer().submit(batch.records)
     except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:

@@ -307,7 +307,7 @@ def test_the_ingest_check_refuses_without_a_good_key_in_login_mode(login_mode: N
 def test_the_keys_project_reaches_the_writer(
     login_mode: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ingest import views
+    from ingest import writer
     from ingest.writer import Unavailable
 
     seen: list[str | None] = []
@@ -321,9 +321,9 @@ def test_the_keys_project_reaches_the_writer(
         seen.append(batch)
         return batch
 
-    real_decode = views.decode
-    monkeypatch.setattr(views, "decode", decode)
-    monkeypatch.setattr(views, "get_writer", Writer)
+    real_decode = writer.decode
+    monkeypatch.setattr(writer, "decode", decode)
+    monkeypatch.setattr(writer, "get_writer", Writer)
     _, raw = keys.create_key(ApiKey.Kind.INGEST, project="team-b")
     response = Client().post(
         "/v1/traces", b"{}", content_type="application/json", headers={"X-API-Key": raw}
@@ -397,6 +397,12 @@ def test_an_admin_makes_and_revokes_keys_and_users_on_the_settings_page(login_mo
     admin.post(f"/settings/users/{bo.id}/", {"active": "0"})
     bo.refresh_from_db()
     assert bo.role == Role.VIEWER and not bo.is_active
+    # An admin cannot demote or disable themselves.
+    me = get_user_model().objects.get(username="user-admin")
+    admin.post(f"/settings/users/{me.id}/", {"role": "viewer"})
+    admin.post(f"/settings/users/{me.id}/", {"active": "0"})
+    me.refresh_from_db()
+    assert me.role == Role.ADMIN and me.is_active
 
 
 def test_a_read_key_needs_a_user_and_an_ingest_key_a_project(login_mode: None) -> None:
