@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ingest.py [--spans 100000] [--per-request 500] [--senders 4]
     STUDIO_SQLITE_SYNCHRONOUS=NORMAL python benchmarks/bench_ingest.py   # against the default FULL
+    python benchmarks/bench_ingest.py --key [--repeat 3]   # with an ingest key against without
 
 Sends the spans (about 1 KB of input/output each) from concurrent senders, and times from the
 first request until every span is readable through the API. Beside it, this machine's floor in the
@@ -10,6 +11,12 @@ process, no server. Prints spans/s for both, their ratio, and the server's peak 
 Both use the SQLite `synchronous` mode STUDIO_SQLITE_SYNCHRONOUS picks (Studio's default, FULL,
 when unset); the databases live under TMPDIR, which should be a real disk for the figure to mean
 anything about fsync.
+
+With --key, compares Studio with STUDIO_AUTH=login and every request carrying an ingest key
+(`Authorization: Bearer`, checked against the database per request) to Studio without sign-in,
+in alternating runs, best of --repeat each. On a shared machine those runs vary by more than the
+check costs, so it also times requests one at a time on ONE server, alternating with and without
+a key (a key's project is looked up in either mode), and compares their median latencies.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import platform
 import random
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -153,10 +161,42 @@ def peak_memory_mb(pid: int) -> float:
     return float("nan")
 
 
-def studio(bodies: list[bytes], senders: int, total: int) -> tuple[float, float]:
+def manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def studio(
+    bodies: list[bytes], senders: int, total: int, *, key: bool = False
+) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.pop("DATABASE_URL", None)
-        server, cleanup = start_studio(Path(tmp))
+        server, cleanup = start_studio(Path(tmp), {"STUDIO_AUTH": "login" if key else "none"})
+        headers = {"Content-Type": "application/x-protobuf"}
+        read_headers: dict[str, str] = {}
+        if key:
+            manage(server.env, "adduser", "bench", "--password-stdin", stdin="bench-pass-9x\n")
+            ingest = manage(server.env, "apikey", "create", "--project", "bench")
+            headers["Authorization"] = f"Bearer {ingest}"
+            read_headers["Authorization"] = "Bearer " + manage(
+                server.env, "apikey", "create", "--user", "bench"
+            )
+
+        def api(path: str, **params: object) -> dict:
+            response = requests.get(
+                f"{server.url}{path}", params=params, headers=read_headers, timeout=30
+            )
+            response.raise_for_status()
+            return response.json()
+
         try:
             queue = list(reversed(bodies))
             lock = threading.Lock()
@@ -173,7 +213,7 @@ def studio(bodies: list[bytes], senders: int, total: int) -> tuple[float, float]
                         response = session.post(
                             f"{server.url}/v1/traces",
                             data=body,
-                            headers={"Content-Type": "application/x-protobuf"},
+                            headers=headers,
                             timeout=120,
                         )
                         if response.status_code == 503:
@@ -190,12 +230,12 @@ def studio(bodies: list[bytes], senders: int, total: int) -> tuple[float, float]
             for thread in threads:
                 thread.join()
             traces = total // SPANS_PER_TRACE
-            while server.api("/api/traces/", limit=1)["count"] < traces:
+            while api("/api/traces/", limit=1)["count"] < traces:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - started
             assert not failures, failures[:3]
             for trace_no in (0, traces // 2, traces - 1):
-                trace = server.trace(f"{trace_no + 1:032x}")
+                trace = api(f"/api/traces/{trace_no + 1:032x}/")
                 assert trace["span_count"] == SPANS_PER_TRACE, trace["span_count"]
             memory = peak_memory_mb(server.process.pid)
         finally:
@@ -204,11 +244,45 @@ def studio(bodies: list[bytes], senders: int, total: int) -> tuple[float, float]
     return total / elapsed, memory
 
 
+def interleaved(bodies: list[bytes]) -> tuple[float, float]:
+    """Median request latency (ms) without and with a key, alternating on one server."""
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.pop("DATABASE_URL", None)
+        server, cleanup = start_studio(Path(tmp), {"STUDIO_AUTH": "none"})
+        try:
+            key = manage(server.env, "apikey", "create", "--project", "bench")
+            plain = {"Content-Type": "application/x-protobuf"}
+            keyed = {**plain, "Authorization": f"Bearer {key}"}
+            session = requests.Session()
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for index, body in enumerate(bodies):
+                with_key = index % 2 == 1
+                started = time.perf_counter()
+                response = session.post(
+                    f"{server.url}/v1/traces",
+                    data=body,
+                    headers=keyed if with_key else plain,
+                    timeout=120,
+                )
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 200, response.status_code
+                if index >= 20:  # warm-up
+                    times[with_key].append(elapsed * 1000)
+        finally:
+            server.stop()
+            cleanup()
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--per-request", type=int, default=500)
     parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--key", action="store_true", help="with an ingest key against without")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, with --key")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
@@ -217,6 +291,30 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"SQLite synchronous={SYNCHRONOUS} (WAL), under {tempfile.gettempdir()}")
     print(f"payload: {args.spans} spans in {len(bodies)} requests, {size / 1e6:.1f} MB protobuf")
+    if args.key:
+        runs: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.repeat):
+            for keyed in (False, True):
+                runs[keyed].append(studio(bodies, args.senders, args.spans, key=keyed)[0])
+        without, with_key = max(runs[False]), max(runs[True])
+        print(
+            f"without a key (STUDIO_AUTH=none): {without:,.0f} spans/s  (runs: "
+            + ", ".join(f"{r:,.0f}" for r in runs[False])
+            + ")"
+        )
+        print(
+            f"with an ingest key (STUDIO_AUTH=login): {with_key:,.0f} spans/s  (runs: "
+            + ", ".join(f"{r:,.0f}" for r in runs[True])
+            + ")"
+        )
+        print(f"key check cost: {(1 - with_key / without) * 100:.1f} % of throughput")
+        plain_ms, keyed_ms = interleaved(bodies)
+        print(
+            f"one request at a time, alternating on one server: median {plain_ms:.2f} ms "
+            f"without a key, {keyed_ms:.2f} ms with one "
+            f"({(keyed_ms / plain_ms - 1) * 100:+.1f} %)"
+        )
+        return
     floor_rate = floor(bodies)
     print(f"floor (decode + sqlite3.executemany, one process): {floor_rate:,.0f} spans/s")
     rate, memory = studio(bodies, args.senders, args.spans)

@@ -13,6 +13,7 @@ from concurrent import futures
 import grpc
 from django.conf import settings
 
+from accounts.keys import KeyDenied, ingest_project
 from ingest import otlp
 from ingest.writer import DatabaseUnavailable, Unavailable, accept
 
@@ -27,7 +28,11 @@ class PortInUse(Exception):
 
 def export(request: bytes, context: grpc.ServicerContext) -> bytes:
     try:
-        batch, future = accept(request, otlp.PROTOBUF)
+        project = ingest_project(dict(context.invocation_metadata()))
+    except KeyDenied as exc:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    try:
+        batch, future = accept(request, otlp.PROTOBUF, project)
     except Unavailable as exc:
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     except otlp.DecodeError as exc:

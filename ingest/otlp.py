@@ -96,6 +96,8 @@ class Batch:
     records: list[SpanRecord] = field(default_factory=list)
     rejected: int = 0
     messages: list[str] = field(default_factory=list)
+    # The project of the ingest key that sent the batch (None: no key). Not stored yet.
+    project: str | None = None
 
     def reject(self, message: str) -> None:
         self.rejected += 1

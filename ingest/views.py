@@ -15,8 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from google.rpc import status_pb2
 
-from ingest import otlp
-from ingest.writer import DatabaseUnavailable, Unavailable, accept
+from accounts.keys import KeyDenied, aproject_for_key, key_from_headers
+from ingest import otlp, writer
+from ingest.writer import DatabaseUnavailable, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,38 @@ def _error(status: int, message: str, content_type: str, **headers: str) -> Http
 @require_POST
 async def export_traces(request: HttpRequest) -> HttpResponse:
     content_type = request.content_type or ""
+    raw_key = key_from_headers(request.headers)
+    lookup: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    if raw_key is None:
+        if settings.STUDIO_AUTH == "login":
+            # No key at all: refused before the body is read or decoded.
+            return _unauthenticated(
+                "an ingest key is required: send Authorization: Bearer <key>", content_type
+            )
+        lookup.set_result(None)
+    else:
+        # Looked up while the body decodes (it costs a thread hop); nothing is queued before
+        # the key is known good.
+        lookup = asyncio.ensure_future(aproject_for_key(raw_key))
+    try:
+        response = await _export(request, content_type, lookup)
+        if response.status_code in (400, 413, 415):
+            await lookup  # a bad key outranks a bad body
+        return response
+    except KeyDenied as exc:
+        return _unauthenticated(str(exc), content_type)
+    finally:
+        if not lookup.done():
+            lookup.cancel()
+
+
+def _unauthenticated(message: str, content_type: str) -> HttpResponse:
+    return _error(401, message, content_type, WWW_Authenticate='Bearer realm="studio"')
+
+
+async def _export(
+    request: HttpRequest, content_type: str, lookup: asyncio.Future[str | None]
+) -> HttpResponse:
     if content_type not in (otlp.PROTOBUF, otlp.JSON):
         return _error(
             415,
@@ -57,9 +90,11 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
     try:
         body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
         if len(body) > INLINE_DECODE_BYTES:
-            batch, future = await asyncio.to_thread(accept, body, content_type)
+            batch = await asyncio.to_thread(writer.decode, body, content_type)
         else:
-            batch, future = accept(body, content_type)
+            batch = writer.decode(body, content_type)
+        batch.project = await lookup  # KeyDenied: a wrong key queues nothing
+        future = writer.get_writer().submit(batch.records)
     except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:

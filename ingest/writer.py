@@ -434,10 +434,19 @@ def get_decode_budget() -> DecodeBudget:
         return _budget
 
 
-def accept(body: bytes, content_type: str) -> tuple[Batch, Future[None]]:
-    """What both receivers do with a request body: decode it within the budget and queue its
-    spans. The future resolves once they are committed. Raises otlp.DecodeError, or Unavailable
-    (the receivers' 503)."""
+def decode(body: bytes, content_type: str) -> Batch:
+    """Decode a request body within the process's decode budget. Raises otlp.DecodeError, or
+    Unavailable (the receivers' 503)."""
     with get_decode_budget().reserve(len(body)):
-        batch = otlp.decode(body, content_type)
+        return otlp.decode(body, content_type)
+
+
+def accept(
+    body: bytes, content_type: str, project: str | None = None
+) -> tuple[Batch, Future[None]]:
+    """What both receivers do with a request body: decode it within the budget and queue its
+    spans. `project` is the sending key's. The future resolves once they are committed. Raises
+    otlp.DecodeError, or Unavailable (the receivers' 503)."""
+    batch = decode(body, content_type)
+    batch.project = project
     return batch, get_writer().submit(batch.records)

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from accounts.roles import requires_member
 from runs import sockets, writes
 from runs.forms import UserInputForm
 from runs.models import Message, Run, UserInputRequest
@@ -125,6 +126,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
 
 
 @require_POST
+@requires_member
 async def run_answer(request: HttpRequest, run_id: str, request_id: str) -> HttpResponse:
     """A person answers a `UserAgent`: the answer goes to the run's socket as
     `forwardUserInput`, and the agent continues."""

@@ -34,6 +34,7 @@ from django.http.cookie import parse_cookie
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.websockets import websocket_allowed
 from studio import live, security
 from studio.filters import PAGE_SIZE, TraceFilter, zone_from_cookie
 from tracing.models import Trace, TraceStats
@@ -133,6 +134,9 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
         if not security.connection_allowed(self.scope):
             # Another site's page must not read traces through a visitor's browser.
             await self.close(code=4003)
+            return
+        if not await websocket_allowed(self.scope):
+            await self.close(code=4001)
             return
         live.remember_loop()
         self.subscription: Subscription | None = None

@@ -7,6 +7,7 @@ in one line: manage.py and the ASGI module print it and exit with status 2 (see 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -51,6 +52,17 @@ def env_bool(name: str, default: bool) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach an address Studio binds to."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -131,7 +143,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
+    "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
     "servestatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
@@ -140,6 +154,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "tracing",
+    "accounts",
     "ingest",
     "studio",
     "runs",
@@ -148,10 +163,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After the session and htmx: it reads both. Every route needs sign-in unless allow-listed.
+    "accounts.middleware.require_sign_in",
     "studio.middleware.content_security_policy",
 ]
 
@@ -166,6 +185,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "accounts.context_processors.auth",
             ],
         },
     },
@@ -259,6 +279,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(STUDIO_MAX_OTHER_BODY_BYTES, STUDIO_MAX_TRPC_B
 
 PORT = env_int("PORT", 3000, maximum=65535)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)
+
+# Sign-in: `none` keeps a laptop zero-setup; anything reachable from other machines signs in.
+# runstudio re-derives the default from its --host when STUDIO_AUTH is not set.
+AUTH_MODES = ("none", "login")
+STUDIO_AUTH_SET = bool(os.environ.get("STUDIO_AUTH", "").strip())
+STUDIO_AUTH = env_choice("STUDIO_AUTH", "none" if is_loopback(HOST) else "login", AUTH_MODES)
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+SESSION_COOKIE_AGE = env_int("STUDIO_SESSION_AGE", 14 * 24 * 3600, minimum=60)
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {

@@ -43,6 +43,7 @@ urlpatterns = [
     ),
     path("", include("ingest.urls")),
     path("", include("runs.urls")),
+    path("", include("accounts.urls")),
 ]
 
 handler404 = "studio.views.page_not_found"

@@ -26,6 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.roles import requires_member
 from ingest.views import export_traces
 from studio import extensions, live, trace_page
 from studio.api import span_to_dict
@@ -107,6 +108,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@requires_member
 def trace_delete(request: HttpRequest) -> HttpResponse:
     """Delete the selected traces with their spans. Without JavaScript the first POST shows a
     confirmation page; the page's own form confirms in the browser and says `confirm=1`."""

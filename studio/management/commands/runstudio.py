@@ -78,6 +78,11 @@ class Command(BaseCommand):
             default=settings.OTEL_GRPC_PORT,
             help="OTLP/gRPC port (OTEL_GRPC_PORT)",
         )
+        parser.add_argument(
+            "--insecure",
+            action="store_true",
+            help="allow STUDIO_AUTH=none on an address other machines can reach",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
 
@@ -88,6 +93,7 @@ class Command(BaseCommand):
         # The Host check follows the address actually bound, not STUDIO_HOST's.
         settings.HOST = host
         settings.ALLOWED_HOSTS = allowed_hosts(host, settings.STUDIO_ALLOWED_HOSTS)
+        self.check_auth(host, insecure=options["insecure"])
         call_command("migrate", interactive=False, verbosity=0)
         runtime.migrated = True
         extensions.serving.send(sender=self.__class__)
@@ -134,6 +140,31 @@ class Command(BaseCommand):
             self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
             sys.stdout.flush()
 
+    def check_auth(self, host: str, *, insecure: bool) -> None:
+        from studio.settings import is_loopback
+
+        if not settings.STUDIO_AUTH_SET:
+            # The default follows the address actually bound, --host included.
+            settings.STUDIO_AUTH = "none" if is_loopback(host) else "login"
+        if settings.STUDIO_AUTH == "none" and not is_loopback(host):
+            if not insecure:
+                raise CommandError(
+                    f"Refusing to serve {host} without sign-in: unset STUDIO_AUTH (sign-in is "
+                    "then on), or pass --insecure to let anyone who reaches it read every trace.",
+                    returncode=2,
+                )
+            self.stderr.write(
+                f"WARNING: sign-in is off (STUDIO_AUTH=none) on {host}: anyone who reaches this "
+                "address reads and deletes every trace."
+            )
+
+    def no_users_hint(self) -> str:
+        from django.contrib.auth import get_user_model
+
+        if settings.STUDIO_AUTH != "login" or get_user_model().objects.exists():
+            return ""
+        return "; no users yet: python manage.py createsuperuser"
+
     def banner(self, http_port: int, grpc_port: int, host: str) -> str:
         url = runtime.http_url
         return "\n".join(
@@ -144,6 +175,7 @@ class Command(BaseCommand):
                 f"  OTLP/gRPC       {runtime.grpc_address}",
                 f"  data            {settings.DATABASES['default']['NAME']}",
                 f"  host names      {', '.join(settings.ALLOWED_HOSTS)} (STUDIO_ALLOWED_HOSTS)",
+                f"  sign-in         {settings.STUDIO_AUTH} (STUDIO_AUTH){self.no_users_hint()}",
                 "",
                 "Point your app at it:",
                 f'  agentscope.init(studio_url="{url}")',
