@@ -1,21 +1,29 @@
-"""The read-only JSON API: traces (summary rows) and one trace with its spans."""
+"""The read-only JSON API: traces (summary rows), one trace with its spans (streamed), and a
+trace's spans page by page."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import orjson
+from asgiref.sync import sync_to_async
 from django import forms
-from django.http import Http404
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
-from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from tracing import conventions
-from tracing.models import STATUS_CODES, Span, Trace, datetime_to_ns, ns_to_datetime
+from tracing import conventions, selectors
+from tracing.models import STATUS_CODES, Span, SpanCursor, Trace, datetime_to_ns, ns_to_datetime
 
 ORDERINGS = {
     "start_time": "start_ns",
@@ -155,16 +163,142 @@ class TraceList(ListAPIView):
         return qs.order_by(f"{prefix}{field}", f"{prefix}trace_id")
 
 
-class TraceDetail(APIView):
-    """`GET /api/traces/<trace_id>/`: the summary plus every span, ordered by start."""
+def _trace_or_404(trace_id: str) -> Trace:
+    trace_id = trace_id.lower()
+    if not conventions.is_hex_id(trace_id, 32):
+        raise ValidationError({"trace_id": "must be 32 hexadecimal characters"})
+    trace = Trace.objects.filter(trace_id=trace_id).first()
+    if trace is None:
+        raise Http404("no such trace")
+    return trace
 
-    def get(self, request: Request, trace_id: str) -> Response:
-        trace_id = trace_id.lower()
-        if not conventions.is_hex_id(trace_id, 32):
-            raise ValidationError({"trace_id": "must be 32 hexadecimal characters"})
-        trace = Trace.objects.filter(trace_id=trace_id).first()
-        if trace is None:
-            raise Http404("no such trace")
-        data = trace_to_dict(trace)
-        data["spans"] = [span_to_dict(span) for span in Span.objects.for_trace(trace_id)]
-        return Response(data)
+
+def encode_span(span: Span) -> bytes:
+    document = span_to_dict(span)
+    try:
+        return orjson.dumps(document)
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which stored JSON may hold; in the middle of
+        # a stream the status line is long gone, so an error there would only cut the body.
+        return json.dumps(document, ensure_ascii=False).encode()
+
+
+def encode_spans(spans: list[Span]) -> bytes:
+    """Spans as the members of a JSON array (joined by commas, without the brackets)."""
+    return b",".join(encode_span(span) for span in spans)
+
+
+def encoded_chunk(
+    trace_id: str, after: SpanCursor | None, limit: int
+) -> tuple[bytes, int, SpanCursor | None]:
+    """At most `limit` spans after `after`, encoded; how many, and the cursor of the last one.
+    Reading and encoding happen together so that under ASGI both run in the request's thread,
+    off the event loop."""
+    spans = selectors.trace_spans(trace_id, after=after, limit=limit)
+    last = (spans[-1].start_ns, spans[-1].span_id) if spans else None
+    return encode_spans(spans), len(spans), last
+
+
+# Spans per query while the detail streams: what the process holds for one reader at a time.
+STREAM_CHUNK_SPANS = 1000
+
+
+def _stream(head: bytes, trace_id: str) -> Iterator[bytes]:
+    yield head
+    after: SpanCursor | None = None
+    separator = b""
+    while True:
+        body, count, after = encoded_chunk(trace_id, after, STREAM_CHUNK_SPANS)
+        if count:
+            yield separator + body
+            separator = b","
+        if count < STREAM_CHUNK_SPANS:
+            break
+    yield b"]}"
+
+
+async def _astream(head: bytes, trace_id: str) -> AsyncIterator[bytes]:
+    yield head
+    after: SpanCursor | None = None
+    separator = b""
+    while True:
+        body, count, after = await sync_to_async(encoded_chunk)(trace_id, after, STREAM_CHUNK_SPANS)
+        if count:
+            yield separator + body
+            separator = b","
+        if count < STREAM_CHUNK_SPANS:
+            break
+    yield b"]}"
+
+
+class TraceDetail(APIView):
+    """`GET /api/traces/<trace_id>/`: the summary plus every span, ordered by start.
+
+    Streamed a chunk of spans at a time, so a trace of any size costs the process one chunk.
+    Django serves a synchronous iterator under ASGI by first collecting it into a list, so
+    under ASGI (runstudio) the body comes from an asynchronous one."""
+
+    def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
+        trace = _trace_or_404(trace_id)
+        # The summary's fields, then the spans: the same document as one json.dumps would give.
+        head = orjson.dumps(trace_to_dict(trace))[:-1] + b',"spans":['
+        streaming = isinstance(request._request, ASGIRequest)
+        content = (_astream if streaming else _stream)(head, trace.trace_id)
+        return StreamingHttpResponse(content, content_type="application/json")
+
+
+SPAN_PAGE_DEFAULT = 1000
+SPAN_PAGE_MAX = 10_000
+_CURSOR = re.compile(r"(-?[0-9]{1,19})\.([0-9a-f]{16})")
+_LIMIT = re.compile(r"[0-9]{1,12}")
+_BAD_CURSOR = "not a cursor of this trace's pages: follow the `next` link of the previous page"
+
+
+def _limit(text: str) -> int:
+    """`limit`: a whole number from 1; above the maximum it gets the maximum."""
+    if not text:
+        return SPAN_PAGE_DEFAULT
+    if not _LIMIT.fullmatch(text) or int(text) < 1:
+        raise ValidationError({"limit": f"must be a whole number from 1 to {SPAN_PAGE_MAX}"})
+    return min(int(text), SPAN_PAGE_MAX)
+
+
+def encode_cursor(cursor: SpanCursor) -> str:
+    start_ns, span_id = cursor
+    return base64.urlsafe_b64encode(f"{start_ns}.{span_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> SpanCursor:
+    """The (start_ns, span_id) a `next` link carries; ValidationError (400) for anything else,
+    including a start the database's 64-bit column could not compare with."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError({"cursor": _BAD_CURSOR}) from None
+    match = _CURSOR.fullmatch(text)
+    if match is None or not -(2**63) <= int(match[1]) < 2**63:
+        raise ValidationError({"cursor": _BAD_CURSOR})
+    return int(match[1]), match[2]
+
+
+class TraceSpans(APIView):
+    """`GET /api/traces/<trace_id>/spans/?cursor=&limit=`: a trace's spans in start order,
+    `limit` (default 1000, at most 10,000) at a time, keyset-paged: `next` is the URL of the
+    following page, or null after the last."""
+
+    def get(self, request: Request, trace_id: str) -> HttpResponse:
+        trace = _trace_or_404(trace_id)
+        token = request.query_params.get("cursor", "")
+        after = decode_cursor(token) if token else None
+        limit = _limit(request.query_params.get("limit", ""))
+        # One more than the page, to know whether another follows.
+        spans = selectors.trace_spans(trace.trace_id, after=after, limit=limit + 1)
+        next_url = None
+        if len(spans) > limit:
+            del spans[limit:]
+            last = spans[-1]
+            next_url = replace_query_param(
+                request.build_absolute_uri(), "cursor", encode_cursor((last.start_ns, last.span_id))
+            )
+        body = b'{"next":%s,"results":[%s]}' % (orjson.dumps(next_url), encode_spans(spans))
+        return HttpResponse(body, content_type="application/json")

@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Count, F, QuerySet, Sum
 
 from tracing import conventions, messages
-from tracing.models import Span, Trace
+from tracing.models import Span, SpanCursor, Trace
 
 # The columns a list of traces shows (never the root span's bodies).
 TRACE_LIST_FIELDS = (
@@ -336,6 +336,12 @@ def _event(event: Any, span_start_ns: int) -> Event:
         shown = {"exception.type", "exception.message", "exception.stacktrace"}
         result.attributes = [a for a in result.attributes if a.key not in shown]
     return result
+
+
+def trace_spans(trace_id: str, *, after: SpanCursor | None = None, limit: int) -> list[Span]:
+    """At most `limit` spans of a trace in start order (ties by span id), those after `after`:
+    one index seek, so a reader can walk a trace of any size a bounded chunk at a time."""
+    return list(Span.objects.for_trace(trace_id).after(after)[:limit])
 
 
 def find_span(trace_id: str, span_id: str) -> Span | None:
