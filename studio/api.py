@@ -62,7 +62,11 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
     }
 
 
-def span_to_dict(span: Span) -> dict[str, Any]:
+def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
+    """A span as the API gives it. With `raw`, the stored attributes, links, resource and scope
+    are orjson Fragments of their stored text, which orjson copies instead of parsing and
+    encoding again (the writer wrote them with orjson: they are valid JSON)."""
+    stored = orjson.Fragment if raw else json.loads
     events = [
         {
             "name": event["name"],
@@ -95,11 +99,11 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         "span_type": span.span_type,
         "trace_state": span.trace_state,
         "flags": span.flags,
-        "attributes": span.attributes,
+        "attributes": stored(span.attributes_json),
         "events": events,
-        "links": span.links,
-        "resource": span.resource,
-        "scope": span.scope,
+        "links": stored(span.links_json),
+        "resource": stored(span.resource_json),
+        "scope": stored(span.scope_json),
         "dropped_attributes_count": span.dropped_attributes_count,
         "dropped_events_count": span.dropped_events_count,
         "dropped_links_count": span.dropped_links_count,
@@ -174,13 +178,12 @@ def _trace_or_404(trace_id: str) -> Trace:
 
 
 def encode_span(span: Span) -> bytes:
-    document = span_to_dict(span)
     try:
-        return orjson.dumps(document)
+        return orjson.dumps(span_to_dict(span, raw=True))
     except orjson.JSONEncodeError:
-        # orjson refuses integers beyond 64 bits, which stored JSON may hold; in the middle of
-        # a stream the status line is long gone, so an error there would only cut the body.
-        return json.dumps(document, ensure_ascii=False).encode()
+        # orjson refuses integers beyond 64 bits, which an event's attributes may hold; in the
+        # middle of a stream the status line is long gone, so an error would only cut the body.
+        return json.dumps(span_to_dict(span), ensure_ascii=False).encode()
 
 
 def encode_spans(spans: list[Span]) -> bytes:

@@ -294,3 +294,23 @@ def test_streaming_a_big_trace_holds_one_chunk_not_the_trace(
     # Holding the whole document takes `size` for its bytes alone (the spans as Python objects
     # take about ten times that); a chunk of 20 spans takes about a tenth of it.
     assert peak < size / 2, (peak, size)
+
+
+def test_integers_orjson_cannot_encode_still_come_back(client: Client, db: None) -> None:
+    # Not through the writer (its decoders keep to 64 bits): stored JSON from elsewhere.
+    trace_id = "b1600000000000000000000000000001"
+    Trace.objects.create(trace_id=trace_id, start_ns=BASE_NS, end_ns=BASE_NS + 1, duration_ns=1)
+    Span.objects.create(
+        trace_id=trace_id,
+        span_id="b160000000000001",
+        start_ns=BASE_NS,
+        end_ns=BASE_NS + 1,
+        attributes_json='{"big": 123456789012345678901234567890}',
+        events_json=f'[{{"name": "e", "time_ns": 5, "attributes": {{"big": {-(10**30)}}}}}]',
+    )
+    body = streamed(client.get(f"/api/traces/{trace_id}/"))
+    assert body == old_detail(trace_id)
+    assert body["spans"][0]["attributes"]["big"] == 123456789012345678901234567890
+    assert body["spans"][0]["events"][0]["attributes"]["big"] == -(10**30)
+    page = client.get(f"/api/traces/{trace_id}/spans/").json()
+    assert page["results"] == body["spans"]
