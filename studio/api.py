@@ -13,7 +13,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django import forms
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
@@ -204,9 +204,28 @@ def encoded_chunk(
 
 # Spans per query while the detail streams: what the process holds for one reader at a time.
 STREAM_CHUNK_SPANS = 1000
+# Spans per part of a page's body.
+PAGE_PART_SPANS = 100
 
 
-def _stream(head: bytes, trace_id: str) -> Iterator[bytes]:
+async def _async_parts(parts: Iterator[bytes]) -> AsyncIterator[bytes]:
+    # Each part is made in the request's thread (where its database connection lives), off the
+    # event loop.
+    step = sync_to_async(next)
+    while (part := await step(parts, None)) is not None:
+        yield part
+
+
+def json_stream(request: Request, parts: Iterator[bytes]) -> StreamingHttpResponse:
+    """A JSON body sent part by part as it is made, never held whole. Django serves a
+    synchronous iterator under ASGI only after collecting it into a list, so under ASGI
+    (runstudio) the parts come through an asynchronous one."""
+    asgi = isinstance(request._request, ASGIRequest)
+    content = _async_parts(parts) if asgi else parts
+    return StreamingHttpResponse(content, content_type="application/json")
+
+
+def _detail_parts(head: bytes, trace_id: str) -> Iterator[bytes]:
     yield head
     after: SpanCursor | None = None
     separator = b""
@@ -220,34 +239,24 @@ def _stream(head: bytes, trace_id: str) -> Iterator[bytes]:
     yield b"]}"
 
 
-async def _astream(head: bytes, trace_id: str) -> AsyncIterator[bytes]:
-    yield head
-    after: SpanCursor | None = None
-    separator = b""
-    while True:
-        body, count, after = await sync_to_async(encoded_chunk)(trace_id, after, STREAM_CHUNK_SPANS)
-        if count:
-            yield separator + body
-            separator = b","
-        if count < STREAM_CHUNK_SPANS:
-            break
+def _page_parts(next_url: str | None, spans: list[Span]) -> Iterator[bytes]:
+    yield b'{"next":%s,"results":[' % orjson.dumps(next_url)
+    for start in range(0, len(spans), PAGE_PART_SPANS):
+        part = encode_spans(spans[start : start + PAGE_PART_SPANS])
+        yield b"," + part if start else part
     yield b"]}"
 
 
 class TraceDetail(APIView):
     """`GET /api/traces/<trace_id>/`: the summary plus every span, ordered by start.
 
-    Streamed a chunk of spans at a time, so a trace of any size costs the process one chunk.
-    Django serves a synchronous iterator under ASGI by first collecting it into a list, so
-    under ASGI (runstudio) the body comes from an asynchronous one."""
+    Streamed a chunk of spans per query, so a trace of any size costs the process one chunk."""
 
     def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
         trace = _trace_or_404(trace_id)
         # The summary's fields, then the spans: the same document as one json.dumps would give.
         head = orjson.dumps(trace_to_dict(trace))[:-1] + b',"spans":['
-        streaming = isinstance(request._request, ASGIRequest)
-        content = (_astream if streaming else _stream)(head, trace.trace_id)
-        return StreamingHttpResponse(content, content_type="application/json")
+        return json_stream(request, _detail_parts(head, trace.trace_id))
 
 
 SPAN_PAGE_DEFAULT = 1000
@@ -289,7 +298,7 @@ class TraceSpans(APIView):
     `limit` (default 1000, at most 10,000) at a time, keyset-paged: `next` is the URL of the
     following page, or null after the last."""
 
-    def get(self, request: Request, trace_id: str) -> HttpResponse:
+    def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
         trace = _trace_or_404(trace_id)
         token = request.query_params.get("cursor", "")
         after = decode_cursor(token) if token else None
@@ -303,5 +312,6 @@ class TraceSpans(APIView):
             next_url = replace_query_param(
                 request.build_absolute_uri(), "cursor", encode_cursor((last.start_ns, last.span_id))
             )
-        body = b'{"next":%s,"results":[%s]}' % (orjson.dumps(next_url), encode_spans(spans))
-        return HttpResponse(body, content_type="application/json")
+        # Streamed too: a body kept on the response lives on until the cyclic garbage collector
+        # frees the request, which, page after page, costs more than the pages themselves.
+        return json_stream(request, _page_parts(next_url, spans))

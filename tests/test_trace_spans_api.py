@@ -126,7 +126,7 @@ def page_through(client: Client, url: str) -> tuple[list[str], int]:
         response = client.get(next_url)
         assert response.status_code == 200, response.content
         assert response["Content-Type"] == "application/json"
-        body = response.json()
+        body = streamed(response)
         assert set(body) == {"next", "results"}
         seen += [span["span_id"] for span in body["results"]]
         pages += 1
@@ -137,15 +137,16 @@ def page_through(client: Client, url: str) -> tuple[list[str], int]:
 
 @pytest.mark.parametrize("limit", [1, 7, 30, 60, 61])
 def test_paging_visits_every_span_once_in_start_order_with_ties(
-    client: Client, ties: list[str], limit: int
+    client: Client, ties: list[str], limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(api, "PAGE_PART_SPANS", 4)
     seen, pages = page_through(client, f"/api/traces/{TIES}/spans/?limit={limit}")
     assert seen == ties
     assert pages == max(1, -(-len(ties) // limit))
 
 
 def test_a_page_has_the_details_span_shape(client: Client, ties: list[str]) -> None:
-    first = client.get(f"/api/traces/{TIES.upper()}/spans/", {"limit": 5}).json()
+    first = streamed(client.get(f"/api/traces/{TIES.upper()}/spans/", {"limit": 5}))
     detail = streamed(client.get(f"/api/traces/{TIES}/"))
     assert first["results"] == detail["spans"][:5]
     assert first["next"].startswith("http://testserver/api/traces/")
@@ -153,7 +154,7 @@ def test_a_page_has_the_details_span_shape(client: Client, ties: list[str]) -> N
 
 
 def test_new_spans_after_a_cursor_are_still_reached(client: Client, ties: list[str]) -> None:
-    first = client.get(f"/api/traces/{TIES}/spans/", {"limit": 10}).json()
+    first = streamed(client.get(f"/api/traces/{TIES}/spans/", {"limit": 10}))
     later = tied_spans(3, seed=99)
     for span in later:  # starting after everything stored so far
         span["startTimeUnixNano"] = str(BASE_NS + 10**12)
@@ -167,13 +168,13 @@ def test_the_limit_has_a_default_and_a_maximum(
     client: Client, ties: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert (api.SPAN_PAGE_DEFAULT, api.SPAN_PAGE_MAX) == (1000, 10_000)
-    assert len(client.get(f"/api/traces/{TIES}/spans/").json()["results"]) == 60
+    assert len(streamed(client.get(f"/api/traces/{TIES}/spans/"))["results"]) == 60
     monkeypatch.setattr(api, "SPAN_PAGE_DEFAULT", 4)
     monkeypatch.setattr(api, "SPAN_PAGE_MAX", 9)
-    assert len(client.get(f"/api/traces/{TIES}/spans/").json()["results"]) == 4
-    capped = client.get(f"/api/traces/{TIES}/spans/", {"limit": 500}).json()
+    assert len(streamed(client.get(f"/api/traces/{TIES}/spans/"))["results"]) == 4
+    capped = streamed(client.get(f"/api/traces/{TIES}/spans/", {"limit": 500}))
     assert len(capped["results"]) == 9
-    assert len(client.get(capped["next"]).json()["results"]) == 9
+    assert len(streamed(client.get(capped["next"]))["results"]) == 9
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "x", "1.5", "²", "1e3", "9" * 40])
@@ -241,7 +242,7 @@ def test_the_streamed_detail_keeps_ties_and_unicode(client: Client, ties: list[s
     assert [span["span_id"] for span in body["spans"]] == ties
 
 
-def test_under_asgi_the_detail_streams_from_an_async_iterator(
+def test_under_asgi_the_detail_and_pages_stream_from_an_async_iterator(
     fixtures: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Django collects a synchronous iterator into a list before serving it under ASGI.
@@ -256,6 +257,15 @@ def test_under_asgi_the_detail_streams_from_an_async_iterator(
     is_async, body = async_to_sync(read)()
     assert is_async
     assert json.loads(body) == old_detail(trace_id)
+
+    async def read_page() -> tuple[bool, bytes]:
+        response = await AsyncClient().get(f"/api/traces/{trace_id}/spans/", {"limit": 3})
+        assert response.status_code == 200
+        return response.is_async, b"".join([part async for part in response.streaming_content])
+
+    is_async, body = async_to_sync(read_page)()
+    assert is_async
+    assert json.loads(body)["results"] == old_detail(trace_id)["spans"][:3]
 
 
 def test_the_detail_reads_a_bounded_chunk_per_query(
@@ -312,5 +322,5 @@ def test_integers_orjson_cannot_encode_still_come_back(client: Client, db: None)
     assert body == old_detail(trace_id)
     assert body["spans"][0]["attributes"]["big"] == 123456789012345678901234567890
     assert body["spans"][0]["events"][0]["attributes"]["big"] == -(10**30)
-    page = client.get(f"/api/traces/{trace_id}/spans/").json()
+    page = streamed(client.get(f"/api/traces/{trace_id}/spans/"))
     assert page["results"] == body["spans"]
