@@ -1,22 +1,31 @@
-"""The read-only JSON API: traces (summary rows) and one trace with its spans."""
+"""The read-only JSON API: traces (summary rows), one trace with its spans (streamed), and a
+trace's spans page by page."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import Http404
+import orjson
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from studio.filters import TraceFilter
-from tracing import conventions
-from tracing.models import Cursor, Span, Trace, ns_to_datetime
+from tracing import conventions, selectors
+from tracing.models import Cursor, Span, SpanCursor, Trace, ns_to_datetime
 
 
 def iso(ns: int) -> str:
@@ -47,7 +56,11 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
     }
 
 
-def span_to_dict(span: Span) -> dict[str, Any]:
+def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
+    """A span as the API gives it. With `raw`, the stored attributes, links, resource and scope
+    are orjson Fragments of their stored text, which orjson copies instead of parsing and
+    encoding again (the writer wrote them with orjson: they are valid JSON)."""
+    stored = orjson.Fragment if raw else json.loads
     events = [
         {
             "name": event["name"],
@@ -81,11 +94,11 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         "span_type": span.span_type,
         "trace_state": span.trace_state,
         "flags": span.flags,
-        "attributes": span.attributes,
+        "attributes": stored(span.attributes_json),
         "events": events,
-        "links": span.links,
-        "resource": span.resource,
-        "scope": span.scope,
+        "links": stored(span.links_json),
+        "resource": stored(span.resource_json),
+        "scope": stored(span.scope_json),
         "dropped_attributes_count": span.dropped_attributes_count,
         "dropped_events_count": span.dropped_events_count,
         "dropped_links_count": span.dropped_links_count,
@@ -147,16 +160,151 @@ class TraceList(APIView):
         )
 
 
-class TraceDetail(APIView):
-    """`GET /api/traces/<trace_id>/`: the summary plus every span, ordered by start."""
+def _trace_or_404(trace_id: str) -> Trace:
+    trace_id = trace_id.lower()
+    if not conventions.is_hex_id(trace_id, 32):
+        raise ValidationError({"trace_id": "must be 32 hexadecimal characters"})
+    trace = Trace.objects.filter(trace_id=trace_id).first()
+    if trace is None:
+        raise Http404("no such trace")
+    return trace
 
-    def get(self, request: Request, trace_id: str) -> Response:
-        trace_id = trace_id.lower()
-        if not conventions.is_hex_id(trace_id, 32):
-            raise ValidationError({"trace_id": "must be 32 hexadecimal characters"})
-        trace = Trace.objects.filter(trace_id=trace_id).first()
-        if trace is None:
-            raise Http404("no such trace")
-        data = trace_to_dict(trace)
-        data["spans"] = [span_to_dict(span) for span in Span.objects.for_trace(trace_id)]
-        return Response(data)
+
+def encode_span(span: Span) -> bytes:
+    try:
+        return orjson.dumps(span_to_dict(span, raw=True))
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which an event's attributes may hold; in the
+        # middle of a stream the status line is long gone, so an error would only cut the body.
+        return json.dumps(span_to_dict(span), ensure_ascii=False).encode()
+
+
+def encode_spans(spans: list[Span]) -> bytes:
+    """Spans as the members of a JSON array (joined by commas, without the brackets)."""
+    return b",".join(encode_span(span) for span in spans)
+
+
+def encoded_chunk(
+    trace_id: str, after: SpanCursor | None, limit: int
+) -> tuple[bytes, int, SpanCursor | None]:
+    """At most `limit` spans after `after`, encoded; how many, and the cursor of the last one.
+    Reading and encoding happen together so that under ASGI both run in the request's thread,
+    off the event loop."""
+    spans = selectors.trace_spans(trace_id, after=after, limit=limit)
+    last = (spans[-1].start_ns, spans[-1].span_id) if spans else None
+    return encode_spans(spans), len(spans), last
+
+
+# Spans per query while the detail streams: what the process holds for one reader at a time.
+STREAM_CHUNK_SPANS = 1000
+# Spans per part of a page's body.
+PAGE_PART_SPANS = 100
+
+
+async def _async_parts(parts: Iterator[bytes]) -> AsyncIterator[bytes]:
+    # Each part is made in the request's thread (where its database connection lives), off the
+    # event loop.
+    step = sync_to_async(next)
+    while (part := await step(parts, None)) is not None:
+        yield part
+
+
+def json_stream(request: Request, parts: Iterator[bytes]) -> StreamingHttpResponse:
+    """A JSON body sent part by part as it is made, never held whole. Django serves a
+    synchronous iterator under ASGI only after collecting it into a list, so under ASGI
+    (runstudio) the parts come through an asynchronous one."""
+    asgi = isinstance(request._request, ASGIRequest)
+    content = _async_parts(parts) if asgi else parts
+    return StreamingHttpResponse(content, content_type="application/json")
+
+
+def _detail_parts(head: bytes, trace_id: str) -> Iterator[bytes]:
+    yield head
+    after: SpanCursor | None = None
+    separator = b""
+    while True:
+        body, count, after = encoded_chunk(trace_id, after, STREAM_CHUNK_SPANS)
+        if count:
+            yield separator + body
+            separator = b","
+        if count < STREAM_CHUNK_SPANS:
+            break
+    yield b"]}"
+
+
+def _page_parts(next_url: str | None, spans: list[Span]) -> Iterator[bytes]:
+    yield b'{"next":%s,"results":[' % orjson.dumps(next_url)
+    for start in range(0, len(spans), PAGE_PART_SPANS):
+        part = encode_spans(spans[start : start + PAGE_PART_SPANS])
+        yield b"," + part if start else part
+    yield b"]}"
+
+
+class TraceDetail(APIView):
+    """`GET /api/traces/<trace_id>/`: the summary plus every span, ordered by start.
+
+    Streamed a chunk of spans per query, so a trace of any size costs the process one chunk."""
+
+    def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
+        trace = _trace_or_404(trace_id)
+        # The summary's fields, then the spans: the same document as one json.dumps would give.
+        head = orjson.dumps(trace_to_dict(trace))[:-1] + b',"spans":['
+        return json_stream(request, _detail_parts(head, trace.trace_id))
+
+
+SPAN_PAGE_DEFAULT = 1000
+SPAN_PAGE_MAX = 10_000
+_CURSOR = re.compile(r"(-?[0-9]{1,19})\.([0-9a-f]{16})")
+_LIMIT = re.compile(r"[0-9]{1,12}")
+_BAD_CURSOR = "not a cursor of this trace's pages: follow the `next` link of the previous page"
+
+
+def _span_limit(text: str) -> int:
+    """`limit`: a whole number from 1; above the maximum it gets the maximum."""
+    if not text:
+        return SPAN_PAGE_DEFAULT
+    if not _LIMIT.fullmatch(text) or int(text) < 1:
+        raise ValidationError({"limit": f"must be a whole number from 1 to {SPAN_PAGE_MAX}"})
+    return min(int(text), SPAN_PAGE_MAX)
+
+
+def encode_cursor(cursor: SpanCursor) -> str:
+    start_ns, span_id = cursor
+    return base64.urlsafe_b64encode(f"{start_ns}.{span_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> SpanCursor:
+    """The (start_ns, span_id) a `next` link carries; ValidationError (400) for anything else,
+    including a start the database's 64-bit column could not compare with."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError({"cursor": _BAD_CURSOR}) from None
+    match = _CURSOR.fullmatch(text)
+    if match is None or not -(2**63) <= int(match[1]) < 2**63:
+        raise ValidationError({"cursor": _BAD_CURSOR})
+    return int(match[1]), match[2]
+
+
+class TraceSpans(APIView):
+    """`GET /api/traces/<trace_id>/spans/?cursor=&limit=`: a trace's spans in start order,
+    `limit` (default 1000, at most 10,000) at a time, keyset-paged: `next` is the URL of the
+    following page, or null after the last."""
+
+    def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
+        trace = _trace_or_404(trace_id)
+        token = request.query_params.get("cursor", "")
+        after = decode_cursor(token) if token else None
+        limit = _span_limit(request.query_params.get("limit", ""))
+        # One more than the page, to know whether another follows.
+        spans = selectors.trace_spans(trace.trace_id, after=after, limit=limit + 1)
+        next_url = None
+        if len(spans) > limit:
+            del spans[limit:]
+            last = spans[-1]
+            next_url = replace_query_param(
+                request.build_absolute_uri(), "cursor", encode_cursor((last.start_ns, last.span_id))
+            )
+        # Streamed too: a body kept on the response lives on until the cyclic garbage collector
+        # frees the request, which, page after page, costs more than the pages themselves.
+        return json_stream(request, _page_parts(next_url, spans))

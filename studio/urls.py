@@ -25,6 +25,7 @@ register_converter(SpanId, "span_id")
 api_patterns = [
     path("traces/", api.TraceList.as_view(), name="api_trace_list"),
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
+    path("traces/<str:trace_id>/spans/", api.TraceSpans.as_view(), name="api_trace_spans"),
 ]
 
 urlpatterns = [

@@ -405,7 +405,7 @@ def test_attributes_resource_scope_and_raw_json(client: Client, agentscope_1: st
     assert f'<pre id="raw-{AS1_CHAT_2}" class="raw-json" hx-get="{json_url}"' in html
     raw = client.get(json_url)
     assert raw["Content-Type"] == "application/json"
-    api = client.get(f"/api/traces/{agentscope_1}/").json()
+    api = json.loads(b"".join(client.get(f"/api/traces/{agentscope_1}/").streaming_content))
     assert raw.json() == next(s for s in api["spans"] if s["span_id"] == AS1_CHAT_2)
     assert client.get(f"/traces/{agentscope_1}/spans/00000000deadbeef/json").status_code == 404
 

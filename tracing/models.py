@@ -345,9 +345,25 @@ class Trace(TimedRow, models.Model):
         return conventions.display_name(self.name, self.label)
 
 
+# Where a walk through a trace's spans in start order stands: the last span's (start_ns, span_id).
+SpanCursor = tuple[int, str]
+
+
 class SpanQuerySet(models.QuerySet["Span"]):
     def for_trace(self, trace_id: str) -> SpanQuerySet:
         return self.filter(trace_id=trace_id).order_by("start_ns", "span_id")
+
+    def after(self, cursor: SpanCursor | None) -> SpanQuerySet:
+        """The spans that follow `cursor` in (start_ns, span_id) order. `start_ns >= value` is a
+        range the (trace_id, start_ns, span_id) index starts from; the OR only breaks ties, so
+        every page of a trace, however deep, is one index seek."""
+        if cursor is None:
+            return self
+        start_ns, span_id = cursor
+        return self.filter(
+            models.Q(start_ns__gte=start_ns),
+            models.Q(start_ns__gt=start_ns) | models.Q(span_id__gt=span_id),
+        )
 
 
 class Span(TimedRow, models.Model):
@@ -387,6 +403,11 @@ class Span(TimedRow, models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["trace_id", "span_id"], name="span_trace_span_uniq"),
+        ]
+        indexes = [
+            # A trace's spans in start order without a sort: the keyset pages of the API, the
+            # chunks the trace detail streams, and the call tree's one query.
+            models.Index(fields=["trace_id", "start_ns", "span_id"], name="span_trace_start_idx"),
         ]
 
     def __str__(self) -> str:

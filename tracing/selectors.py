@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections
 from django.db.models import Count, F, QuerySet, Sum
 
 from tracing import conventions, messages
-from tracing.models import Span, Trace
+from tracing.models import Span, SpanCursor, Trace
 
 # The columns a list of traces shows (never the root span's bodies).
 TRACE_LIST_FIELDS = (
@@ -331,6 +332,25 @@ def _event(event: Any, span_start_ns: int) -> Event:
         shown = {"exception.type", "exception.message", "exception.stacktrace"}
         result.attributes = [a for a in result.attributes if a.key not in shown]
     return result
+
+
+def trace_spans(trace_id: str, *, after: SpanCursor | None = None, limit: int) -> list[Span]:
+    """At most `limit` spans of a trace in start order (ties by span id), those after `after`:
+    one index seek, so a reader can walk a trace of any size a bounded chunk at a time."""
+    spans = Span.objects.for_trace(trace_id).after(after)[:limit]
+    rows = list(spans)
+    _release_page_cache(spans.db)
+    return rows
+
+
+def _release_page_cache(using: str) -> None:
+    # A SQLite connection keeps the pages it read, up to its cache_size (64 MB in settings). A
+    # walk through a big trace reads each page once, so a kept page is never read again: it
+    # only holds memory, a cache's worth per reader.
+    connection = connections[using]
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA shrink_memory")
 
 
 def find_span(trace_id: str, span_id: str) -> Span | None:
