@@ -1,4 +1,5 @@
-"""The read-only JSON API: traces (summary rows) and one trace with its spans."""
+"""The read-only JSON API: traces (summary rows), one trace with its spans, a trace's analysis
+(self times, totals, critical path, cost) and the comparison of two traces."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tracing import conventions
+from tracing import analysis, compare, conventions, costs, selectors
 from tracing.models import STATUS_CODES, Span, Trace, datetime_to_ns, ns_to_datetime
 
 ORDERINGS = {
@@ -159,12 +160,59 @@ class TraceDetail(APIView):
     """`GET /api/traces/<trace_id>/`: the summary plus every span, ordered by start."""
 
     def get(self, request: Request, trace_id: str) -> Response:
-        trace_id = trace_id.lower()
-        if not conventions.is_hex_id(trace_id, 32):
-            raise ValidationError({"trace_id": "must be 32 hexadecimal characters"})
+        trace_id = _trace_id(trace_id, "trace_id")
         trace = Trace.objects.filter(trace_id=trace_id).first()
         if trace is None:
             raise Http404("no such trace")
         data = trace_to_dict(trace)
-        data["spans"] = [span_to_dict(span) for span in Span.objects.for_trace(trace_id)]
+        table = selectors.price_table()
+        spans = []
+        span_costs = []
+        for span in Span.objects.for_trace(trace_id):
+            row = span_to_dict(span)
+            # None: not a model call, or a model without a price.
+            row["cost_usd"] = None
+            if span.span_type in costs.MODEL_SPAN_TYPES:
+                row["cost_usd"] = costs.span_cost(row["attributes"], table, span.model)
+                span_costs.append(row["cost_usd"])
+            spans.append(row)
+        cost = costs.total(span_costs)
+        data["cost_usd"] = cost.cost_usd
+        data["unpriced_spans"] = cost.unpriced_spans
+        data["spans"] = spans
         return Response(data)
+
+
+def _trace_id(value: str, name: str) -> str:
+    trace_id = value.lower()
+    if not conventions.is_hex_id(trace_id, 32):
+        raise ValidationError({name: "must be 32 hexadecimal characters"})
+    return trace_id
+
+
+class TraceAnalysis(APIView):
+    """`GET /api/traces/<trace_id>/analysis/`: self time per span, totals per kind of work,
+    model, tool and agent, the critical path (root first) and the cost: two queries."""
+
+    def get(self, request: Request, trace_id: str) -> Response:
+        trace_id = _trace_id(trace_id, "trace_id")
+        if not Trace.objects.filter(trace_id=trace_id).exists():
+            raise Http404("no such trace")
+        return Response(analysis.as_dict(selectors.trace_analysis(trace_id)))
+
+
+class TraceCompare(APIView):
+    """`GET /api/traces/compare/?a=<trace_id>&b=<trace_id>`: the two traces' spans aligned by
+    path, with a summary and the biggest changes first."""
+
+    def get(self, request: Request) -> Response:
+        ids = {}
+        for name in ("a", "b"):
+            ids[name] = _trace_id(request.query_params.get(name, ""), name)
+        found = set(
+            Trace.objects.filter(trace_id__in=ids.values()).values_list("trace_id", flat=True)
+        )
+        if not set(ids.values()) <= found:
+            raise Http404("no such trace")
+        comparison = selectors.trace_comparison(ids["a"], ids["b"])
+        return Response({"a": ids["a"], "b": ids["b"], **compare.as_dict(comparison)})
