@@ -19,7 +19,7 @@ spans the whole trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,75 +114,87 @@ class Analysis:
 
 @dataclass(slots=True)
 class Tree:
-    """Spans by index: children of each (sorted by start), and the top-level ones (roots,
-    orphans, and one span of each loop of parent ids)."""
+    """Spans by index: children of each (sorted by start), the top-level ones (roots, orphans,
+    and one span of each loop of parent ids), each one's parent (-1 at the top level), and an
+    order with every parent before its children."""
 
     spans: Sequence[SpanFacts]
     children: list[list[int]]
     top: list[int]
+    parent: list[int]
+    order: list[int]
 
 
 def build_tree(spans: Sequence[SpanFacts]) -> Tree:
+    n = len(spans)
     index = {span.span_id: i for i, span in enumerate(spans)}
-    children: list[list[int]] = [[] for _ in spans]
+    # Appending in start order leaves every list of children sorted by start.
+    by_start = sorted(range(n), key=lambda k: (spans[k].start_ns, spans[k].span_id))
+    children: list[list[int]] = [[] for _ in range(n)]
+    parent = [-1] * n
     top = []
-    for i, span in enumerate(spans):
-        parent = index.get(span.parent_span_id) if span.parent_span_id else None
-        if parent is None or parent == i:
+    for i in by_start:
+        span = spans[i]
+        p = index.get(span.parent_span_id, -1) if span.parent_span_id else -1
+        if p < 0 or p == i:
             top.append(i)
         else:
-            children[parent].append(i)
-    for kids in children:
-        if len(kids) > 1:
-            kids.sort(key=lambda k: (spans[k].start_ns, spans[k].span_id))
-    reached = _reach(children, top, len(spans))
-    if len(reached) < len(spans):
-        # Spans whose parents only point at each other: each loop enters at its earliest span.
-        for i in sorted(range(len(spans)), key=lambda k: (spans[k].start_ns, spans[k].span_id)):
-            if i not in reached:
+            parent[i] = p
+            children[p].append(i)
+    order: list[int] = []
+    seen = bytearray(n)
+    _walk(children, top, seen, order)
+    if len(order) < n:
+        # Spans whose parents only point at each other: each loop enters at its earliest span,
+        # which is no longer its parent's child (the loop is cut there, as the tree shows).
+        for i in by_start:
+            if not seen[i]:
+                children[parent[i]].remove(i)
+                parent[i] = -1
                 top.append(i)
-                reached |= _reach(children, [i], len(spans), reached)
-    top.sort(key=lambda k: (spans[k].start_ns, spans[k].span_id))
-    return Tree(spans=spans, children=children, top=top)
+                _walk(children, [i], seen, order)
+        top.sort(key=lambda k: (spans[k].start_ns, spans[k].span_id))
+    return Tree(spans=spans, children=children, top=top, parent=parent, order=order)
 
 
-def _reach(
-    children: list[list[int]], starts: Iterable[int], n: int, seen: set[int] | None = None
-) -> set[int]:
-    seen = set(seen or ())
-    stack = [i for i in starts if i not in seen]
-    seen.update(stack)
+def _walk(children: list[list[int]], starts: list[int], seen: bytearray, order: list[int]) -> None:
+    stack = [i for i in reversed(starts) if not seen[i]]
+    for i in stack:
+        seen[i] = 1
     while stack:
-        for kid in children[stack.pop()]:
-            if kid not in seen:
-                seen.add(kid)
+        i = stack.pop()
+        order.append(i)
+        for kid in children[i]:
+            if not seen[kid]:
+                seen[kid] = 1
                 stack.append(kid)
-    return seen
 
 
 def self_times(tree: Tree) -> list[int]:
     """Each span's duration minus the union of its children's intervals clipped to it."""
     spans = tree.spans
-    result = []
-    for i, span in enumerate(spans):
-        start, end = span.start_ns, max(span.end_ns, span.start_ns)
+    starts = [span.start_ns for span in spans]
+    ends = [span.end_ns if span.end_ns > span.start_ns else span.start_ns for span in spans]
+    result = [end - start for start, end in zip(starts, ends, strict=True)]
+    for i, kids in enumerate(tree.children):
+        if not kids:
+            continue
+        start, end = starts[i], ends[i]
         covered = 0
-        run_start = run_end = None
+        run_start = run_end = start
         # Children are sorted by start, so their clipped intervals are too.
-        for kid in tree.children[i]:
-            child = spans[kid]
-            lo, hi = max(child.start_ns, start), min(child.end_ns, end)
+        for kid in kids:
+            lo = starts[kid] if starts[kid] > start else start
+            hi = ends[kid] if ends[kid] < end else end
             if hi <= lo:
                 continue
-            if run_end is None or lo > run_end:
-                if run_end is not None and run_start is not None:
-                    covered += run_end - run_start
+            if lo > run_end:
+                covered += run_end - run_start
                 run_start, run_end = lo, hi
             elif hi > run_end:
                 run_end = hi
-        if run_end is not None and run_start is not None:
-            covered += run_end - run_start
-        result.append(end - start - covered)
+        covered += run_end - run_start
+        result[i] -= covered
     return result
 
 
@@ -194,11 +206,12 @@ def critical_path(tree: Tree) -> list[str]:
     # By end, latest first: at each cut-off the first child that started before it is the one
     # whose clipped end is latest, and a child passed over (started at or after the cut-off)
     # can never qualify again, because the cut-off only moves back.
-    by_end = [
-        sorted(kids, key=lambda k: (-spans[k].end_ns, -spans[k].start_ns)) if kids else kids
-        for kids in tree.children
-    ]
-    top = sorted(tree.top, key=lambda k: (-spans[k].end_ns, -spans[k].start_ns))
+    latest_first = sorted(range(len(spans)), key=lambda k: (-spans[k].end_ns, -spans[k].start_ns))
+    by_end: list[list[int]] = [[] for _ in spans]
+    top: list[int] = []
+    parent = tree.parent
+    for i in latest_first:
+        (top if parent[i] < 0 else by_end[parent[i]]).append(i)
     trace_start = min(span.start_ns for span in spans)
     trace_end = max(span.end_ns for span in spans)
     visited: set[int] = set()
@@ -244,16 +257,14 @@ def critical_path(tree: Tree) -> list[str]:
 
 def _agents(tree: Tree) -> list[str]:
     """For each span, the name of the agent it runs under (itself if an agent span)."""
-    spans = tree.spans
+    spans, parent = tree.spans, tree.parent
     agent = [""] * len(spans)
-    tops = set(tree.top)
-    stack = [(i, "") for i in tree.top]
-    while stack:
-        i, inherited = stack.pop()
+    for i in tree.order:
         span = spans[i]
-        name = (span.label or span.name) if span.span_type == conventions.AGENT else inherited
-        agent[i] = name
-        stack.extend((kid, name) for kid in tree.children[i] if kid not in tops)
+        if span.span_type == conventions.AGENT:
+            agent[i] = span.label or span.name
+        elif parent[i] >= 0:
+            agent[i] = agent[parent[i]]
     return agent
 
 
@@ -262,7 +273,8 @@ def _add(groups: dict[str, Group], key: str, span: SpanFacts, self_ns: int) -> G
     if group is None:
         group = groups[key] = Group()
     group.count += 1
-    group.total_ns += max(span.end_ns - span.start_ns, 0)
+    if span.end_ns > span.start_ns:
+        group.total_ns += span.end_ns - span.start_ns
     group.self_ns += self_ns
     return group
 
@@ -289,12 +301,13 @@ def analyse(spans: Sequence[SpanFacts]) -> Analysis:
     by_agent: dict[str, Group] = {}
     costs: list[float | None] = []
     for i, span in enumerate(spans):
-        kind_group = _add(by_kind, kind_of(span.span_type), span, selfs[i])
-        if span.span_type == conventions.TOOL:
+        span_type = span.span_type
+        kind_group = _add(by_kind, _KIND_OF_TYPE.get(span_type, OTHER), span, selfs[i])
+        if span_type == conventions.TOOL:
             _add(by_tool, span.label or span.name, span, selfs[i])
-        if span.span_type == conventions.AGENT:
+        elif span_type == conventions.AGENT:
             _add(by_agent, agents[i], span, selfs[i])
-        if span.is_model_call:
+        elif span_type in MODEL_SPAN_TYPES:
             costs.append(span.cost_usd)
             _add_usage(kind_group, span)
             _add_usage(_add(by_model, span.model, span, selfs[i]), span)
