@@ -65,8 +65,8 @@ class SpanFacts:
     model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float | None = None
     status_code: int = 0
+    cost_usd: float | None = None
 
     @property
     def is_model_call(self) -> bool:

@@ -39,9 +39,9 @@ class CompareFacts:
     name: str = ""
     label: str = ""
     model: str = ""
-    status_code: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    status_code: int = 0
     cost_usd: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -131,7 +131,8 @@ def _paths(
     index = {span.span_id: span for span in spans}
     children: dict[str, list[CompareFacts]] = {}
     top: list[CompareFacts] = []
-    for span in spans:
+    # Appending in start order leaves every list of siblings sorted by start.
+    for span in sorted(spans, key=lambda s: (s.start_ns, s.span_id)):
         parent = span.parent_span_id
         if parent and parent in index and parent != span.span_id:
             children.setdefault(parent, []).append(span)
@@ -143,7 +144,6 @@ def _paths(
     seen: set[str] = set()
 
     def place(siblings: list[CompareFacts], parent_key: int, depth: int) -> list[tuple]:
-        siblings = sorted(siblings, key=lambda s: (s.start_ns, s.span_id))
         counts: dict[tuple[str, str], int] = {}
         placed = []
         for span in siblings:
@@ -162,7 +162,9 @@ def _paths(
     stack = place(top, -1, 0)
     while stack:
         span, key, depth = stack.pop()
-        stack.extend(place(children.get(span.span_id, []), key, depth + 1))
+        kids = children.get(span.span_id)
+        if kids:
+            stack.extend(place(kids, key, depth + 1))
     rest = [span for span in spans if span.span_id not in seen]
     while rest:
         # Spans whose parents only point at each other: the earliest enters at the top level.
@@ -176,11 +178,12 @@ def _paths(
 
 def _changes(a: CompareFacts, b: CompareFacts) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    if a.duration_ns != b.duration_ns:
+    duration_a, duration_b = a.duration_ns, b.duration_ns
+    if duration_a != duration_b:
         changes["duration_ms"] = {
-            "a": a.duration_ns / 1e6,
-            "b": b.duration_ns / 1e6,
-            "delta": (b.duration_ns - a.duration_ns) / 1e6,
+            "a": duration_a / 1e6,
+            "b": duration_b / 1e6,
+            "delta": (duration_b - duration_a) / 1e6,
         }
     for name in ("input_tokens", "output_tokens"):
         va, vb = getattr(a, name), getattr(b, name)
@@ -196,13 +199,12 @@ def _changes(a: CompareFacts, b: CompareFacts) -> dict[str, Any]:
         }
     if a.model != b.model:
         changes["model"] = {"a": a.model, "b": b.model}
-    params = {
-        key: {"a": a.params.get(key), "b": b.params.get(key)}
-        for key in sorted(set(a.params) | set(b.params))
-        if a.params.get(key) != b.params.get(key)
-    }
-    if params:
-        changes["params"] = params
+    if a.params != b.params:
+        changes["params"] = {
+            key: {"a": a.params.get(key), "b": b.params.get(key)}
+            for key in sorted(set(a.params) | set(b.params))
+            if a.params.get(key) != b.params.get(key)
+        }
     return changes
 
 
@@ -221,6 +223,8 @@ def _score(row: Row, whole: tuple[float, float, float]) -> float:
             + _share(span.cost_usd or 0.0, cost)
             + (1.0 if span.status_code == STATUS_ERROR else 0.0)
         )
+    if not row.changes:
+        return 0.0
     a, b = row.a, row.b
     score = _share(b.duration_ns - a.duration_ns, duration) + _share(b.tokens - a.tokens, tokens)
     if a.cost_usd is not None and b.cost_usd is not None:
@@ -272,7 +276,9 @@ def compare(spans_a: Sequence[CompareFacts], spans_b: Sequence[CompareFacts]) ->
         )
         row.score = _score(row, whole)
         rows.append(row)
-        stack.extend(sorted(children.get(key, []), reverse=True))
+        kids = children.get(key)
+        if kids:
+            stack.extend(sorted(kids, reverse=True))
     return Comparison(a=side_a, b=side_b, rows=rows)
 
 

@@ -396,18 +396,19 @@ def span_detail(span: Span, trace_start_ns: int) -> SpanDetail:
 # call's attributes, extracted by the database (SQLite's json_extract, PostgreSQL's jsonb) so
 # the message bodies never travel. The writer stores attributes as JSON made by orjson.
 
+# In the order of the first fields of analysis.SpanFacts and compare.CompareFacts.
 _FACT_FIELDS = (
     "span_id",
     "parent_span_id",
     "start_ns",
     "end_ns",
-    "status_code",
     "span_type",
     "name",
     "label",
     "model",
     "input_tokens",
     "output_tokens",
+    "status_code",
 )
 _USAGE_KEYS = costs.CACHE_READ_KEYS + costs.CACHE_WRITE_KEYS + costs.REASONING_KEYS
 # The request parameters a comparison shows (gen_ai.request.*, conventions.md).
@@ -436,73 +437,70 @@ def price_table() -> PriceTable:
     return _price_cache[1]
 
 
-def _span_rows(where: str, params: list[Any], keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """Rows of `_FACT_FIELDS` followed by the values of `keys` in the attributes of model calls
-    (None elsewhere), for the spans `where` selects, by start."""
+def _span_rows(
+    where: str, params: list[Any], keys: tuple[str, ...]
+) -> list[tuple[tuple[Any, ...], list[Any] | None]]:
+    """For the spans `where` selects, by start: the row of `_FACT_FIELDS`, and for a model
+    call the values of `keys` in its attributes (None elsewhere), in one JSON array."""
     for key in keys:
         assert all(c.isalnum() or c in "._" for c in key), key  # inlined in the SQL below
     table = Span._meta.db_table
     columns = ", ".join(f"s.{name}" for name in _FACT_FIELDS)
     if connection.vendor == "postgresql":
-        values = "".join(f", x.j ->> '{key}'" for key in keys)
+        values = ", ".join(f"x.j -> '{key}'" for key in keys)
         sql = (
-            f"SELECT {columns}{values} FROM {table} s LEFT JOIN LATERAL (SELECT CASE WHEN "
-            f"s.span_type IN ({_MODEL_TYPES_SQL}) THEN s.attributes_json::jsonb END AS j) x "
-            f"ON TRUE WHERE {where} ORDER BY s.start_ns, s.span_id"
+            f"SELECT {columns}, CASE WHEN x.j IS NOT NULL THEN jsonb_build_array({values}) END "
+            f"FROM {table} s LEFT JOIN LATERAL (SELECT CASE WHEN s.span_type IN "
+            f"({_MODEL_TYPES_SQL}) THEN s.attributes_json::jsonb END AS j) x ON TRUE "
+            f"WHERE {where} ORDER BY s.start_ns, s.span_id"
         )
     else:
-        values = "".join(
-            f", CASE WHEN s.span_type IN ({_MODEL_TYPES_SQL}) "
-            f"THEN json_extract(s.attributes_json, '$.\"{key}\"') END"
-            for key in keys
-        )
+        paths = ", ".join(f"'$.\"{key}\"'" for key in keys)
         sql = (
-            f"SELECT {columns}{values} FROM {table} s WHERE {where} ORDER BY s.start_ns, s.span_id"
+            f"SELECT {columns}, CASE WHEN s.span_type IN ({_MODEL_TYPES_SQL}) "
+            f"THEN json_extract(s.attributes_json, {paths}) END "
+            f"FROM {table} s WHERE {where} ORDER BY s.start_ns, s.span_id"
         )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+    out = []
+    for row in rows:
+        extracted = row[-1]
+        if isinstance(extracted, str):
+            # SQLite: one path gives the value itself, several a JSON array of them.
+            extracted = json.loads(extracted) if len(keys) > 1 else [extracted]
+        elif extracted is not None and not isinstance(extracted, list):
+            extracted = [extracted]
+        out.append((row[:-1], extracted))
+    return out
 
 
-def _usage(row: tuple[Any, ...], offset: int) -> costs.Usage:
+def _usage(row: tuple[Any, ...], values: list[Any]) -> costs.Usage:
     reads = len(costs.CACHE_READ_KEYS)
     writes = len(costs.CACHE_WRITE_KEYS)
-    values = row[offset : offset + len(_USAGE_KEYS)]
     return costs.Usage(
-        input_tokens=row[9],
-        output_tokens=row[10],
-        cache_read_tokens=costs.first_int(values[:reads]),
-        cache_write_tokens=costs.first_int(values[reads : reads + writes]),
-        reasoning_tokens=costs.first_int(values[reads + writes :]),
+        input_tokens=row[8],
+        output_tokens=row[9],
+        cache_read_tokens=costs.first_int(tuple(values[:reads])),
+        cache_write_tokens=costs.first_int(tuple(values[reads : reads + writes])),
+        reasoning_tokens=costs.first_int(tuple(values[reads + writes : len(_USAGE_KEYS)])),
     )
 
 
-def _row_cost(row: tuple[Any, ...], table: PriceTable) -> float | None:
+def _row_cost(row: tuple[Any, ...], values: list[Any] | None, table: PriceTable) -> float | None:
     """A model call's cost (None: no price); None for any other span."""
-    if row[5] not in costs.MODEL_SPAN_TYPES:
+    if values is None or row[4] not in costs.MODEL_SPAN_TYPES:
         return None
-    return costs.cost(table.price(row[8]), _usage(row, len(_FACT_FIELDS)))
+    return costs.cost(table.price(row[7]), _usage(row, values))
 
 
 def analysis_facts(trace_id: str) -> list[analysis.SpanFacts]:
     """A trace's spans as tracing.analysis reads them, with their costs: one query."""
     table = price_table()
     return [
-        analysis.SpanFacts(
-            span_id=row[0],
-            parent_span_id=row[1],
-            start_ns=row[2],
-            end_ns=row[3],
-            status_code=row[4],
-            span_type=row[5],
-            name=row[6],
-            label=row[7],
-            model=row[8],
-            input_tokens=row[9],
-            output_tokens=row[10],
-            cost_usd=_row_cost(row, table),
-        )
-        for row in _span_rows("s.trace_id = %s", [trace_id], _USAGE_KEYS)
+        analysis.SpanFacts(*row, cost_usd=_row_cost(row, values, table))
+        for row, values in _span_rows("s.trace_id = %s", [trace_id], _USAGE_KEYS)
     ]
 
 
@@ -510,39 +508,28 @@ def trace_analysis(trace_id: str) -> analysis.Analysis:
     return analysis.analyse(analysis_facts(trace_id))
 
 
-def _param(value: Any) -> Any:
-    # SQLite gives arrays back as JSON text, PostgreSQL every value as text: compare as text.
-    return None if value is None else str(value)
+def _param(value: Any) -> str | None:
+    # As text, so that 0.2 and "0.2" (attributes arrive typed or as strings) compare equal.
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
 
 
 def compare_facts(trace_id: str) -> list[compare.CompareFacts]:
     """A trace's spans as tracing.compare reads them: one query."""
     table = price_table()
     keys = _USAGE_KEYS + PARAM_KEYS
-    first_param = len(_FACT_FIELDS) + len(_USAGE_KEYS)
     facts = []
-    for row in _span_rows("s.trace_id = %s", [trace_id], keys):
-        params = {
-            key: _param(value)
-            for key, value in zip(PARAM_KEYS, row[first_param:], strict=True)
-            if value is not None
-        }
+    for row, values in _span_rows("s.trace_id = %s", [trace_id], keys):
+        params = {}
+        if values is not None:
+            params = {
+                key: _param(value)
+                for key, value in zip(PARAM_KEYS, values[len(_USAGE_KEYS) :], strict=True)
+                if value is not None
+            }
         facts.append(
-            compare.CompareFacts(
-                span_id=row[0],
-                parent_span_id=row[1],
-                start_ns=row[2],
-                end_ns=row[3],
-                status_code=row[4],
-                span_type=row[5],
-                name=row[6],
-                label=row[7],
-                model=row[8],
-                input_tokens=row[9],
-                output_tokens=row[10],
-                cost_usd=_row_cost(row, table),
-                params=params,
-            )
+            compare.CompareFacts(*row, cost_usd=_row_cost(row, values, table), params=params)
         )
     return facts
 
@@ -610,7 +597,8 @@ def cost_of_traces(trace_ids: Any) -> costs.Total:
         where, params = f"s.trace_id IN ({', '.join(['%s'] * len(ids))})", ids
     where += f" AND s.span_type IN ({_MODEL_TYPES_SQL})"
     table = price_table()
-    return costs.total([_row_cost(row, table) for row in _span_rows(where, params, _USAGE_KEYS)])
+    rows = _span_rows(where, params, _USAGE_KEYS)
+    return costs.total([_row_cost(row, values, table) for row, values in rows])
 
 
 def trace_cost(trace_id: str) -> costs.Total:
