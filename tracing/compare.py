@@ -47,7 +47,7 @@ class CompareFacts:
 
     @property
     def duration_ns(self) -> int:
-        return max(self.end_ns - self.start_ns, 0)
+        return self.end_ns - self.start_ns if self.end_ns > self.start_ns else 0
 
     @property
     def tokens(self) -> int:
