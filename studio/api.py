@@ -70,6 +70,11 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         }
         for event in span.events
     ]
+    attributes = span.attributes
+    # None: not a model call, or a model without a price.
+    cost_usd = None
+    if span.span_type in costs.MODEL_SPAN_TYPES:
+        cost_usd = costs.span_cost(attributes, selectors.price_table(), span.model)
     return {
         "trace_id": span.trace_id,
         "span_id": span.span_id,
@@ -89,7 +94,7 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         "span_type": span.span_type,
         "trace_state": span.trace_state,
         "flags": span.flags,
-        "attributes": span.attributes,
+        "attributes": attributes,
         "events": events,
         "links": span.links,
         "resource": span.resource,
@@ -97,6 +102,7 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         "dropped_attributes_count": span.dropped_attributes_count,
         "dropped_events_count": span.dropped_events_count,
         "dropped_links_count": span.dropped_links_count,
+        "cost_usd": cost_usd,
     }
 
 
@@ -166,18 +172,9 @@ class TraceDetail(APIView):
         if trace is None:
             raise Http404("no such trace")
         data = trace_to_dict(trace)
-        table = selectors.price_table()
-        spans = []
-        span_costs = []
-        for span in Span.objects.for_trace(trace_id):
-            row = span_to_dict(span)
-            # None: not a model call, or a model without a price.
-            row["cost_usd"] = None
-            if span.span_type in costs.MODEL_SPAN_TYPES:
-                row["cost_usd"] = costs.span_cost(row["attributes"], table, span.model)
-                span_costs.append(row["cost_usd"])
-            spans.append(row)
-        cost = costs.total(span_costs)
+        spans = [span_to_dict(span) for span in Span.objects.for_trace(trace_id)]
+        model_calls = [row for row in spans if row["span_type"] in costs.MODEL_SPAN_TYPES]
+        cost = costs.total([row["cost_usd"] for row in model_calls])
         data["cost_usd"] = cost.cost_usd
         data["unpriced_spans"] = cost.unpriced_spans
         data["spans"] = spans

@@ -5,6 +5,7 @@ API."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -177,8 +178,6 @@ def test_a_bad_override_file_is_refused_with_the_problem(content: str, problem: 
 
 
 def test_a_bad_prices_file_stops_studio_with_one_line(tmp_path) -> None:
-    import os
-
     path = tmp_path / "prices.json"
     path.write_text('{"my-model": {"input": 2.0}}')
     env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "data"), "STUDIO_PRICES": str(path)}
@@ -254,3 +253,29 @@ def test_the_trace_api_gives_each_model_call_and_the_trace_a_cost(client: Client
     assert body["cost_usd"] == pytest.approx(0.00225)
     assert body["unpriced_spans"] == 1
     assert {"trace_id", "name", "span_count", "spans"} <= set(body)
+
+
+@pytest.mark.django_db
+def test_a_conversations_cost_sums_its_traces_model_calls(django_assert_num_queries) -> None:
+    from tracing import selectors
+
+    def turn(trace_id: str, model: str) -> list[dict]:
+        return [
+            span("d000000000000001", "agent", trace_id=trace_id,
+                 attributes={"gen_ai.operation.name": "invoke_agent",
+                             "gen_ai.conversation.id": "conv-1"}),
+            span("d000000000000002", "chat", "d000000000000001", trace_id=trace_id,
+                 attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
+                             "gen_ai.usage.input_tokens": 1_000_000,
+                             "gen_ai.usage.output_tokens": 0}),
+        ]  # fmt: skip
+
+    store(payload(turn("1" * 32, "gpt-4o") + turn("2" * 32, "deepseek-chat")))
+    store(payload(turn("3" * 32, "unknown-model")))
+    with django_assert_num_queries(1):
+        total = selectors.conversation_cost("conv-1")
+    assert total.cost_usd == pytest.approx(2.50 + 0.28)
+    assert (total.model_spans, total.unpriced_spans) == (3, 1)
+    assert selectors.trace_cost("3" * 32).cost_usd is None
+    assert selectors.conversations_cost(["conv-1", "other"]).cost_usd == pytest.approx(2.78)
+    assert selectors.conversation_cost("nobody").cost_usd == 0

@@ -73,8 +73,6 @@ def first_int(values: tuple[Any, ...]) -> int:
     for value in values:
         if value is None:
             continue
-        if isinstance(value, str) and value.strip().startswith("-"):
-            continue
         count = conventions.first_int({"v": value}, ("v",))
         if count or value in (0, "0"):
             return count
@@ -127,4 +125,4 @@ def total(costs: list[float | None]) -> Total:
     unpriced = len(costs) - len(priced)
     if costs and not priced:
         return Total(None, len(costs), unpriced)
-    return Total(sum(priced), len(costs), unpriced)
+    return Total(sum(priced, 0.0), len(costs), unpriced)
