@@ -294,9 +294,10 @@ def text_diff(before: str, after: str) -> list[str]:
 def _facts(span: CompareFacts | None) -> dict[str, Any] | None:
     if span is None:
         return None
+    duration = span.end_ns - span.start_ns
     return {
         "span_id": span.span_id,
-        "duration_ms": span.duration_ns / 1e6,
+        "duration_ms": (duration if duration > 0 else 0) / 1e6,
         "status": STATUS_NAMES.get(span.status_code, "UNSET"),
         "model": span.model,
         "input_tokens": span.input_tokens,

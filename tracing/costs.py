@@ -22,7 +22,7 @@ tokens (Gemini's `thoughts_token_count` is separate from its candidates).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +68,11 @@ def usage(attributes: Mapping[str, Any]) -> Usage:
     )
 
 
-def first_int(values: tuple[Any, ...]) -> int:
-    """The first usable count among raw values (as extracted from JSON), like first_int."""
-    for value in values:
+def first_int(values: Sequence[Any], start: int = 0, stop: int | None = None) -> int:
+    """The first usable count among raw values (as extracted from JSON), like
+    conventions.first_int: `values[start:stop]`, None meaning absent."""
+    for index in range(start, len(values) if stop is None else stop):
+        value = values[index]
         if value is None:
             continue
         count = conventions.first_int({"v": value}, ("v",))
@@ -83,11 +85,12 @@ def cost(price: Price | None, used: Usage) -> float | None:
     """USD for these tokens at this price; None when there is no price (never 0)."""
     if price is None:
         return None
-    cache_read = max(used.cache_read_tokens, 0)
-    cache_write = max(used.cache_write_tokens, 0)
-    reasoning = max(used.reasoning_tokens, 0)
-    input_tokens = max(used.input_tokens, 0)
-    output_tokens = max(used.output_tokens, 0)
+    # Negative counts are nonsense from a broken instrumentation: no tokens.
+    cache_read = used.cache_read_tokens if used.cache_read_tokens > 0 else 0
+    cache_write = used.cache_write_tokens if used.cache_write_tokens > 0 else 0
+    reasoning = used.reasoning_tokens if used.reasoning_tokens > 0 else 0
+    input_tokens = used.input_tokens if used.input_tokens > 0 else 0
+    output_tokens = used.output_tokens if used.output_tokens > 0 else 0
     cached = cache_read + cache_write
     fresh = input_tokens - cached if cached <= input_tokens else input_tokens
     visible = output_tokens - reasoning if reasoning <= output_tokens else output_tokens
