@@ -198,7 +198,7 @@ class TraceAnalysis(APIView):
     """`GET /api/traces/<trace_id>/analysis/`: self time per span, totals per kind of work,
     model, tool and agent, the critical path (root first) and the cost: two queries."""
 
-    def get(self, request: Request, trace_id: str) -> Response:
+    def get(self, request: Request, trace_id: str) -> HttpResponse:
         trace_id = _trace_id(trace_id, "trace_id")
         if not Trace.objects.filter(trace_id=trace_id).exists():
             raise Http404("no such trace")
@@ -209,7 +209,7 @@ class TraceCompare(APIView):
     """`GET /api/traces/compare/?a=<trace_id>&b=<trace_id>`: the two traces' spans aligned by
     path, with a summary and the biggest changes first."""
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         ids = {}
         for name in ("a", "b"):
             ids[name] = _trace_id(request.query_params.get(name, ""), name)
