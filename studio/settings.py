@@ -18,6 +18,7 @@ from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from studio import security
+from tracing import prices
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -113,6 +114,20 @@ def make_dir(name: str, path: Path) -> None:
         raise ImproperlyConfigured(
             f"{name} must be a directory Studio can create and write, got {str(path)!r} "
             f"({exc.strerror})"
+        ) from None
+
+
+def env_prices(name: str) -> dict[str, prices.Price]:
+    """A JSON file of model prices (USD per million tokens) over the shipped table."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        return prices.load_overrides(Path(raw.strip()).expanduser())
+    except prices.PriceError as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be a JSON file mapping model names to USD per million tokens, "
+            f'like {{"my-model": {{"input": 2.0, "output": 8.0}}}}, got {raw!r}: {exc}'
         ) from None
 
 
@@ -267,6 +282,10 @@ STUDIO_MAX_QUEUE_BYTES = env_int(
     "STUDIO_MAX_QUEUE_BYTES", 4 * STUDIO_MAX_BODY_BYTES, minimum=STUDIO_MAX_BODY_BYTES
 )
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
+
+# Model prices added to or overriding the shipped table (tracing/prices.json).
+STUDIO_PRICES_FILE = env_str("STUDIO_PRICES", "").strip()
+STUDIO_PRICES = env_prices("STUDIO_PRICES")
 
 # Request bodies: Django reads (and spools to disk) a whole body before any view runs, so the ASGI
 # guard (ingest/asgi.py) bounds every path first. OTLP paths take STUDIO_MAX_BODY_BYTES (their

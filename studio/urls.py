@@ -24,8 +24,10 @@ register_converter(SpanId, "span_id")
 
 api_patterns = [
     path("traces/", api.TraceList.as_view(), name="api_trace_list"),
+    path("traces/compare/", api.TraceCompare.as_view(), name="api_trace_compare"),
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
     path("traces/<str:trace_id>/spans/", api.TraceSpans.as_view(), name="api_trace_spans"),
+    path("traces/<str:trace_id>/analysis/", api.TraceAnalysis.as_view(), name="api_trace_analysis"),
 ]
 
 urlpatterns = [
@@ -34,6 +36,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("traces/", views.trace_list, name="trace_list"),
     path("traces/delete/", views.trace_delete, name="trace_delete"),
+    path("prices/", views.prices, name="prices"),
     path("traces/<trace_id:trace_id>/", views.trace_detail, name="trace_detail"),
     path("traces/<trace_id:trace_id>/otlp.json", views.trace_otlp_json, name="trace_otlp_json"),
     path(

@@ -284,3 +284,16 @@ def trace_otlp_json(request: HttpRequest, trace_id: str) -> HttpResponse:
     filename = f"trace-{trace.trace_id}.otlp.json"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def prices(request: HttpRequest) -> HttpResponse:
+    """`/prices/`: the price table costs are computed with, the user's rows marked."""
+    table = selectors.price_table()
+    context = {
+        "rows": table.sorted_rows(),
+        "checked": table.checked,
+        "note": table.note,
+        "overrides_file": settings.STUDIO_PRICES_FILE if settings.STUDIO_PRICES else "",
+        "nav": "prices",
+    }
+    return render(request, "studio/prices.html", context)
