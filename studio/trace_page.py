@@ -171,11 +171,12 @@ def tree_chunks(trace: Trace) -> Iterator[bytes]:
     first {"count", "max_indent"}, then chunks of at most TREE_CHUNK rows shaped as `tree_data`
     (each with its own `types` and `strings`). What is held at once is the tree's order (a span
     id and a few integers per span) and one chunk of rows; never every span's row."""
-    tree = selectors.tree_order(trace.trace_id)
-    yield _line({"count": len(tree), "max_indent": MAX_INDENT})
-    for start in range(0, len(tree), selectors.TREE_CHUNK):
-        rows = selectors.tree_rows(trace.trace_id, tree, start, start + selectors.TREE_CHUNK)
-        yield _line(_chunk(rows, trace.start_ns, trace.end_ns - trace.start_ns))
+    with selectors.read_once():
+        tree = selectors.tree_order(trace.trace_id)
+        yield _line({"count": len(tree), "max_indent": MAX_INDENT})
+        for start in range(0, len(tree), selectors.TREE_CHUNK):
+            rows = selectors.tree_rows(trace.trace_id, tree, start, start + selectors.TREE_CHUNK)
+            yield _line(_chunk(rows, trace.start_ns, trace.end_ns - trace.start_ns))
 
 
 def _line(value: dict[str, Any]) -> bytes:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import DatabaseError, connection
 from django.db.models import Count, F, QuerySet, Sum
 
 from tracing import conventions, messages
@@ -259,18 +261,24 @@ def depth_first(span_ids: list[str], parent_ids: list[str]) -> tuple[array, arra
     del fill
     order = array("l")
     depths = array("l")
+    depth = array("l", [0]) * n
     visited = bytearray(n)
 
     def walk(start: int) -> None:
-        stack = [(start, 0)]
+        # A span is pushed by its parent only (it has one), so each is pushed at most once, and
+        # its parent's depth is set before it is popped. The start is at depth 0 even inside a
+        # loop of parents.
+        stack = [start]
         while stack:
-            i, depth = stack.pop()
+            i = stack.pop()
             if visited[i]:
                 continue
             visited[i] = 1
+            d = depth[i] = 0 if i == start else depth[parent[i]] + 1
             order.append(i)
-            depths.append(depth)
-            stack.extend((kids[k], depth + 1) for k in range(first[i + 1] - 1, first[i] - 1, -1))
+            depths.append(d)
+            if first[i + 1] > first[i]:
+                stack.extend(reversed(kids[first[i] : first[i + 1]]))
 
     for i in range(n):
         if parent[i] < 0:
@@ -287,6 +295,26 @@ def depth_first(span_ids: list[str], parent_ids: list[str]) -> tuple[array, arra
 # The trace page reads the tree of a big trace this many rows at a time: no query materialises
 # more rows than this, whatever the trace's size.
 TREE_CHUNK = 2000
+# SQLite's page cache (KiB) of a connection while it reads a big trace's rows, each page once.
+READ_ONCE_CACHE_KIB = 8192
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """For a read passing once over many pages (a big trace's rows): this connection's SQLite
+    page cache kept small meanwhile. The cache is per connection, and every reader of a big
+    trace at once would fill (and keep resident) the connection's usual 64 MB."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        size = cursor.execute("PRAGMA cache_size").fetchone()[0]
+        cursor.execute(f"PRAGMA cache_size=-{READ_ONCE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size={int(size)}")
 
 
 @dataclass(slots=True)
