@@ -484,7 +484,8 @@
     tree.textContent = "";
     tree.classList.add("virtual");
     const cut = pane.querySelector(".tree-cut");
-    if (cut) cut.remove();
+    if (cut && treeUrl) cut.hidden = true; // kept for an error while the rows arrive
+    else if (cut) cut.remove();
     layout();
     pane.addEventListener("scroll", schedule, { passive: true });
     window.addEventListener("resize", schedule);
@@ -543,12 +544,8 @@
   } else {
     stream().catch(function (error) {
       tree.removeAttribute("aria-busy");
-      let note = pane.querySelector(".tree-cut");
-      if (!note) {
-        note = document.createElement("p");
-        note.className = "tree-cut muted";
-        tree.after(note);
-      }
+      const note = pane.querySelector(".tree-cut");
+      note.hidden = false;
       note.textContent = "Not every span could be loaded (" + error.message + "): reload the page.";
     });
   }
