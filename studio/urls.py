@@ -38,6 +38,7 @@ urlpatterns = [
     path("traces/delete/", views.trace_delete, name="trace_delete"),
     path("prices/", views.prices, name="prices"),
     path("traces/<trace_id:trace_id>/", views.trace_detail, name="trace_detail"),
+    path("traces/<trace_id:trace_id>/tree/", views.trace_tree_data, name="trace_tree_data"),
     path("traces/<trace_id:trace_id>/otlp.json", views.trace_otlp_json, name="trace_otlp_json"),
     path(
         "traces/<trace_id:trace_id>/spans/<span_id:span_id>/", views.span_panel, name="span_panel"

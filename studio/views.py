@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, tzinfo
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import (
     Http404,
@@ -16,8 +18,9 @@ from django.http import (
     HttpResponseNotAllowed,
     JsonResponse,
     QueryDict,
+    StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
@@ -223,6 +226,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     (without it, the first span's)."""
     annotations = {name: make() for name, make in extensions.trace_annotations.items()}
     trace = get_object_or_404(Trace.objects.annotate(**annotations), trace_id=trace_id)
+    if trace.span_count > trace_page.INLINE_SPANS:
+        return _big_trace_detail(request, trace)
     tree = selectors.trace_tree(trace.trace_id)
     span_id = request.GET.get("span", "").lower() or (tree.rows[0].span_id if tree.rows else "")
     detail = _span_detail(trace, span_id) if span_id else None
@@ -244,6 +249,56 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     }
     with timezone.override(_viewer_zone(request)):  # times in the reader's zone, as the overview
         return render(request, "studio/trace_detail.html", context)
+
+
+def _big_trace_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
+    """The trace page of a trace too big to put in the page: no span rows at all (trace.js
+    streams them from `trace_tree_data`), the first span by start when none is asked for."""
+    span_id = request.GET.get("span", "").lower()
+    if not span_id:
+        first = Span.objects.for_trace(trace.trace_id).values_list("span_id", flat=True)[:1]
+        span_id = next(iter(first), "")
+    detail = _span_detail(trace, span_id) if span_id else None
+    tree = selectors.TraceTree(
+        rows=[],
+        services=selectors.trace_services(trace.trace_id),
+        start_ns=trace.start_ns,
+        end_ns=trace.end_ns,
+    )
+    context = {
+        "trace": trace,
+        "tree": tree,
+        "tree_url": reverse("trace_tree_data", args=[trace.trace_id]),
+        "blank_row": trace_page.blank_row(),
+        "ticks": trace_page.axis_ticks(tree.duration_ns),
+        "detail": detail,
+        "missing_span": span_id if span_id and detail is None else "",
+        "panel_url": reverse("span_panel", args=[trace.trace_id, "0" * 16]),
+        "fact_templates": extensions.trace_fact_templates,
+        "nav": "traces",
+    }
+    with timezone.override(_viewer_zone(request)):
+        return render(request, "studio/trace_detail.html", context)
+
+
+async def trace_tree_data(request: HttpRequest, trace_id: str) -> StreamingHttpResponse:
+    """The call tree of a trace as NDJSON chunks (trace_page.tree_chunks), streamed: the page
+    of a big trace fetches it. Each chunk is read in the sync thread as it is sent, so that a
+    response holds one chunk, not the whole tree (Django would first collect a sync iterator
+    into a list under ASGI)."""
+    trace = await aget_object_or_404(
+        Trace.objects.only("trace_id", "start_ns", "end_ns"), trace_id=trace_id
+    )
+    chunks = trace_page.tree_chunks(trace)
+    read = sync_to_async(next)
+
+    async def stream() -> AsyncIterator[bytes]:
+        while (part := await read(chunks, None)) is not None:
+            yield part
+
+    response = StreamingHttpResponse(stream(), content_type="application/x-ndjson")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def span_panel(request: HttpRequest, trace_id: str, span_id: str) -> HttpResponse:

@@ -405,9 +405,13 @@ class Span(TimedRow, models.Model):
             models.UniqueConstraint(fields=["trace_id", "span_id"], name="span_trace_span_uniq"),
         ]
         indexes = [
-            # A trace's spans in start order without a sort: the keyset pages of the API, the
-            # chunks the trace detail streams, and the call tree's one query.
-            models.Index(fields=["trace_id", "start_ns", "span_id"], name="span_trace_start_idx"),
+            # A trace's spans in start order without a sort (the API's keyset pages, the chunks the
+            # trace detail streams), and its tree order, first span and services from this index
+            # alone: without it, they read every span's row with its JSON bodies.
+            models.Index(
+                fields=["trace_id", "start_ns", "span_id", "parent_span_id", "service_name"],
+                name="span_tree_idx",
+            ),
         ]
 
     def __str__(self) -> str:

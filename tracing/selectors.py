@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import gc
 import json
+from array import array
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.db.models import Count, F, QuerySet, Sum
 
 from tracing import analysis, compare, conventions, costs, messages
@@ -193,7 +194,10 @@ class TraceTree:
 
 
 def trace_tree(trace_id: str) -> TraceTree:
-    """The spans of a trace in call-tree order (depth first, siblings by start), one query."""
+    """The spans of a trace in call-tree order (depth first, siblings by start), one query.
+
+    Every row at once: for the pages of traces up to a few thousand spans; `tree_order` and
+    `tree_rows` read a trace of any size a chunk at a time."""
     rows = [
         TreeRow(*values) for values in Span.objects.for_trace(trace_id).values_list(*TREE_FIELDS)
     ]
@@ -206,43 +210,174 @@ def trace_tree(trace_id: str) -> TraceTree:
 
 
 def order_tree(rows: list[TreeRow]) -> list[TreeRow]:
-    """Rows (sorted by start) in depth-first order with their depth set: O(n), no recursion,
-    so a trace of any depth or size is fine and a loop of parents cannot hang it."""
-    ids = {row.span_id for row in rows}
-    children: dict[str, list[TreeRow]] = {}
-    roots = []
-    for row in rows:
-        parent = row.parent_span_id
-        if parent and parent in ids and parent != row.span_id:
-            children.setdefault(parent, []).append(row)
-        else:
-            row.orphan = bool(parent)
-            roots.append(row)
-    ordered: list[TreeRow] = []
-    visited: set[str] = set()
-
-    def walk(start: TreeRow) -> None:
-        stack = [(start, 0)]
-        while stack:
-            row, depth = stack.pop()
-            if row.span_id in visited:
-                continue
-            visited.add(row.span_id)
-            row.depth = depth
-            kids = children.get(row.span_id, ())
-            row.has_children = bool(kids)
-            ordered.append(row)
-            stack.extend((kid, depth + 1) for kid in reversed(kids))
-
-    for root in roots:
-        walk(root)
-    if len(ordered) < len(rows):
-        # Spans whose parents only point at each other: break each loop at its earliest span.
-        for row in rows:
-            if row.span_id not in visited:
-                row.orphan = True
-                walk(row)
+    """Rows (sorted by start) in depth-first order with their depth set (see `depth_first`)."""
+    order, depths, flags = depth_first(
+        [row.span_id for row in rows], [row.parent_span_id for row in rows]
+    )
+    ordered = []
+    for i, depth in zip(order, depths, strict=True):
+        row = rows[i]
+        row.depth = depth
+        row.orphan = bool(flags[i] & ORPHAN_FLAG)
+        row.has_children = bool(flags[i] & CHILDREN_FLAG)
+        ordered.append(row)
     return ordered
+
+
+ORPHAN_FLAG = 1
+CHILDREN_FLAG = 2
+
+
+def depth_first(span_ids: list[str], parent_ids: list[str]) -> tuple[array, array, bytearray]:
+    """The call-tree order of spans given in start order: (the spans' indices depth first, their
+    depths in that order, flags by index: ORPHAN_FLAG, CHILDREN_FLAG).
+
+    Siblings keep their start order. A span whose parent never arrived is shown at the top
+    level, marked orphan, and so is the earliest span of each loop of parents. O(n), no
+    recursion, and only flat arrays per span (a trace can have hundreds of thousands)."""
+    n = len(span_ids)
+    index = {span_id: i for i, span_id in enumerate(span_ids)}
+    parent = array("l", [-1]) * n
+    flags = bytearray(n)
+    counts = array("l", [0]) * (n + 1)
+    for i, parent_id in enumerate(parent_ids):
+        if not parent_id:
+            continue
+        p = index.get(parent_id, -1)
+        if p < 0 or p == i:
+            flags[i] |= ORPHAN_FLAG
+            continue
+        parent[i] = p
+        counts[p + 1] += 1
+        flags[p] |= CHILDREN_FLAG
+    del index
+    # Children of p, in start order: kids[first[p]:first[p + 1]].
+    first = counts
+    for p in range(n):
+        first[p + 1] += first[p]
+    kids = array("l", [0]) * n
+    fill = array("l", first[:n])
+    for i in range(n):
+        p = parent[i]
+        if p >= 0:
+            kids[fill[p]] = i
+            fill[p] += 1
+    del fill
+    order = array("l")
+    depths = array("l")
+    depth = array("l", [0]) * n
+    visited = bytearray(n)
+
+    def walk(start: int) -> None:
+        # A span is pushed by its parent only (it has one), so each is pushed at most once, and
+        # its parent's depth is set before it is popped. The start is at depth 0 even inside a
+        # loop of parents.
+        stack = [start]
+        while stack:
+            i = stack.pop()
+            if visited[i]:
+                continue
+            visited[i] = 1
+            d = depth[i] = 0 if i == start else depth[parent[i]] + 1
+            order.append(i)
+            depths.append(d)
+            if first[i + 1] > first[i]:
+                stack.extend(reversed(kids[first[i] : first[i + 1]]))
+
+    for i in range(n):
+        if parent[i] < 0:
+            walk(i)
+    if len(order) < n:
+        # Spans whose parents only point at each other: break each loop at its earliest span.
+        for i in range(n):
+            if not visited[i]:
+                flags[i] |= ORPHAN_FLAG
+                walk(i)
+    return order, depths, flags
+
+
+# The trace page reads the tree of a big trace this many rows at a time: no query materialises
+# more rows than this, whatever the trace's size.
+TREE_CHUNK = 2000
+# SQLite's page cache (KiB) of a connection while it reads a big trace's rows, each page once.
+READ_ONCE_CACHE_KIB = 8192
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """For a read passing once over many pages (a big trace's rows): this connection's SQLite
+    page cache kept small meanwhile. The cache is per connection, and every reader of a big
+    trace at once would fill (and keep resident) the connection's usual 64 MB."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        size = cursor.execute("PRAGMA cache_size").fetchone()[0]
+        cursor.execute(f"PRAGMA cache_size=-{READ_ONCE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size={int(size)}")
+
+
+@dataclass(slots=True)
+class TreeOrder:
+    """A trace's call-tree order, from its span ids and parent ids only (no other column)."""
+
+    span_ids: list[str]  # in start order
+    order: array  # indices into span_ids, depth first
+    depths: array  # in that order
+    flags: bytearray  # by index into span_ids
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def tree_order(trace_id: str) -> TreeOrder:
+    """The call-tree order of a trace of any size: two narrow columns, read TREE_CHUNK rows at
+    a time."""
+    span_ids: list[str] = []
+    parent_ids: list[str] = []
+    reads = Span.objects.for_trace(trace_id).values_list("span_id", "parent_span_id")
+    for span_id, parent_id in reads.iterator(chunk_size=TREE_CHUNK):
+        span_ids.append(span_id)
+        parent_ids.append(parent_id)
+    order, depths, flags = depth_first(span_ids, parent_ids)
+    return TreeOrder(span_ids=span_ids, order=order, depths=depths, flags=flags)
+
+
+def tree_rows(trace_id: str, tree: TreeOrder, start: int, stop: int) -> list[TreeRow]:
+    """Rows start..stop (at most TREE_CHUNK) of the call tree, in tree order: one query."""
+    stop = min(stop, start + TREE_CHUNK, len(tree))
+    wanted = {tree.span_ids[tree.order[place]]: place for place in range(start, stop)}
+    found = (
+        Span.objects.filter(trace_id=trace_id, span_id__in=list(wanted))
+        .order_by()
+        .values_list(*TREE_FIELDS)
+    )
+    rows: list[TreeRow | None] = [None] * (stop - start)
+    for values in found:
+        place = wanted[values[0]]
+        i = tree.order[place]
+        row = TreeRow(*values, depth=tree.depths[place])
+        row.orphan = bool(tree.flags[i] & ORPHAN_FLAG)
+        row.has_children = bool(tree.flags[i] & CHILDREN_FLAG)
+        rows[place - start] = row
+    # A span deleted since the order was read (retention) is left out.
+    return [row for row in rows if row is not None]
+
+
+def trace_services(trace_id: str) -> list[str]:
+    """The services of a trace's spans, from the database (not from every span's row)."""
+    services = (
+        Span.objects.filter(trace_id=trace_id)
+        .exclude(service_name="")
+        .order_by("service_name")
+        .values_list("service_name", flat=True)
+        .distinct()
+    )
+    return list(services)
 
 
 @dataclass(slots=True)
