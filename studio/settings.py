@@ -160,6 +160,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
         "init_command": (
+            # Before WAL: auto_vacuum takes only on a database with no tables yet, and turning WAL
+            # on already writes the file. Lets retention give freed pages back to the disk
+            # (tracing.retention); an older database is converted once by runstudio.
+            "PRAGMA auto_vacuum=INCREMENTAL;"
             "PRAGMA journal_mode=WAL;"
             "PRAGMA synchronous=NORMAL;"
             "PRAGMA busy_timeout=20000;"
@@ -217,6 +221,13 @@ STUDIO_MAX_QUEUE_BYTES = env_int(
     "STUDIO_MAX_QUEUE_BYTES", 4 * STUDIO_MAX_BODY_BYTES, minimum=STUDIO_MAX_BODY_BYTES
 )
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
+
+# Retention (tracing.retention): traces whose last span is older than this many days go, and then
+# the oldest traces while more spans than the cap are kept; 0 turns a limit off. runstudio purges
+# every STUDIO_RETENTION_INTERVAL seconds (0: only `manage.py purge` does).
+STUDIO_RETENTION_DAYS = env_int("STUDIO_RETENTION_DAYS", 30, maximum=36500)
+STUDIO_RETENTION_MAX_SPANS = env_int("STUDIO_RETENTION_MAX_SPANS", 10_000_000)
+STUDIO_RETENTION_INTERVAL = env_int("STUDIO_RETENTION_INTERVAL", 300)
 
 # Django reads the body before our views see it; the receivers enforce their own limit with a
 # proper 413, so Django's own (which answers 400) must not fire first.

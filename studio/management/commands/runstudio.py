@@ -80,10 +80,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from ingest.grpc import PortInUse, make_server
         from ingest.writer import get_writer
+        from tracing import retention
         from tracing.runs import finish_orphaned_runs
 
         host: str = options["host"]
         call_command("migrate", interactive=False, verbosity=0)
+        # Before anything is served: converting an old SQLite database rewrites the file.
+        retention.ensure_incremental_vacuum()
         runtime.migrated = True
         # No socket is connected yet: runs marked running lost theirs with the last Studio.
         finish_orphaned_runs()
@@ -120,11 +123,19 @@ class Command(BaseCommand):
         # handlers that would kill the process before the writer drains.
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        purging = None
+        if settings.STUDIO_RETENTION_INTERVAL:
+            purging = retention.start_background_purge(settings.STUDIO_RETENTION_INTERVAL)
         try:
             server.run(sockets=[http_socket])
         except Stop:
             pass
         finally:
+            if purging is not None:
+                # A purge stops between two transactions: nothing is left half deleted.
+                thread, stop = purging
+                stop.set()
+                thread.join(SHUTDOWN_GRACE_SECONDS)
             grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait(SHUTDOWN_GRACE_SECONDS + 1)
             drained = get_writer().close(timeout=60)
             self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
