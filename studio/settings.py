@@ -226,7 +226,7 @@ STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 # the oldest traces while more spans than the cap are kept; 0 turns a limit off. runstudio purges
 # every STUDIO_RETENTION_INTERVAL seconds (0: only `manage.py purge` does).
 STUDIO_RETENTION_DAYS = env_int("STUDIO_RETENTION_DAYS", 30, maximum=36500)
-STUDIO_RETENTION_MAX_SPANS = env_int("STUDIO_RETENTION_MAX_SPANS", 10_000_000)
+STUDIO_RETENTION_MAX_SPANS = env_int("STUDIO_RETENTION_MAX_SPANS", 1_000_000)
 STUDIO_RETENTION_INTERVAL = env_int("STUDIO_RETENTION_INTERVAL", 300)
 
 # Django reads the body before our views see it; the receivers enforce their own limit with a

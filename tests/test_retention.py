@@ -439,7 +439,7 @@ def test_runstudio_purges_in_the_background_and_logs_it(tmp_path: Path) -> None:
         server.stop()
         cleanup()
     output = server.process.stdout.read() if server.process.stdout else ""
-    assert "tracing.retention: retention (Keeping traces for 3 days, at most 10M spans)" in output
+    assert "tracing.retention: retention (Keeping traces for 3 days, at most 1M spans)" in output
     assert "Deleted 1 trace (9 spans)." in output
 
 
