@@ -19,6 +19,11 @@ class RunsConfig(AppConfig):
         if "runs/trace_facts.html" not in extensions.trace_fact_templates:
             extensions.trace_fact_templates.append("runs/trace_facts.html")
         extensions.serving.connect(_finish_orphaned_runs, dispatch_uid="runs.orphans")
+        from runs.retention import purge_runs
+        from tracing import retention
+
+        # A run goes with its last trace: tracing purges traces and calls this after.
+        retention.register_purger("runs", purge_runs)
 
 
 def _finish_orphaned_runs(**kwargs: Any) -> None:

@@ -222,6 +222,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": SQLITE_TIMEOUT,
         "init_command": (
+            # Before WAL: auto_vacuum takes only on a database with no tables yet, and turning WAL
+            # on already writes the file. Lets retention give freed pages back to the disk
+            # (tracing.retention); an older database is converted once by runstudio.
+            "PRAGMA auto_vacuum=INCREMENTAL;"
             "PRAGMA journal_mode=WAL;"
             f"PRAGMA synchronous={SQLITE_SYNCHRONOUS};"
             f"PRAGMA busy_timeout={SQLITE_TIMEOUT * 1000};"
@@ -295,6 +299,13 @@ STUDIO_MAX_OTHER_BODY_BYTES = global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 # Django's own check (a 400, on Content-Length) sits behind the guard: it must not refuse a tRPC
 # body the guard admitted. The OTLP views read their bodies in a way it does not check.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(STUDIO_MAX_OTHER_BODY_BYTES, STUDIO_MAX_TRPC_BODY_BYTES)
+
+# Retention (tracing.retention): traces whose last span is older than this many days go, and then
+# the oldest traces while more spans than the cap are kept; 0 turns a limit off. runstudio purges
+# every STUDIO_RETENTION_INTERVAL seconds (0: only `manage.py purge` does).
+STUDIO_RETENTION_DAYS = env_int("STUDIO_RETENTION_DAYS", 30, maximum=36500)
+STUDIO_RETENTION_MAX_SPANS = env_int("STUDIO_RETENTION_MAX_SPANS", 1_000_000)
+STUDIO_RETENTION_INTERVAL = env_int("STUDIO_RETENTION_INTERVAL", 300)
 
 PORT = env_int("PORT", 3000, maximum=65535)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)
