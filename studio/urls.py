@@ -25,6 +25,8 @@ register_converter(SpanId, "span_id")
 api_patterns = [
     path("traces/", api.TraceList.as_view(), name="api_trace_list"),
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
+    path("attributes/keys/", views.attribute_keys, name="api_attribute_keys"),
+    path("attributes/values/", views.attribute_values, name="api_attribute_values"),
 ]
 
 urlpatterns = [
@@ -35,6 +37,7 @@ urlpatterns = [
     path("traces/delete/", views.trace_delete, name="trace_delete"),
     path("traces/<trace_id:trace_id>/", views.trace_detail, name="trace_detail"),
     path("traces/<trace_id:trace_id>/otlp.json", views.trace_otlp_json, name="trace_otlp_json"),
+    path("traces/<trace_id:trace_id>/find", views.trace_find, name="trace_find"),
     path(
         "traces/<trace_id:trace_id>/spans/<span_id:span_id>/", views.span_panel, name="span_panel"
     ),

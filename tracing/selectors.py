@@ -13,8 +13,8 @@ from typing import Any
 
 from django.db.models import Count, F, QuerySet, Sum
 
-from tracing import conventions, messages
-from tracing.models import Span, Trace
+from tracing import conventions, messages, search
+from tracing.models import STATUS_ERROR, Span, Trace
 
 # The columns a list of traces shows (never the root span's bodies).
 TRACE_LIST_FIELDS = (
@@ -196,6 +196,33 @@ def trace_tree(trace_id: str) -> TraceTree:
         services=sorted({row.service_name for row in rows if row.service_name}),
         start_ns=min((row.start_ns for row in rows), default=0),
         end_ns=max((row.end_ns for row in rows), default=0),
+    )
+
+
+@dataclass(frozen=True)
+class TraceFind:
+    """What the span finder of a trace page jumps between, in call-tree order."""
+
+    matches: list[str]
+    errors: list[str]
+    span_count: int
+
+
+def find_in_trace(trace_id: str, q: str) -> TraceFind:
+    """The spans of a trace whose search text (tracing.search: names, ids, kind, type, model,
+    status message, attribute values, message text) holds every word of `q`, and its error
+    spans: two queries, the tree's narrow columns and the matching span ids."""
+    order = [
+        (span_id, status_code)
+        for span_id, status_code in (
+            (row.span_id, row.status_code) for row in trace_tree(trace_id).rows
+        )
+    ]
+    found = search.spans_matching(trace_id, q) if q.strip() else set()
+    return TraceFind(
+        matches=[span_id for span_id, _ in order if span_id in found],
+        errors=[span_id for span_id, code in order if code == STATUS_ERROR],
+        span_count=len(order),
     )
 
 
