@@ -6,8 +6,12 @@ class StudioConfig(AppConfig):
     verbose_name = "Studio"
 
     def ready(self) -> None:
-        from studio import live
+        from studio import extensions, live
+        from tracing import search
         from tracing.signals import traces_changed
 
         # Open overview pages hear about every commit of the writer.
         traces_changed.connect(live.traces_changed, dispatch_uid="studio.live")
+        # The search index of a serving process catches up after each commit (SQLite).
+        extensions.serving.connect(search.indexer.start, dispatch_uid="studio.search_indexer")
+        traces_changed.connect(search.indexer.wake, dispatch_uid="studio.search_indexer")

@@ -67,8 +67,10 @@ def messages(role: str, text: str, *, ascii_only: bool = False) -> str:
     return json.dumps(parts, ensure_ascii=ascii_only)
 
 
-@pytest.fixture
-def stored(db: None) -> None:
+@pytest.fixture(params=["indexed", "not indexed yet"])
+def stored(request: pytest.FixtureRequest, db: None) -> None:
+    """The same spans, read through the search index, and (on SQLite, where the index is built
+    after the commit) before the indexer has reached them."""
     for name in ("agentscope-1.0.21-react-agent.pb", "agentscope-2.0.10-agent.pb"):
         write_batch(decode_protobuf(fixture_bytes(name)).records)
     store(
@@ -154,6 +156,9 @@ def stored(db: None) -> None:
             "gen_ai.input.messages": messages("user", "مرحبا، كيف حالك؟"),
         }),
     ])  # fmt: skip
+    if request.param == "indexed":
+        while search.index_pending():
+            pass
 
 
 def ids(client: Client, **params: Any) -> list[str]:
@@ -379,6 +384,22 @@ def test_deleting_traces_removes_their_spans_from_the_index(client: Client, stor
     assert ids(client, q="Tokyo") == []
 
 
+def test_the_indexer_indexes_new_spans_in_order_once(client: Client, db: None) -> None:
+    store([span(WEATHER, f"{n:016x}", f"span {n}", attributes={"n": n}) for n in range(1, 8)])
+    if connection.vendor != "sqlite":
+        assert search.index_pending() == 0  # PostgreSQL indexes in the writer's transaction
+        return
+    assert search.index_pending(limit=5) == 5
+    assert ids(client, q="span 7") == [WEATHER]  # the last two from the unindexed tail
+    assert search.index_pending(limit=5) == 2
+    assert search.index_pending() == 0
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {search.TABLE}")
+        assert cursor.fetchone()[0] == 7
+    assert ids(client, q="span 7") == [WEATHER]
+    assert ids(client, attr="n >= 7") == [WEATHER]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_indexes_spans_stored_before_it(client: Client) -> None:
     executor = MigrationExecutor(connection)
@@ -391,6 +412,10 @@ def test_the_migration_indexes_spans_stored_before_it(client: Client) -> None:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT trace_id, body FROM {search.TABLE}")
+        ((trace_id, body),) = cursor.fetchall()
+    assert trace_id == WEATHER and "note=stored before" in body
     assert ids(client, q="stored before") == [WEATHER]
     assert ids(client, attr="note ~ before") == [WEATHER]
 

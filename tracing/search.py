@@ -14,21 +14,30 @@ SQLite: an FTS5 table with the trigram tokenizer (substring matching in any scri
 terms of 3 characters or more are looked up in the index, and the shorter ones (common in Chinese
 and Japanese, where a word is often 1 or 2 characters) are checked with LIKE on the same text:
 over the index's candidates when there is a longer term, else over every span's text (a scan, the
-slow case; see benchmarks/bench_search.py). PostgreSQL: a table with a pg_trgm GIN index and
-ILIKE, which uses the index for terms of 3 characters or more in the same way.
+slow case; see benchmarks/bench_search.py). A trigram index costs several times the insert of the
+span itself, so on SQLite it is not built in the writer's transaction: `Indexer`, a thread of the
+serving process woken after each commit, indexes new spans in id order, in short transactions of
+its own, and records the last id indexed. Searches read the index up to that id and build the text
+of the few newer spans on the fly, so a search never misses an acknowledged span, however far the
+indexer lags. PostgreSQL: a table kept by a trigger in the writer's transaction, with a pg_trgm
+GIN index, and ILIKE, which uses the index for terms of 3 characters or more in the same way.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections
+from django.db import close_old_connections, connections, transaction
 from django.db.models.expressions import RawSQL
 
 from tracing.clauses import Clause
+
+logger = logging.getLogger(__name__)
 
 TABLE = "tracing_span_search"
 MAX_TERMS = 8
@@ -88,31 +97,22 @@ def _sqlite_text(n: str) -> str:
     )
 
 
-_SQLITE_INSERT = (
-    f"INSERT INTO {TABLE} (rowid, trace_id, body) "
-    f"VALUES (NEW.id, NEW.trace_id, {_sqlite_text('NEW')});"
-)
+STATE = f"{TABLE}_state"
 SQLITE_CREATE = [
     f"CREATE VIRTUAL TABLE {TABLE} USING fts5(trace_id UNINDEXED, body, tokenize='trigram')",
-    f"""CREATE TRIGGER {TABLE}_insert AFTER INSERT ON tracing_span BEGIN
-        {_SQLITE_INSERT}
-    END""",
-    f"""CREATE TRIGGER {TABLE}_update AFTER UPDATE OF name, label, status_message, attributes_json,
-        events_json, resource_json, model ON tracing_span BEGIN
-        DELETE FROM {TABLE} WHERE rowid = OLD.id;
-        {_SQLITE_INSERT}
-    END""",
+    # The spans indexed are exactly those with id <= last_id (see index_pending).
+    f"CREATE TABLE {STATE} (id INTEGER PRIMARY KEY CHECK (id = 1), last_id INTEGER NOT NULL)",
     f"""CREATE TRIGGER {TABLE}_delete AFTER DELETE ON tracing_span BEGIN
         DELETE FROM {TABLE} WHERE rowid = OLD.id;
     END""",
     # Spans stored before the index.
     f"INSERT INTO {TABLE} (rowid, trace_id, body) SELECT s.id, s.trace_id, {_sqlite_text('s')} "
     "FROM tracing_span s",
+    f"INSERT INTO {STATE} (id, last_id) SELECT 1, COALESCE(MAX(id), 0) FROM tracing_span",
 ]
 SQLITE_DROP = [
-    f"DROP TRIGGER IF EXISTS {TABLE}_insert",
-    f"DROP TRIGGER IF EXISTS {TABLE}_update",
     f"DROP TRIGGER IF EXISTS {TABLE}_delete",
+    f"DROP TABLE IF EXISTS {STATE}",
     f"DROP TABLE IF EXISTS {TABLE}",
 ]
 
@@ -243,8 +243,14 @@ def text_trace_ids(q: str, using: str = "default") -> RawSQL | None:
     words = terms(q)
     if not words:
         return None
-    condition, params = _text_condition(TABLE, words, _vendor(using))
-    return RawSQL(f"SELECT {TABLE}.trace_id FROM {TABLE} WHERE {condition}", params)
+    vendor = _vendor(using)
+    condition, params = _text_condition(TABLE, words, vendor)
+    sql = f"SELECT {TABLE}.trace_id FROM {TABLE} WHERE {condition}"
+    if vendor == "sqlite":
+        tail = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
+        sql += f" UNION ALL SELECT t.trace_id FROM ({_TAIL}) t WHERE {tail}"
+        params += [_like(w) for w in words]
+    return RawSQL(sql, params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +268,13 @@ def _literal(key: str) -> str:
 
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.\-/:@]+")
+
+
+# SQLite: the spans the indexer has not reached yet, with their text built on the fly.
+_TAIL = (
+    f"SELECT s.trace_id, {_sqlite_text('s')} AS body FROM tracing_span s "
+    f"WHERE s.id > (SELECT last_id FROM {STATE})"
+)
 
 
 def _json_path(key: str) -> str:
@@ -351,7 +364,14 @@ def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQ
     else:
         join = f"JOIN tracing_span s ON s.id = {TABLE}.id"
     sql = f"SELECT s.trace_id FROM {TABLE} {join} WHERE {text_sql} AND {span_sql}"
-    return RawSQL(sql, [*text_params, *span_params])
+    params = [*text_params, *span_params]
+    if vendor == "sqlite":
+        sql += (
+            f" UNION ALL SELECT s.trace_id FROM tracing_span s "
+            f"WHERE s.id > (SELECT last_id FROM {STATE}) AND {span_sql}"
+        )
+        params += span_params
+    return RawSQL(sql, params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,16 +394,27 @@ def _rows_matching(
     if not trace_ids or not words:
         return []
     vendor = _vendor(using)
-    like = "LIKE" if vendor == "sqlite" else "ILIKE"
-    key = "rowid" if vendor == "sqlite" else "id"
-    condition = " AND ".join(f"f.body {like} %s ESCAPE '\\'" for _ in words)
     placeholders = ", ".join(["%s"] * len(trace_ids))
-    sql = (
-        f"SELECT s.trace_id, s.span_id, f.body FROM tracing_span s "
-        f"JOIN {TABLE} f ON f.{key} = s.id "
-        f"WHERE s.trace_id IN ({placeholders}) AND {condition} "
-        f"ORDER BY s.trace_id, s.start_ns, s.span_id"
-    )
+    if vendor == "sqlite":
+        condition = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
+        body = (
+            f"CASE WHEN s.id > (SELECT last_id FROM {STATE}) THEN {_sqlite_text('s')} "
+            f"ELSE (SELECT f.body FROM {TABLE} f WHERE f.rowid = s.id) END"
+        )
+        sql = (
+            f"SELECT t.trace_id, t.span_id, t.body FROM (SELECT s.trace_id, s.span_id, "
+            f"s.start_ns, {body} AS body FROM tracing_span s "
+            f"WHERE s.trace_id IN ({placeholders})) t WHERE {condition} "
+            f"ORDER BY t.trace_id, t.start_ns, t.span_id"
+        )
+    else:
+        condition = " AND ".join("f.body ILIKE %s ESCAPE '\\'" for _ in words)
+        sql = (
+            f"SELECT s.trace_id, s.span_id, f.body FROM tracing_span s "
+            f"JOIN {TABLE} f ON f.id = s.id "
+            f"WHERE s.trace_id IN ({placeholders}) AND {condition} "
+            f"ORDER BY s.trace_id, s.start_ns, s.span_id"
+        )
     with connections[using].cursor() as cursor:
         cursor.execute(sql, [*trace_ids, *(_like(w) for w in words)])
         return list(cursor.fetchall())
@@ -492,3 +523,77 @@ def attribute_values(key: str, prefix: str = "", using: str = "default") -> list
     with connections[using].cursor() as cursor:
         cursor.execute(sql, [*params, escaped + "%"])
         return [str(v) for (v,) in cursor.fetchall()]
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite: indexing after the commit.
+
+INDEX_CHUNK = 500
+
+
+def index_pending(limit: int = INDEX_CHUNK, using: str = "default") -> int:
+    """Index the next `limit` spans not indexed yet, in one short transaction (the writer's
+    commits wait at most that long); returns how many. Spans are indexed in id order, and SQLite
+    commits one writer at a time, so every span up to the recorded last id is in the index."""
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return 0
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(f"SELECT last_id FROM {STATE}")
+        (last,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM tracing_span WHERE id > %s "
+            "ORDER BY id LIMIT %s)",
+            [last, limit],
+        )
+        upto, count = cursor.fetchone()
+        if not count:
+            return 0
+        cursor.execute(
+            f"INSERT INTO {TABLE} (rowid, trace_id, body) SELECT s.id, s.trace_id, "
+            f"{_sqlite_text('s')} FROM tracing_span s WHERE s.id > %s AND s.id <= %s",
+            [last, upto],
+        )
+        cursor.execute(f"UPDATE {STATE} SET last_id = %s", [upto])
+    return int(count)
+
+
+class Indexer:
+    """One thread per serving process that runs index_pending() until nothing is left, each
+    time the writer commits (started by runstudio; a process that only reads never indexes)."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        if connections["default"].vendor != "sqlite":
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="search-indexer", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()  # spans stored while no process was serving
+
+    def wake(self, *args: Any, **kwargs: Any) -> None:
+        """The traces_changed receiver: quick, and never raises."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                while index_pending():
+                    pass
+            except Exception:
+                # Searches still see unindexed spans (built on the fly); the next commit retries.
+                logger.exception("indexing spans for search failed")
+            finally:
+                close_old_connections()
+
+
+indexer = Indexer()
