@@ -8,7 +8,8 @@ one run, once with the full-text indexer idle (what ingest cost before the index
 shipped, and reports the ratio, the bytes on disk per span of each, and how long after the last
 span was readable the search index had caught up (SQLite indexes after the commit). Beside it,
 this machine's floor in the same run: decoding the same protobuf bodies and inserting the rows
-with sqlite3.executemany in one process, no server. Prints spans/s for both, their ratio, and the server's peak memory (VmHWM).
+with sqlite3.executemany in one process, no server. Prints spans/s for both, their ratio, and the
+server's peak memory (VmHWM).
 """
 
 from __future__ import annotations
