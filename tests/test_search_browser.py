@@ -57,5 +57,10 @@ def test_a_message_word_finds_the_trace_and_opens_it_at_the_matching_span(
     expect(snippet.locator("mark")).to_have_text(word)
     expect(snippet).to_contain_text("Ferries to")
 
+    # Attribute keys are suggested from what is stored.
+    page.locator(".filter-more summary").click()
+    page.locator("#filter-attr").focus()
+    expect(page.locator('#attribute-keys option[value="gen_ai.input.messages"]')).to_have_count(1)
+
     snippet.click()
     expect(page).to_have_url(re.compile(rf"/traces/{trace_id}/\?span={span_id}$"))

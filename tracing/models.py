@@ -189,12 +189,14 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         q = q.strip()
         if q:
             lowered = q.lower()
-            # The display name may be the label (an agent's or a function's name) rather than
-            # the span name: what is shown must be findable, even before its spans are indexed.
-            named = models.Q(name__icontains=q) | models.Q(label__icontains=q)
+            # Every span's text holds its name and label (the display name is either), so the
+            # root's are found there too: the search index drives the query, never a scan of
+            # the trace rows.
             text = search.text_trace_ids(q, using=self.db)
             if text is not None:
-                named |= models.Q(trace_id__in=text)
+                named = models.Q(trace_id__in=text)
+            else:
+                named = models.Q(name__icontains=q) | models.Q(label__icontains=q)
             if conventions.is_hex_id(lowered, 32):
                 qs = qs.filter(models.Q(trace_id=lowered) | named)
             else:

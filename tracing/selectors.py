@@ -212,17 +212,12 @@ def find_in_trace(trace_id: str, q: str) -> TraceFind:
     """The spans of a trace whose search text (tracing.search: names, ids, kind, type, model,
     status message, attribute values, message text) holds every word of `q`, and its error
     spans: two queries, the tree's narrow columns and the matching span ids."""
-    order = [
-        (span_id, status_code)
-        for span_id, status_code in (
-            (row.span_id, row.status_code) for row in trace_tree(trace_id).rows
-        )
-    ]
+    rows = trace_tree(trace_id).rows
     found = search.spans_matching(trace_id, q) if q.strip() else set()
     return TraceFind(
-        matches=[span_id for span_id, _ in order if span_id in found],
-        errors=[span_id for span_id, code in order if code == STATUS_ERROR],
-        span_count=len(order),
+        matches=[row.span_id for row in rows if row.span_id in found],
+        errors=[row.span_id for row in rows if row.status_code == STATUS_ERROR],
+        span_count=len(rows),
     )
 
 
