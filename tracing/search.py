@@ -247,6 +247,12 @@ def text_trace_ids(q: str, using: str = "default") -> RawSQL | None:
     condition, params = _text_condition(TABLE, words, vendor)
     sql = f"SELECT {TABLE}.trace_id FROM {TABLE} WHERE {condition}"
     if vendor == "sqlite":
+        # The trace id from the span row, not the index's copy: FTS5 reads a content row whole,
+        # body and all, and the span row has it in its first bytes.
+        sql = (
+            f"SELECT s.trace_id FROM tracing_span s WHERE s.id IN "
+            f"(SELECT rowid FROM {TABLE} WHERE {condition})"
+        )
         tail = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
         sql += f" UNION ALL SELECT t.trace_id FROM ({_TAIL}) t WHERE {tail}"
         params += [_like(w) for w in words]
@@ -336,8 +342,10 @@ def _clause_sql(clause: Clause, vendor: str) -> tuple[str, list[Any]]:
 def _clause_terms(clause: Clause) -> list[str]:
     """Substrings every span matching `clause` has in its search text (from the start of a
     value, which is never cut)."""
-    if clause.op == "=" and isinstance(clause.value, str) and "\n" not in clause.value:
-        return [f"{clause.key}={clause.value}"]
+    # The value alone when it can be looked up: keys share their trigrams with every span
+    # (gen_ai.…), so a key narrows far less than a value does.
+    if clause.op == "=" and isinstance(clause.value, str) and len(clause.value.strip()) >= 3:
+        return [clause.value.strip()]
     return [f"{clause.key}="]
 
 
