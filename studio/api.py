@@ -153,7 +153,7 @@ class TraceList(APIView):
             if after is None and before is None:
                 return None
             target = replace(trace_filter, after=after, before=before, offset=0)
-            query = urlencode({**target.params(), "limit": limit})
+            query = urlencode([*target.items(), ("limit", limit)])
             return request.build_absolute_uri(f"{request.path}?{query}")
 
         return Response(

@@ -28,6 +28,8 @@ api_patterns = [
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
     path("traces/<str:trace_id>/spans/", api.TraceSpans.as_view(), name="api_trace_spans"),
     path("traces/<str:trace_id>/analysis/", api.TraceAnalysis.as_view(), name="api_trace_analysis"),
+    path("attributes/keys/", views.attribute_keys, name="api_attribute_keys"),
+    path("attributes/values/", views.attribute_values, name="api_attribute_values"),
 ]
 
 urlpatterns = [
@@ -40,6 +42,7 @@ urlpatterns = [
     path("traces/<trace_id:trace_id>/", views.trace_detail, name="trace_detail"),
     path("traces/<trace_id:trace_id>/tree/", views.trace_tree_data, name="trace_tree_data"),
     path("traces/<trace_id:trace_id>/otlp.json", views.trace_otlp_json, name="trace_otlp_json"),
+    path("traces/<trace_id:trace_id>/find", views.trace_find, name="trace_find"),
     path(
         "traces/<trace_id:trace_id>/spans/<span_id:span_id>/", views.span_panel, name="span_panel"
     ),

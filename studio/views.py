@@ -43,7 +43,7 @@ from studio.filters import (
     zone_from_cookie,
 )
 from studio.runtime import runtime
-from tracing import otlp_json, selectors
+from tracing import clauses, conventions, otlp_json, search, selectors
 from tracing.models import STATUS_CODES, Span, Trace
 
 
@@ -142,6 +142,11 @@ def _overview_context(
     an existence check only when a filter matched nothing)."""
     traces = trace_filter.traces()
     page = trace_filter.page(PAGE_SIZE, traces)
+    if trace_filter.q and not trace_filter.trace_id:
+        # Where each row matched: one query over the spans of this page's traces only.
+        found = search.snippets([trace.trace_id for trace in page.rows], trace_filter.q)
+        for trace in page.rows:
+            trace.snippet = found.get(trace.trace_id)
     stats = traces.stats()
     empty_studio = stats.traces == 0 and not (trace_filter.narrows and Trace.objects.exists())
     context: dict[str, Any] = {
@@ -168,6 +173,7 @@ def _overview_context(
         context["ranges"] = {key: label for key, (label, _) in RANGES.items()}
         context["sorts"] = SORTS
         context["statuses"] = list(STATUS_CODES)
+        context["span_types"] = conventions.SPAN_TYPES
         context["without_conversation_url"] = trace_filter.url(
             conversation="", after=None, before=None
         )
@@ -352,3 +358,37 @@ def prices(request: HttpRequest) -> HttpResponse:
         "nav": "prices",
     }
     return render(request, "studio/prices.html", context)
+
+
+def trace_find(request: HttpRequest, trace_id: str) -> JsonResponse:
+    """`/traces/<id>/find?q=`: the trace page's span finder. The spans whose names, ids, kind,
+    type, model, status message, attributes or message text hold every word of `q`, in call-tree
+    order, and the error spans, in the same order."""
+    trace = get_object_or_404(Trace, trace_id=trace_id)
+    q = request.GET.get("q", "")[:500]
+    found = selectors.find_in_trace(trace.trace_id, q)
+    return JsonResponse(
+        {"q": q, "matches": found.matches, "errors": found.errors, "span_count": found.span_count}
+    )
+
+
+def attribute_keys(request: HttpRequest) -> HttpResponse:
+    """`/api/attributes/keys/?prefix=`: attribute keys seen on the newest spans (JSON), or, for
+    htmx, the `<option>`s of the search form's datalist."""
+    keys = search.attribute_keys(request.GET.get("prefix", "")[:200])
+    if request.htmx:
+        return render(request, "studio/trace_list.html#attribute-options", {"values": keys})
+    return JsonResponse({"keys": keys})
+
+
+def attribute_values(request: HttpRequest) -> JsonResponse:
+    """`/api/attributes/values/?key=&prefix=`: short values of one key on the newest spans."""
+    key = request.GET.get("key", "")
+    if not key:
+        return JsonResponse({"detail": "key is required"}, status=400)
+    try:
+        clause = clauses.parse(f"{key} exists")
+    except clauses.ClauseError as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
+    values = search.attribute_values(clause.key, request.GET.get("prefix", "")[:200])
+    return JsonResponse({"key": clause.key, "values": values})

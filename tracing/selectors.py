@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, connections
 from django.db.models import Count, F, QuerySet, Sum
 
-from tracing import analysis, compare, conventions, costs, messages
-from tracing.models import Span, SpanCursor, Trace
+from tracing import analysis, compare, conventions, costs, messages, search
+from tracing.models import STATUS_ERROR, Span, SpanCursor, Trace
 from tracing.prices import PriceTable
 
 # The columns a list of traces shows (never the root span's bodies).
@@ -206,6 +206,28 @@ def trace_tree(trace_id: str) -> TraceTree:
         services=sorted({row.service_name for row in rows if row.service_name}),
         start_ns=min((row.start_ns for row in rows), default=0),
         end_ns=max((row.end_ns for row in rows), default=0),
+    )
+
+
+@dataclass(frozen=True)
+class TraceFind:
+    """What the span finder of a trace page jumps between, in call-tree order."""
+
+    matches: list[str]
+    errors: list[str]
+    span_count: int
+
+
+def find_in_trace(trace_id: str, q: str) -> TraceFind:
+    """The spans of a trace whose search text (tracing.search: names, ids, kind, type, model,
+    status message, attribute values, message text) holds every word of `q`, and its error
+    spans: two queries, the tree's narrow columns and the matching span ids."""
+    rows = trace_tree(trace_id).rows
+    found = search.spans_matching(trace_id, q) if q.strip() else set()
+    return TraceFind(
+        matches=[row.span_id for row in rows if row.span_id in found],
+        errors=[row.span_id for row in rows if row.status_code == STATUS_ERROR],
+        span_count=len(rows),
     )
 
 
