@@ -16,14 +16,28 @@ from django.views.decorators.http import require_POST
 from google.rpc import status_pb2
 
 from ingest import otlp
-from ingest.writer import DatabaseUnavailable, Unavailable, accept
+from ingest.writer import (
+    WORKER_DECODE_BYTES,
+    DatabaseUnavailable,
+    Unavailable,
+    accept,
+    decoded_size,
+    get_decode_budget,
+)
 
 logger = logging.getLogger(__name__)
 
+
+def _announced_length(request: HttpRequest) -> int:
+    """The body's Content-Length, or 0 if it is not announced (chunked)."""
+    value = request.META.get("CONTENT_LENGTH", "")
+    return int(value) if value.isdigit() else 0
+
+
 RETRY_AFTER_SECONDS = 2
-# Bodies above this are decoded in a thread so that one huge request does not stall the event
-# loop (pages, health checks) for its whole decode; smaller ones are cheaper decoded inline.
-INLINE_DECODE_BYTES = 1_000_000
+# Bodies above this are decoded off the event loop (in a worker process, waited for in a thread)
+# so that they do not stall pages and health checks; smaller ones are cheaper decoded inline.
+INLINE_DECODE_BYTES = WORKER_DECODE_BYTES
 
 
 def _error(status: int, message: str, content_type: str, **headers: str) -> HttpResponse:
@@ -50,16 +64,20 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
             otlp.JSON,
         )
     limit = settings.STUDIO_MAX_BODY_BYTES
-    # Not `request.body`, which loads a body of any size into memory before we can refuse it.
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return _error(413, f"body is over the limit of {limit} bytes", content_type)
     try:
-        body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
-        if len(body) > INLINE_DECODE_BYTES:
-            batch, future = await asyncio.to_thread(accept, body, content_type)
-        else:
-            batch, future = accept(body, content_type)
+        # Charged before the body is read off the spool (to disk past a few MB), so that bodies
+        # refused for want of memory never come into it.
+        with get_decode_budget().reserve(decoded_size(_announced_length(request))) as reservation:
+            # Not `request.body`, which loads a body of any size into memory before we can refuse
+            # it.
+            body = request.read(limit + 1)
+            if len(body) > limit:
+                return _error(413, f"body is over the limit of {limit} bytes", content_type)
+            body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
+            if len(body) > INLINE_DECODE_BYTES:
+                batch, future = await asyncio.to_thread(accept, body, content_type, reservation)
+            else:
+                batch, future = accept(body, content_type, reservation)
     except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:

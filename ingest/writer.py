@@ -23,16 +23,15 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from operator import attrgetter
 
 import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from ingest import otlp
+from ingest import otlp, workers
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
 from tracing import conventions, messages
 from tracing.signals import traces_changed
@@ -387,12 +386,29 @@ def _resolve(future: Future[None], exc: BaseException | None = None) -> None:
         future.set_exception(exc)
 
 
-class DecodeBudget:
-    """Bounds the bytes being decoded at once across both receivers.
+class DecoderLost(Unavailable):
+    """A decoding process died before it answered (it may have been killed); retry."""
 
-    Decoding inflates a body many times over in Python objects (about 13x for tiny spans), and
-    the receivers decode in several threads; without a shared bound, a burst of large bodies
-    could take gigabytes. One body always gets in when nothing else is decoding.
+
+# What one byte of body becomes once decoded, at most: the body, the parsed protobuf message and
+# the records with their Python objects (measured: about 13x for the smallest spans, a body of
+# 54-byte spans; under 2x for spans of 1 KB). The decode budget charges this, up front.
+DECODE_INFLATION = 13
+
+
+def decoded_size(body_bytes: int) -> int:
+    """The memory a body of `body_bytes` (after decompression) may take while it is decoded."""
+    return body_bytes * DECODE_INFLATION
+
+
+class DecodeBudget:
+    """Bounds the memory taken by decoding across both receivers, in estimated decoded bytes.
+
+    A body is charged `decoded_size` of its length before it is decoded (the HTTP receiver charges
+    its announced Content-Length before even reading it, then what it inflates to), and refused
+    with Busy, which the receivers answer 503 + Retry-After, when the charge does not fit: an
+    exporter retries it rather than Studio decoding it into more memory than it may use. One body
+    always gets in when nothing else is decoding, so a maximum body is never refused forever.
     """
 
     def __init__(self, limit: int) -> None:
@@ -400,22 +416,55 @@ class DecodeBudget:
         self._in_flight = 0
         self._lock = threading.Lock()
 
-    @contextmanager
-    def reserve(self, size: int) -> Iterator[None]:
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def reserve(self, size: int) -> Reservation:
+        """Charge `size` bytes now (raising Busy if they do not fit); a `with` block, or
+        `release()`, gives them back."""
+        reservation = Reservation(self)
+        reservation.resize(size)
+        return reservation
+
+    def _change(self, old: int, new: int) -> None:
         with self._lock:
-            if self._in_flight and self._in_flight + size > self.limit:
-                raise Busy(f"{self._in_flight} bytes are being decoded; retry shortly")
-            self._in_flight += size
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= size
+            others = self._in_flight - old
+            if new > old and others and others + new > self.limit:
+                raise Busy(f"{others} bytes are being decoded; retry shortly")
+            self._in_flight = others + new
+
+
+class Reservation:
+    """Bytes of a DecodeBudget held by one body; resized once its decoded length is known."""
+
+    def __init__(self, budget: DecodeBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def resize(self, size: int) -> None:
+        """Hold `size` bytes instead; raises Busy (keeping the old size) if more do not fit."""
+        self.budget._change(self.size, size)
+        self.size = size
+
+    def release(self) -> None:
+        self.resize(0)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 _writer: Writer | None = None
 _budget: DecodeBudget | None = None
+_pool: workers.DecodePool | None = None
 _singletons_lock = threading.Lock()
+
+# Bodies up to this size are decoded in the calling thread: a worker's round trip would cost
+# more than it saves.
+WORKER_DECODE_BYTES = 64 * 1024
 
 
 def get_writer() -> Writer:
@@ -430,14 +479,42 @@ def get_decode_budget() -> DecodeBudget:
     global _budget
     with _singletons_lock:
         if _budget is None:
-            _budget = DecodeBudget(settings.STUDIO_MAX_BODY_BYTES)
+            _budget = DecodeBudget(settings.STUDIO_DECODE_BUDGET_BYTES)
         return _budget
 
 
-def accept(body: bytes, content_type: str) -> tuple[Batch, Future[None]]:
+def get_decode_pool() -> workers.DecodePool | None:
+    """The worker processes that decode large bodies; None with STUDIO_DECODE_WORKERS=0."""
+    global _pool
+    with _singletons_lock:
+        if _pool is None and settings.STUDIO_DECODE_WORKERS:
+            _pool = workers.DecodePool(settings.STUDIO_DECODE_WORKERS)
+        return _pool
+
+
+def decode(body: bytes, content_type: str) -> Batch:
+    """otlp.decode, in a worker process for all but small bodies. Raises otlp.DecodeError, or
+    DecoderLost when the worker died."""
+    pool = get_decode_pool() if len(body) > WORKER_DECODE_BYTES else None
+    if pool is None:
+        return otlp.decode(body, content_type)
+    try:
+        return pool.decode(body, content_type)
+    except workers.WorkerLost as exc:
+        raise DecoderLost(str(exc)) from None
+
+
+def accept(
+    body: bytes, content_type: str, reservation: Reservation | None = None
+) -> tuple[Batch, Future[None]]:
     """What both receivers do with a request body: decode it within the budget and queue its
-    spans. The future resolves once they are committed. Raises otlp.DecodeError, or Unavailable
-    (the receivers' 503)."""
-    with get_decode_budget().reserve(len(body)):
-        batch = otlp.decode(body, content_type)
-    return batch, get_writer().submit(batch.records)
+    spans. The future resolves once they are committed. A receiver that charged the budget before
+    reading the body passes its reservation, which is resized to the body. Raises
+    otlp.DecodeError, or Unavailable (the receivers' 503)."""
+    if reservation is None:
+        reservation = get_decode_budget().reserve(0)
+    with reservation:
+        reservation.resize(decoded_size(len(body)))
+        batch = decode(body, content_type)
+        # Queued before the reservation goes: from here the queue's bound holds the records.
+        return batch, get_writer().submit(batch.records)
