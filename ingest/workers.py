@@ -18,9 +18,11 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 from ingest import otlp
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Added to the workers' nice value: pages, the event loop and the writer come first.
 WORKER_NICENESS = 5
+# How often a worker checks that the server it decodes for is still there.
+SERVER_CHECK_SECONDS = 1.0
 
 _row = attrgetter(*otlp.SPAN_COLUMNS)
 Rows = tuple[list[tuple[Any, ...]], int, list[str]]
@@ -53,11 +57,34 @@ def batch_from_rows(result: Rows) -> otlp.Batch:
     return otlp.Batch(records, rejected, messages)
 
 
-def _start_worker() -> None:
+def _start_worker(server_pid: int) -> None:
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # not permitted here: run at the server's priority
         pass
+    # A server killed outright (SIGKILL, OOM) cannot stop its workers, and they are not its
+    # direct children (they fork from the forkserver): they watch for it and go with it.
+    threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
+
+
+def _exit_with(server_pid: int) -> None:
+    while _alive(server_pid):
+        time.sleep(SERVER_CHECK_SECONDS)
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # A zombie (dead, not yet reaped by its parent) still answers kill(pid, 0).
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 class DecodePool:
@@ -76,7 +103,10 @@ class DecodePool:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["ingest.otlp"])
                 self._executor = ProcessPoolExecutor(
-                    self.workers, mp_context=context, initializer=_start_worker
+                    self.workers,
+                    mp_context=context,
+                    initializer=_start_worker,
+                    initargs=(os.getpid(),),
                 )
             return self._executor
 
