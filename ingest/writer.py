@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from operator import attrgetter
 
@@ -268,6 +268,11 @@ class Writer:
             self._cond.notify()
         return future
 
+    @property
+    def queued_bytes(self) -> int:
+        """Estimated bytes of the spans accepted and not yet committed."""
+        return self._queued_bytes
+
     def close(self, timeout: float | None = None) -> bool:
         """Take no more spans, write what is queued, and stop. True if it drained in time."""
         with self._cond:
@@ -390,10 +395,10 @@ class DecoderLost(Unavailable):
     """A decoding process died before it answered (it may have been killed); retry."""
 
 
-# What one byte of body becomes once decoded, at most: the body, the parsed protobuf message and
-# the records with their Python objects (measured: about 13x for the smallest spans, a body of
-# 54-byte spans; under 2x for spans of 1 KB). The decode budget charges this, up front.
-DECODE_INFLATION = 13
+# What one byte of body may become in the server while it is decoded: the body, the pickled rows
+# a worker sends back and the records with their Python objects (measured: about 15x for the
+# smallest spans, 54 bytes each on the wire; under 3x for spans of 1 KB). Charged up front.
+DECODE_INFLATION = 16
 
 
 def decoded_size(body_bytes: int) -> int:
@@ -402,17 +407,20 @@ def decoded_size(body_bytes: int) -> int:
 
 
 class DecodeBudget:
-    """Bounds the memory taken by decoding across both receivers, in estimated decoded bytes.
+    """Bounds the memory taken by decoding across both receivers, in estimated decoded bytes,
+    together with the spans decoded before and still queued for the writer.
 
     A body is charged `decoded_size` of its length before it is decoded (the HTTP receiver charges
     its announced Content-Length before even reading it, then what it inflates to), and refused
-    with Busy, which the receivers answer 503 + Retry-After, when the charge does not fit: an
-    exporter retries it rather than Studio decoding it into more memory than it may use. One body
-    always gets in when nothing else is decoding, so a maximum body is never refused forever.
+    with Busy, which the receivers answer 503 + Retry-After, when the charge does not fit beside
+    the other decodes and the queue: an exporter retries it rather than Studio decoding it into
+    more memory than it may use. One body always gets in when nothing else is decoding or queued,
+    so a maximum body is not refused forever.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, queued: Callable[[], int] = lambda: 0) -> None:
         self.limit = limit
+        self.queued = queued
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -430,8 +438,12 @@ class DecodeBudget:
     def _change(self, old: int, new: int) -> None:
         with self._lock:
             others = self._in_flight - old
-            if new > old and others and others + new > self.limit:
-                raise Busy(f"{others} bytes are being decoded; retry shortly")
+            if new > old:
+                queued = self.queued()
+                if (others or queued) and others + queued + new > self.limit:
+                    raise Busy(
+                        f"{others} bytes are being decoded and {queued} queued; retry shortly"
+                    )
             self._in_flight = others + new
 
 
@@ -479,8 +491,12 @@ def get_decode_budget() -> DecodeBudget:
     global _budget
     with _singletons_lock:
         if _budget is None:
-            _budget = DecodeBudget(settings.STUDIO_DECODE_BUDGET_BYTES)
+            _budget = DecodeBudget(settings.STUDIO_DECODE_BUDGET_BYTES, _queued_bytes)
         return _budget
+
+
+def _queued_bytes() -> int:
+    return get_writer().queued_bytes
 
 
 def get_decode_pool() -> workers.DecodePool | None:
