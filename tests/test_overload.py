@@ -86,6 +86,19 @@ def test_a_reservation_grows_only_within_the_budget() -> None:
     assert budget.in_flight == 0
 
 
+def test_spans_waiting_for_the_writer_count_against_the_decode_budget() -> None:
+    queued = [0]
+    budget = writer.DecodeBudget(limit=100, queued=lambda: queued[0])
+    queued[0] = 80
+    with pytest.raises(writer.Busy):
+        budget.reserve(30)
+    with budget.reserve(20):
+        pass
+    queued[0] = 0
+    with budget.reserve(500):  # alone: nothing decoding, nothing queued
+        pass
+
+
 def _must_not_decode(body: bytes, content_type: str) -> otlp.Batch:
     raise AssertionError("a body over the decode budget must not be decoded")
 
