@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -18,7 +19,9 @@ from google.rpc import status_pb2
 from ingest import otlp
 from ingest.writer import (
     WORKER_DECODE_BYTES,
+    Busy,
     DatabaseUnavailable,
+    Reservation,
     Unavailable,
     accept,
     decoded_size,
@@ -35,9 +38,26 @@ def _announced_length(request: HttpRequest) -> int:
 
 
 RETRY_AFTER_SECONDS = 2
+# How long a body waits for room in the decode budget before it is answered 503.
+BUDGET_WAIT_SECONDS = 1.0
+BUDGET_POLL_SECONDS = 0.02
 # Bodies above this are decoded off the event loop (in a worker process, waited for in a thread)
 # so that they do not stall pages and health checks; smaller ones are cheaper decoded inline.
 INLINE_DECODE_BYTES = WORKER_DECODE_BYTES
+
+
+async def _reserve(size: int) -> Reservation:
+    """A reservation of the decode budget, waiting a moment for one to come free: an exporter
+    told 503 would send the whole body again."""
+    budget = get_decode_budget()
+    deadline = time.monotonic() + BUDGET_WAIT_SECONDS
+    while True:
+        try:
+            return budget.reserve(size)
+        except Busy:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(BUDGET_POLL_SECONDS)
 
 
 def _error(status: int, message: str, content_type: str, **headers: str) -> HttpResponse:
@@ -67,7 +87,8 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
     try:
         # Charged before the body is read off the spool (to disk past a few MB), so that bodies
         # refused for want of memory never come into it.
-        with get_decode_budget().reserve(decoded_size(_announced_length(request))) as reservation:
+        reservation = await _reserve(decoded_size(_announced_length(request)))
+        with reservation:
             # Not `request.body`, which loads a body of any size into memory before we can refuse
             # it.
             body = request.read(limit + 1)

@@ -4,8 +4,7 @@ Decoding a body is pure Python work that holds the GIL: done in the server's thr
 made `/traces/` answer in half a second instead of 9 ms. Worker processes decode instead, with
 protobuf or JSON bytes in and pickled row tuples out (tuples pickle several times faster than
 records); the server turns the rows back into records and hands them to the one writer, exactly
-as an in-process decode would. The workers run at a lower CPU priority than the server, so a page
-request wins the CPU from a decode.
+as an in-process decode would.
 
 A worker that dies (killed, out of memory) breaks the pool: the requests it held hear
 WorkerLost (the receivers answer 503, which exporters retry), and the next request starts a fresh
@@ -30,8 +29,6 @@ from ingest import otlp
 
 logger = logging.getLogger(__name__)
 
-# Added to the workers' nice value: pages, the event loop and the writer come first.
-WORKER_NICENESS = 5
 # How often a worker checks that the server it decodes for is still there.
 SERVER_CHECK_SECONDS = 1.0
 
@@ -86,10 +83,6 @@ def batch_from_rows(result: Rows) -> otlp.Batch:
 
 
 def _start_worker(server_pid: int) -> None:
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:  # not permitted here: run at the server's priority
-        pass
     # A server killed outright (SIGKILL, OOM) cannot stop its workers, and they are not its
     # direct children (they fork from the forkserver): they watch for it and go with it.
     threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
