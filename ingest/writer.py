@@ -175,11 +175,12 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
     trace_ids = {record.trace_id for record in records}
     if not records:
         return trace_ids
-    rows = [_row(record) for record in records]
     previews = output_previews(records)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.executemany(_INSERT_SQL, rows)
+            # Rows made one at a time as the driver binds them: a list of them all would double
+            # the memory of a large batch.
+            cursor.executemany(_INSERT_SQL, map(_row, records))
             if connection.vendor == "postgresql":
                 # Sorted, so that two writers never wait for each other's buckets in a cycle.
                 buckets = sorted({zlib.crc32(t.encode()) % LOCK_BUCKETS for t in trace_ids})
