@@ -303,6 +303,8 @@ class Writer:
                     with self._cond:
                         self._queued_spans -= sum(len(records) for records, _, _ in taken)
                         self._queued_bytes -= sum(size for _, _, size in taken)
+                    # Not kept while waiting for the next batch: the queue no longer counts it.
+                    del taken
         finally:
             connection.close()
 
