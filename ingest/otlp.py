@@ -172,27 +172,29 @@ def _inflate(body: bytes, wbits: int, limit: int, encoding: str, *, members: boo
     return bytes(out)
 
 
-def decode(body: bytes, content_type: str) -> Batch:
+def decode(body: bytes, content_type: str, into: Batch | None = None) -> Batch:
+    """The body's spans as records, in `into` (a Batch whose `records` may be any sink with
+    `append`) or a new Batch."""
     if content_type == PROTOBUF:
-        return decode_protobuf(body)
+        return decode_protobuf(body, into)
     if content_type == JSON:
-        return decode_json(body)
+        return decode_json(body, into)
     raise ValueError(f"unsupported content type {content_type!r}")
 
 
-def decode_protobuf(body: bytes) -> Batch:
+def decode_protobuf(body: bytes, into: Batch | None = None) -> Batch:
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
     except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
         raise DecodeError(f"not a valid ExportTraceServiceRequest protobuf: {exc}") from None
-    return records_from_request(request)
+    return records_from_request(request, into)
 
 
 _ID_FIELDS = (("traceId", 16), ("spanId", 8), ("parentSpanId", 8))
 
 
-def decode_json(body: bytes) -> Batch:
+def decode_json(body: bytes, into: Batch | None = None) -> Batch:
     """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex, not base64."""
     try:
         # orjson, not json: it refuses lone surrogates (`"\ud800"`), which json admits and
@@ -224,7 +226,7 @@ def decode_json(body: bytes) -> Batch:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise DecodeError(f"not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
-    decoded = records_from_request(request)
+    decoded = records_from_request(request, into)
     decoded.rejected += batch.rejected
     decoded.messages = (batch.messages + decoded.messages)[:MAX_MESSAGES]
     return decoded
@@ -310,8 +312,8 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-def records_from_request(request: ExportTraceServiceRequest) -> Batch:
-    batch = Batch()
+def records_from_request(request: ExportTraceServiceRequest, into: Batch | None = None) -> Batch:
+    batch = Batch() if into is None else into
     for resource_spans in request.resource_spans:
         resource = resource_spans.resource
         resource_attributes = key_values(resource.attributes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -17,14 +18,46 @@ from google.rpc import status_pb2
 
 from accounts.keys import KeyDenied, aproject_for_key, key_from_headers
 from ingest import otlp, writer
-from ingest.writer import DatabaseUnavailable, Unavailable
+from ingest.writer import (
+    WORKER_DECODE_BYTES,
+    Busy,
+    DatabaseUnavailable,
+    Reservation,
+    Unavailable,
+    decoded_size,
+    get_decode_budget,
+)
 
 logger = logging.getLogger(__name__)
 
+
+def _announced_length(request: HttpRequest) -> int:
+    """The body's Content-Length, or 0 if it is not announced (chunked)."""
+    value = request.META.get("CONTENT_LENGTH", "")
+    return int(value) if value.isdigit() else 0
+
+
 RETRY_AFTER_SECONDS = 2
-# Bodies above this are decoded in a thread so that one huge request does not stall the event
-# loop (pages, health checks) for its whole decode; smaller ones are cheaper decoded inline.
-INLINE_DECODE_BYTES = 1_000_000
+# How long a body waits for room in the decode budget before it is answered 503.
+BUDGET_WAIT_SECONDS = 1.0
+BUDGET_POLL_SECONDS = 0.02
+# Bodies above this are decoded off the event loop (in a worker process, waited for in a thread)
+# so that they do not stall pages and health checks; smaller ones are cheaper decoded inline.
+INLINE_DECODE_BYTES = WORKER_DECODE_BYTES
+
+
+async def _reserve(size: int) -> Reservation:
+    """A reservation of the decode budget, waiting a moment for one to come free: an exporter
+    told 503 would send the whole body again."""
+    budget = get_decode_budget()
+    deadline = time.monotonic() + BUDGET_WAIT_SECONDS
+    while True:
+        try:
+            return budget.reserve(size)
+        except Busy:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(BUDGET_POLL_SECONDS)
 
 
 def _error(status: int, message: str, content_type: str, **headers: str) -> HttpResponse:
@@ -83,18 +116,25 @@ async def _export(
             otlp.JSON,
         )
     limit = settings.STUDIO_MAX_BODY_BYTES
-    # Not `request.body`, which loads a body of any size into memory before we can refuse it.
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return _error(413, f"body is over the limit of {limit} bytes", content_type)
     try:
-        body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
-        if len(body) > INLINE_DECODE_BYTES:
-            batch = await asyncio.to_thread(writer.decode, body, content_type)
-        else:
-            batch = writer.decode(body, content_type)
-        batch.project = await lookup  # KeyDenied: a wrong key queues nothing
-        future = writer.get_writer().submit(batch.records)
+        # Charged before the body is read off the spool (to disk past a few MB), so that bodies
+        # refused for want of memory never come into it.
+        reservation = await _reserve(decoded_size(_announced_length(request)))
+        with reservation:
+            # Not `request.body`, which loads a body of any size into memory before we can refuse
+            # it.
+            body = request.read(limit + 1)
+            if len(body) > limit:
+                return _error(413, f"body is over the limit of {limit} bytes", content_type)
+            body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
+            reservation.resize(decoded_size(len(body)))
+            if len(body) > INLINE_DECODE_BYTES:
+                batch = await asyncio.to_thread(writer.decode, body, content_type)
+            else:
+                batch = writer.decode(body, content_type)
+            batch.project = await lookup  # KeyDenied: a wrong key queues nothing
+            # Queued before the reservation goes: from here the queue's bound holds the records.
+            future = writer.get_writer().submit(batch.records)
     except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:

@@ -23,16 +23,15 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from operator import attrgetter
 
 import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from ingest import otlp
+from ingest import otlp, workers
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
 from tracing import conventions, messages
 from tracing.signals import traces_changed
@@ -176,11 +175,12 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
     trace_ids = {record.trace_id for record in records}
     if not records:
         return trace_ids
-    rows = [_row(record) for record in records]
     previews = output_previews(records)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.executemany(_INSERT_SQL, rows)
+            # Rows made one at a time as the driver binds them: a list of them all would double
+            # the memory of a large batch.
+            cursor.executemany(_INSERT_SQL, map(_row, records))
             if connection.vendor == "postgresql":
                 # Sorted, so that two writers never wait for each other's buckets in a cycle.
                 buckets = sorted({zlib.crc32(t.encode()) % LOCK_BUCKETS for t in trace_ids})
@@ -269,6 +269,11 @@ class Writer:
             self._cond.notify()
         return future
 
+    @property
+    def queued_bytes(self) -> int:
+        """Estimated bytes of the spans accepted and not yet committed."""
+        return self._queued_bytes
+
     def close(self, timeout: float | None = None) -> bool:
         """Take no more spans, write what is queued, and stop. True if it drained in time."""
         with self._cond:
@@ -298,6 +303,8 @@ class Writer:
                     with self._cond:
                         self._queued_spans -= sum(len(records) for records, _, _ in taken)
                         self._queued_bytes -= sum(size for _, _, size in taken)
+                    # Not kept while waiting for the next batch: the queue no longer counts it.
+                    del taken
         finally:
             connection.close()
 
@@ -387,35 +394,92 @@ def _resolve(future: Future[None], exc: BaseException | None = None) -> None:
         future.set_exception(exc)
 
 
-class DecodeBudget:
-    """Bounds the bytes being decoded at once across both receivers.
+class DecoderLost(Unavailable):
+    """A decoding process died before it answered (it may have been killed); retry."""
 
-    Decoding inflates a body many times over in Python objects (about 13x for tiny spans), and
-    the receivers decode in several threads; without a shared bound, a burst of large bodies
-    could take gigabytes. One body always gets in when nothing else is decoding.
+
+# What one byte of body may become in the server while it is decoded: the body, the pickled rows
+# a worker sends back and the records with their Python objects (measured: about 15x for the
+# smallest spans, 54 bytes each on the wire; under 3x for spans of 1 KB). Charged up front.
+DECODE_INFLATION = 16
+
+
+def decoded_size(body_bytes: int) -> int:
+    """The memory a body of `body_bytes` (after decompression) may take while it is decoded."""
+    return body_bytes * DECODE_INFLATION
+
+
+class DecodeBudget:
+    """Bounds the memory taken by decoding across both receivers, in estimated decoded bytes,
+    together with the spans decoded before and still queued for the writer.
+
+    A body is charged `decoded_size` of its length before it is decoded (the HTTP receiver charges
+    its announced Content-Length before even reading it, then what it inflates to), and refused
+    with Busy, which the receivers answer 503 + Retry-After, when the charge does not fit beside
+    the other decodes and the queue: an exporter retries it rather than Studio decoding it into
+    more memory than it may use. One body always gets in when nothing else is decoding or queued,
+    so a maximum body is not refused forever.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, queued: Callable[[], int] = lambda: 0) -> None:
         self.limit = limit
+        self.queued = queued
         self._in_flight = 0
         self._lock = threading.Lock()
 
-    @contextmanager
-    def reserve(self, size: int) -> Iterator[None]:
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def reserve(self, size: int) -> Reservation:
+        """Charge `size` bytes now (raising Busy if they do not fit); a `with` block, or
+        `release()`, gives them back."""
+        reservation = Reservation(self)
+        reservation.resize(size)
+        return reservation
+
+    def _change(self, old: int, new: int) -> None:
         with self._lock:
-            if self._in_flight and self._in_flight + size > self.limit:
-                raise Busy(f"{self._in_flight} bytes are being decoded; retry shortly")
-            self._in_flight += size
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= size
+            others = self._in_flight - old
+            if new > old:
+                queued = self.queued()
+                if (others or queued) and others + queued + new > self.limit:
+                    raise Busy(
+                        f"{others} bytes are being decoded and {queued} queued; retry shortly"
+                    )
+            self._in_flight = others + new
+
+
+class Reservation:
+    """Bytes of a DecodeBudget held by one body; resized once its decoded length is known."""
+
+    def __init__(self, budget: DecodeBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def resize(self, size: int) -> None:
+        """Hold `size` bytes instead; raises Busy (keeping the old size) if more do not fit."""
+        self.budget._change(self.size, size)
+        self.size = size
+
+    def release(self) -> None:
+        self.resize(0)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 _writer: Writer | None = None
 _budget: DecodeBudget | None = None
+_pool: workers.DecodePool | None = None
 _singletons_lock = threading.Lock()
+
+# Bodies up to this size are decoded in the calling thread: a worker's round trip would cost
+# more than it saves.
+WORKER_DECODE_BYTES = 64 * 1024
 
 
 def get_writer() -> Writer:
@@ -430,23 +494,51 @@ def get_decode_budget() -> DecodeBudget:
     global _budget
     with _singletons_lock:
         if _budget is None:
-            _budget = DecodeBudget(settings.STUDIO_MAX_BODY_BYTES)
+            _budget = DecodeBudget(settings.STUDIO_DECODE_BUDGET_BYTES, _queued_bytes)
         return _budget
 
 
+def _queued_bytes() -> int:
+    return get_writer().queued_bytes
+
+
+def get_decode_pool() -> workers.DecodePool | None:
+    """The worker processes that decode large bodies; None with STUDIO_DECODE_WORKERS=0."""
+    global _pool
+    with _singletons_lock:
+        if _pool is None and settings.STUDIO_DECODE_WORKERS:
+            _pool = workers.DecodePool(settings.STUDIO_DECODE_WORKERS)
+        return _pool
+
+
 def decode(body: bytes, content_type: str) -> Batch:
-    """Decode a request body within the process's decode budget. Raises otlp.DecodeError, or
-    Unavailable (the receivers' 503)."""
-    with get_decode_budget().reserve(len(body)):
+    """otlp.decode, in a worker process for all but small bodies. Raises otlp.DecodeError, or
+    DecoderLost when the worker died."""
+    pool = get_decode_pool() if len(body) > WORKER_DECODE_BYTES else None
+    if pool is None:
         return otlp.decode(body, content_type)
+    try:
+        return pool.decode(body, content_type)
+    except workers.WorkerLost as exc:
+        raise DecoderLost(str(exc)) from None
 
 
 def accept(
-    body: bytes, content_type: str, project: str | None = None
+    body: bytes,
+    content_type: str,
+    project: str | None = None,
+    *,
+    reservation: Reservation | None = None,
 ) -> tuple[Batch, Future[None]]:
-    """What both receivers do with a request body: decode it within the budget and queue its
-    spans. `project` is the sending key's. The future resolves once they are committed. Raises
-    otlp.DecodeError, or Unavailable (the receivers' 503)."""
-    batch = decode(body, content_type)
-    batch.project = project
-    return batch, get_writer().submit(batch.records)
+    """What a receiver does with a request body: decode it within the budget and queue its spans.
+    `project` is the sending key's. The future resolves once they are committed. A receiver that
+    charged the budget before reading the body passes its reservation, which is resized to the
+    body. Raises otlp.DecodeError, or Unavailable (the receivers' 503)."""
+    if reservation is None:
+        reservation = get_decode_budget().reserve(0)
+    with reservation:
+        reservation.resize(decoded_size(len(body)))
+        batch = decode(body, content_type)
+        batch.project = project
+        # Queued before the reservation goes: from here the queue's bound holds the records.
+        return batch, get_writer().submit(batch.records)

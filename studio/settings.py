@@ -279,7 +279,16 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Ingest knobs.
-STUDIO_MAX_BODY_BYTES = env_int("STUDIO_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024)
+# Ingest memory is about: the decode budget (which the queue shares) + Studio itself (README,
+# "Memory"). The defaults keep it under 400 MB for any input: a body of the smallest spans takes
+# about 16x its size while it is decoded, so one maximum body of those is the whole budget.
+STUDIO_MAX_BODY_BYTES = env_int("STUDIO_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+STUDIO_DECODE_BUDGET_BYTES = env_int(
+    "STUDIO_DECODE_BUDGET_BYTES", 16 * STUDIO_MAX_BODY_BYTES, minimum=1024 * 1024
+)
+# Worker processes that decode bodies, so that ingest does not starve the pages of the GIL;
+# 0 decodes in the server's threads.
+STUDIO_DECODE_WORKERS = env_int("STUDIO_DECODE_WORKERS", 1, maximum=64)
 STUDIO_MAX_QUEUE_SPANS = env_int("STUDIO_MAX_QUEUE_SPANS", 100_000, minimum=1)
 # Spans of huge prompts would blow a span-count bound: the queue is bounded in bytes too.
 STUDIO_MAX_QUEUE_BYTES = env_int(
