@@ -51,6 +51,10 @@ def post(path: str, body: dict[str, Any], **headers: str) -> Any:
     )
 
 
+def register(run_id: str, raw: str) -> int:
+    return post("registerRun", {**REGISTER, "id": run_id}, **{"X-API-Key": raw}).status_code
+
+
 def basic(raw: str) -> str:
     return "Basic " + base64.b64encode(f"studio:{raw}".encode()).decode()
 
@@ -161,7 +165,7 @@ def test_without_sign_in_the_applications_project_stands() -> None:
     assert (run.project, run.app_project) == ("studio-tests", "")
     # A valid key still names the project, as it does for traces.
     _, raw = ingest_key("team-d")
-    assert post("registerRun", {**REGISTER, "id": "run-k2"}, **{"X-API-Key": raw}).status_code == 200
+    assert register("run-k2", raw) == 200
     assert Run.objects.get(id="run-k2").project == "team-d"
 
 
@@ -199,13 +203,13 @@ def test_a_socket_without_a_good_key_is_refused(login_mode: None, sockets_cleare
 @pytest.mark.django_db(transaction=True)
 def test_a_socket_with_the_runs_key_connects(login_mode: None, sockets_cleared: None) -> None:
     _, raw = ingest_key()
-    assert post("registerRun", {**REGISTER, "id": "run-s2"}, **{"X-API-Key": raw}).status_code == 200
+    assert register("run-s2", raw) == 200
     Run.objects.filter(id="run-s2").update(finished_at="2026-01-01T00:00Z")
     # What the agentscope client's handshake carries for http://studio:<key>@host.
     connect("run-s2", HTTP_AUTHORIZATION=basic(raw))
     assert sockets.is_connected("run-s2") and Run.objects.get(id="run-s2").is_running
     # A client that cannot send headers puts the key in its auth.
-    assert post("registerRun", {**REGISTER, "id": "run-s3"}, **{"X-API-Key": raw}).status_code == 200
+    assert register("run-s3", raw) == 200
     connect("run-s3", sid="sid-2", auth={"api_key": raw})
     assert sockets.is_connected("run-s3")
 
@@ -216,7 +220,7 @@ def test_a_socket_cannot_claim_another_projects_run(
 ) -> None:
     _, mine = ingest_key("team-a")
     _, theirs = ingest_key("team-b")
-    assert post("registerRun", {**REGISTER, "id": "run-s4"}, **{"X-API-Key": mine}).status_code == 200
+    assert register("run-s4", mine) == 200
     with pytest.raises(socketio.exceptions.ConnectionRefusedError):
         connect("run-s4", HTTP_X_API_KEY=theirs)
     # The refusal left no claim behind: the run's own application still connects.
@@ -255,9 +259,7 @@ def test_the_answer_form_is_for_members(login_mode: None, role: str) -> None:
     assert ('action="/runs/run-v/input/req-v/"' in html) is member
     assert ("Alice is waiting for input" in html) is not member
     assert ("your role, viewer, can only watch" in html) is not member
-    fragment = client.get(
-        "/runs/run-v/", {"fragment": "input"}, headers={"HX-Request": "true"}
-    )
+    fragment = client.get("/runs/run-v/", {"fragment": "input"}, headers={"HX-Request": "true"})
     assert ("<form" in fragment.content.decode()) is member
 
 

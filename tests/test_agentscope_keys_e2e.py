@@ -30,8 +30,10 @@ def secured_studio(tmp_path: Path) -> Iterator[dict[str, Any]]:
     management commands as an operator makes them."""
     server, cleanup = start_studio(tmp_path, {"STUDIO_AUTH": "login"})
     try:
-        manage(server, "adduser", "mia", "--role", "member", "--password-stdin", stdin="pw-mia-9!\n")
-        manage(server, "adduser", "reader", "--role", "viewer", "--password-stdin", stdin="x-9!\n")
+        users = (("mia", "member", "pw-mia-9!"), ("reader", "viewer", "pw-reader-9!"))
+        for name, role, password in users:
+            password_in = password + "\n"
+            manage(server, "adduser", name, "--role", role, "--password-stdin", stdin=password_in)
         yield {
             "server": server,
             "ingest": manage(server, "apikey", "create", "--project", PROJECT, "--name", "app"),
