@@ -83,8 +83,11 @@ def test_each_form_of_the_key_registers_the_run_in_the_keys_project(
     assert UserInputRequest.objects.get(run=run).agent_name == "Alice"
     api = signed_in(Role.VIEWER).get("/api/runs/run-k1/").json()
     assert (api["project"], api["app_project"]) == ("team-a", "studio-tests")
-    page = signed_in(Role.MEMBER).get("/runs/run-k1/").content.decode()
+    member = signed_in(Role.MEMBER)
+    page = member.get("/runs/run-k1/").content.decode()
     assert "the application calls it “studio-tests”" in page
+    # agentscope prints "View the run at: {studio_url}/projects/{its project name}".
+    assert member.get("/projects/studio-tests")["Location"] == "/runs/?project=team-a"
 
 
 @pytest.mark.parametrize("key", [None, "studio_wrong", "revoked", "read"])
