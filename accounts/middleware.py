@@ -20,8 +20,9 @@ from accounts.models import ApiKey
 OPEN_PATHS = frozenset({"/healthz", "/accounts/login/", "/v1/traces", "/v1/traces/"})
 # `POST /` is an OTLP receiver too (AgentScope's guide points exporters at the bare URL).
 OPEN_POSTS = frozenset({"/"})
-# Ingest routes that take an ingest key here (the application side of AgentScope Studio).
-INGEST_KEY_PREFIXES = ("/trpc/",)
+# The application side of AgentScope Studio: its receivers want an ingest key, not a session,
+# and check it themselves, so that a refusal has tRPC's error shape and the key its project.
+INGEST_PREFIXES = ("/trpc/",)
 
 
 def is_open(request: HttpRequest) -> bool:
@@ -29,21 +30,16 @@ def is_open(request: HttpRequest) -> bool:
     return (
         path in OPEN_PATHS
         or (request.method == "POST" and path in OPEN_POSTS)
-        or path.startswith(settings.STATIC_URL)
+        or path.startswith((settings.STATIC_URL, *INGEST_PREFIXES))
     )
 
 
 def _key_user(request: HttpRequest) -> bool:
-    """Lets a request in on an API key: a read key acts as its user; an ingest key opens only the
-    ingest routes. Sets request.api_key (and request.user for a read key)."""
+    """Lets a request in on a read key, which acts as its user. Sets request.api_key and
+    request.user."""
     raw = key_from_headers(request.headers)
     if raw is None:
         return False
-    if request.path_info.startswith(INGEST_KEY_PREFIXES):
-        key = find_key(raw, ApiKey.Kind.INGEST)
-        if key is not None:
-            request.api_key = key
-            return True
     key = find_key(raw, ApiKey.Kind.READ)
     if key is None:
         return False
@@ -59,7 +55,7 @@ def _key_user(request: HttpRequest) -> bool:
 
 
 def unauthenticated(request: HttpRequest) -> HttpResponse:
-    if request.path_info.startswith(("/api/", *INGEST_KEY_PREFIXES)):
+    if request.path_info.startswith("/api/"):
         response = JsonResponse({"detail": "Sign in or send an API key."}, status=401)
         response["WWW-Authenticate"] = 'Bearer realm="studio"'
         return response

@@ -27,6 +27,8 @@ def run_to_dict(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
         "project": run.project,
+        # The project name the application sent, when its ingest key's project overrode it.
+        "app_project": run.app_project,
         "name": run.name,
         "status": run.status,
         "pid": run.pid,

@@ -47,6 +47,8 @@ class RunQuerySet(models.QuerySet["Run"]):
 class Run(models.Model):
     id = models.CharField(max_length=64, primary_key=True)
     project = models.TextField(default="")
+    # The project name the application sent, when its ingest key put the run in another.
+    app_project = models.TextField(default="", blank=True)
     name = models.TextField(default="")
     pid = models.IntegerField(null=True, blank=True)
     # As the client wrote it: its local time, without a zone, so only shown, never computed with.

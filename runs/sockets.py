@@ -5,6 +5,15 @@ to a waiting `UserAgent` (`forwardUserInput`).
 Which socket belongs to which run is kept in this process's memory: runstudio serves everything
 from one process, and a Studio that restarts has no sockets until the clients reconnect. A browser
 (a request with an Origin) must come from Studio's own pages (studio.security).
+
+With STUDIO_AUTH=login a connection needs an ingest key of the run's project. The agentscope
+client opens with an HTTP long-polling handshake made by `requests`, which sends the URL's
+`studio:<key>@` as HTTP Basic, and the `environ` the connect handler gets is that handshake's
+(the websocket upgrade that follows carries no credentials, but it only continues the Engine.IO
+session the handshake opened). A client that cannot send headers may put the key in
+`auth={"run_id": ..., "api_key": ...}`. This is the application's side only: no Studio page
+opens a Socket.IO connection (the run page answers by a POST, with its session), so a browser's
+session alone is not let in, and the default namespace `/` is closed.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import Any
 import socketio
 from asgiref.sync import sync_to_async
 
+from accounts.keys import KeyDenied, aproject_for_key, key_from_headers
 from runs import writes
 from runs.ids import is_valid_id
 from studio import security
@@ -37,6 +47,8 @@ sio = socketio.AsyncServer(
     engineio_logger=False,
     cors_allowed_origins=_browser_origin_allowed,
     cors_credentials=False,
+    # Only the application's namespace: python-socketio would otherwise accept anyone on `/`.
+    namespaces=[NAMESPACE],
 )
 
 # run id -> its socket id, and back. A run's socket is the first that claimed it, until that one
@@ -55,17 +67,43 @@ def is_connected(run_id: str) -> bool:
     return run_id in _socket_of_run
 
 
+def _key(environ: dict[str, Any], auth: dict[str, Any]) -> str | None:
+    headers = {
+        "authorization": environ.get("HTTP_AUTHORIZATION", ""),
+        "x-api-key": environ.get("HTTP_X_API_KEY", ""),
+    }
+    raw = key_from_headers(headers)
+    if raw is None and isinstance(auth.get("api_key"), str):
+        raw = auth["api_key"]
+    return raw
+
+
 @sio.on("connect", namespace=NAMESPACE)
 async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-    run_id = auth.get("run_id") if isinstance(auth, dict) else None
+    auth = auth if isinstance(auth, dict) else {}
+    run_id = auth.get("run_id")
     if not isinstance(run_id, str) or not is_valid_id(run_id):
         raise socketio.exceptions.ConnectionRefusedError("auth must carry a valid run_id")
+    try:
+        key_project = await aproject_for_key(_key(environ, auth))
+    except KeyDenied as exc:
+        logger.warning("refused a socket for run %s: %s", run_id, exc)
+        raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
     if run_id in _socket_of_run:
         logger.warning("refused a second socket for run %s", run_id)
         raise socketio.exceptions.ConnectionRefusedError("this run is connected on another socket")
+    # Claimed before the write below yields to the loop, so a racing second socket is refused.
     _socket_of_run[run_id] = sid
     _run_of_socket[sid] = run_id
-    await sync_to_async(writes.mark_connected)(run_id)
+    try:
+        await sync_to_async(writes.mark_connected)(run_id, key_project)
+    except BaseException as exc:
+        # A refused connection never disconnects: its claim must not outlive it.
+        del _socket_of_run[run_id], _run_of_socket[sid]
+        if not isinstance(exc, writes.OtherProject):
+            raise
+        logger.warning("refused a socket for run %s: %s", run_id, exc)
+        raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
     logger.info("run %s connected", run_id)
 
 

@@ -6,6 +6,11 @@ answer at once: validate, one short write, 200. Answers follow tRPC's shape (`{"
 ...}}`, errors as `{"error": {"message", "code"}}`), which is what AgentScope Studio speaks. Only
 `Content-Type: application/json` is accepted (415 otherwise), which no page on another site can
 send here without a CORS preflight.
+
+With STUDIO_AUTH=login each call needs an ingest key (`Authorization: Bearer`, `X-API-Key`, or
+the password of HTTP Basic, which is what `requests` makes of `http://studio:<key>@host:3000`):
+401 `UNAUTHORIZED` without one, 403 `FORBIDDEN` when the run belongs to another project than
+the key's. The run goes in the key's project.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.keys import KeyDenied, ingest_project
 from runs import writes
 from runs.ids import ID_RULE, is_valid_id
 
@@ -30,8 +36,18 @@ def _ok(data: Any) -> JsonResponse:
     return JsonResponse({"result": {"data": data}})
 
 
+def _error(message: str, code: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"message": message, "code": code}}, status=status)
+
+
 def _bad_request(message: str) -> JsonResponse:
-    return JsonResponse({"error": {"message": message, "code": "BAD_REQUEST"}}, status=400)
+    return _error(message, "BAD_REQUEST", 400)
+
+
+def _unauthorized(message: str) -> JsonResponse:
+    response = _error(message, "UNAUTHORIZED", 401)
+    response["WWW-Authenticate"] = 'Bearer realm="studio"'
+    return response
 
 
 def _unsupported_media_type(content_type: str) -> JsonResponse:
@@ -70,25 +86,35 @@ def _id(data: Mapping[str, Any], key: str, *, where: str = "") -> str:
     return value
 
 
-def _trpc_view(handle: Callable[[dict[str, Any]], Any]) -> Callable[[HttpRequest], JsonResponse]:
+Handler = Callable[[dict[str, Any], str | None], Any]
+
+
+def _trpc_view(handle: Handler) -> Callable[[HttpRequest], JsonResponse]:
     @csrf_exempt
     @require_POST
     def view(request: HttpRequest) -> JsonResponse:
+        # The key first: nothing of the body is read for a caller who is not let in.
+        try:
+            key_project = ingest_project(request.headers)
+        except KeyDenied as exc:
+            return _unauthorized(str(exc))
         # CSRF-exempt, so the content type is the guard: a page on another site can only send
         # a form's types without a CORS preflight, and Studio grants none.
         if request.content_type.lower() != "application/json":
             return _unsupported_media_type(request.content_type)
         try:
-            return _ok(handle(_json_object(request)))
+            return _ok(handle(_json_object(request), key_project))
         except Invalid as exc:
             return _bad_request(str(exc))
+        except writes.OtherProject as exc:
+            return _error(str(exc), "FORBIDDEN", 403)
 
     view.__name__ = handle.__name__
     view.__doc__ = handle.__doc__
     return view
 
 
-def _register_run(body: dict[str, Any]) -> dict[str, Any]:
+def _register_run(body: dict[str, Any], key_project: str | None) -> dict[str, Any]:
     """`{"id", "project", "name", "timestamp", "pid", "status", "run_dir"}`."""
     pid = body.get("pid")
     if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool)):
@@ -100,11 +126,12 @@ def _register_run(body: dict[str, Any]) -> dict[str, Any]:
         pid=pid,
         client_timestamp=_str(body, "timestamp", required=False)[:64],
         run_dir=_str(body, "run_dir", required=False),
+        key_project=key_project,
     )
     return {"id": run.id, "status": run.status}
 
 
-def _push_message(body: dict[str, Any]) -> dict[str, Any]:
+def _push_message(body: dict[str, Any], key_project: str | None) -> dict[str, Any]:
     """`{"runId", "replyId", "replyName", "replyRole", "msg": {"id", "name", "role", "content",
     "metadata", "timestamp"}}`; a repeated `msg.id` is a streamed chunk replacing the last."""
     msg = body.get("msg")
@@ -127,12 +154,13 @@ def _push_message(body: dict[str, Any]) -> dict[str, Any]:
             reply_id=_str(body, "replyId", required=False)[:64],
             reply_name=_str(body, "replyName", required=False),
             reply_role=_str(body, "replyRole", required=False)[:32],
-        )
+        ),
+        key_project,
     )
     return {"id": msg_id}
 
 
-def _request_user_input(body: dict[str, Any]) -> dict[str, Any]:
+def _request_user_input(body: dict[str, Any], key_project: str | None) -> dict[str, Any]:
     """`{"requestId", "runId", "agentId", "agentName", "structuredInput"}`: the agent then waits
     for `forwardUserInput` on the run's socket."""
     schema = body.get("structuredInput")
@@ -144,6 +172,7 @@ def _request_user_input(body: dict[str, Any]) -> dict[str, Any]:
         agent_id=_str(body, "agentId", required=False)[:64],
         agent_name=_str(body, "agentName", required=False),
         structured_schema=schema,
+        key_project=key_project,
     )
     return {"requestId": request.request_id}
 

@@ -47,6 +47,10 @@ def project_runs(request: HttpRequest, project: str) -> HttpResponse:
     # slash and with the name as the user wrote it (spaces, slashes and all); the link of
     # earlier Studios ended in one.
     project = project.removesuffix("/")
+    if not Run.objects.filter(project=project).exists():
+        # The name is the application's: its ingest key put its runs in the key's project.
+        keyed = Run.objects.filter(app_project=project).order_by("-started_at")
+        project = keyed.values_list("project", flat=True).first() or project
     return redirect(f"{reverse('run_list')}?{urlencode({'project': project})}")
 
 

@@ -16,6 +16,13 @@ from django.utils import timezone
 from runs.models import Message, Run, UserInputRequest
 
 
+class OtherProject(Exception):
+    """The key that sent a write belongs to another project than the run it names."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} belongs to another project than this key's")
+
+
 @dataclass(frozen=True)
 class PushedMessage:
     run_id: str
@@ -30,12 +37,18 @@ class PushedMessage:
     reply_role: str = ""
 
 
-def _ensure_run(run_id: str) -> Run:
-    # Messages, input requests and sockets can name a run this Studio never saw registered (its
-    # data was reset while the application ran): keep what they carry under a bare run.
-    run, _ = Run.objects.get_or_create(
-        id=run_id, defaults={"started_at": timezone.now(), "name": run_id}
-    )
+def _ensure_run(run_id: str, key_project: str | None = None) -> Run:
+    """The run, checked against the project of the key that names it (None: no key).
+
+    Messages, input requests and sockets can name a run this Studio never saw registered (its
+    data was reset while the application ran): what they carry is kept under a bare run, in the
+    key's project."""
+    defaults: dict[str, Any] = {"started_at": timezone.now(), "name": run_id}
+    if key_project is not None:
+        defaults["project"] = key_project
+    run, _ = Run.objects.get_or_create(id=run_id, defaults=defaults)
+    if key_project is not None and run.project != key_project:
+        raise OtherProject(run_id)
     return run
 
 
@@ -52,10 +65,20 @@ def register_run(
     pid: int | None = None,
     client_timestamp: str = "",
     run_dir: str = "",
+    key_project: str | None = None,
 ) -> Run:
-    """Registers (or, for a re-used run id, re-registers) a run as running."""
+    """Registers (or, for a re-used run id, re-registers) a run as running.
+
+    Sent with an ingest key, the run goes in the key's project, the one the key is good for;
+    `project`, the name the application gave, is kept as `app_project` when it differs. A key
+    cannot re-register another project's run."""
+    if key_project is not None:
+        owner = Run.objects.filter(id=run_id).values_list("project", flat=True).first()
+        if owner is not None and owner != key_project:
+            raise OtherProject(run_id)
     values = {
-        "project": project,
+        "project": project if key_project is None else key_project,
+        "app_project": "" if key_project in (None, project) else project,
         "name": name,
         "pid": pid,
         "client_timestamp": client_timestamp,
@@ -69,10 +92,11 @@ def register_run(
     return run
 
 
-def push_message(pushed: PushedMessage) -> None:
+def push_message(pushed: PushedMessage, key_project: str | None = None) -> None:
     """Stores a message, or updates it when a streamed chunk repeats its id.
 
-    The application blocks on every chunk, so a repeated id costs one UPDATE."""
+    The application blocks on every chunk, so a repeated id costs one UPDATE (which checks the
+    key's project in the same statement)."""
     now = timezone.now()
     values = {
         "reply_id": pushed.reply_id,
@@ -86,10 +110,12 @@ def push_message(pushed: PushedMessage) -> None:
         "updated_at": now,
     }
     chunk = Message.objects.filter(run_id=pushed.run_id, msg_id=pushed.msg_id)
+    if key_project is not None:
+        chunk = chunk.filter(run__project=key_project)
     with transaction.atomic():
         if chunk.update(**values):
             return
-        run = _ensure_run(pushed.run_id)
+        run = _ensure_run(pushed.run_id, key_project)
         try:
             with transaction.atomic():
                 Message.objects.create(run=run, msg_id=pushed.msg_id, created_at=now, **values)
@@ -105,8 +131,14 @@ def request_user_input(
     agent_id: str,
     agent_name: str,
     structured_schema: dict[str, Any] | None,
+    key_project: str | None = None,
 ) -> UserInputRequest:
-    run = _ensure_run(run_id)
+    run = _ensure_run(run_id, key_project)
+    if key_project is not None:
+        # Request ids are global: re-sending another run's would move it into this one.
+        owner = UserInputRequest.objects.filter(request_id=request_id).values_list("run_id")
+        if owner.first() not in (None, (run_id,)):
+            raise OtherProject(run_id)
     values = {
         "run": run,
         "agent_id": agent_id,
@@ -135,9 +167,9 @@ def answer_user_input(
     return bool(updated)
 
 
-def mark_connected(run_id: str) -> None:
+def mark_connected(run_id: str, key_project: str | None = None) -> None:
     """The run's socket connected (or reconnected, e.g. after Studio restarted)."""
-    run = _ensure_run(run_id)
+    run = _ensure_run(run_id, key_project)
     if not run.is_running:
         Run.objects.filter(id=run_id).update(finished_at=None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -24,12 +25,21 @@ class App:
     """The application in a subprocess, its output read by a thread so that waiting for a line
     can time out."""
 
-    def __init__(self, studio: StudioServer, mode: str) -> None:
+    def __init__(
+        self,
+        studio: StudioServer,
+        mode: str,
+        *,
+        url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        # `url`: another form of the studio_url (with a key in it); `env`: added to ours.
         self.process = subprocess.Popen(
-            [sys.executable, str(APP), studio.url, mode],
+            [sys.executable, str(APP), url or studio.url, mode],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            env={**os.environ, **env} if env else None,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -69,12 +79,12 @@ class App:
             self.process.wait()
 
 
-def running_apps(studio: StudioServer) -> Iterator[Callable[[str], App]]:
+def running_apps(studio: StudioServer) -> Iterator[Callable[..., App]]:
     """For a test module's `app` fixture: starts apps, and kills those still running after."""
     started: list[App] = []
 
-    def start(mode: str) -> App:
-        started.append(App(studio, mode))
+    def start(mode: str, **options: Any) -> App:
+        started.append(App(studio, mode, **options))
         return started[-1]
 
     yield start
