@@ -326,6 +326,8 @@ def test_the_keys_project_reaches_the_writer(
     seen: list[str | None] = []
 
     class Writer:
+        queued_bytes = 0
+
         def submit(self, records: list) -> Any:
             raise Unavailable("test")
 
