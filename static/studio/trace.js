@@ -418,6 +418,8 @@
 
   function arrived() {
     if (waiting && index.has(waiting.id)) goTo(waiting.id, waiting.history);
+    // All rows are in and it is not among them (the trace grew since): the server shows it.
+    else if (waiting && !streaming) window.location.assign("?span=" + encodeURIComponent(waiting.id));
   }
 
   // -- The span finder: the server matches (studio.views.trace_find: names, ids, kinds, models,
@@ -500,7 +502,7 @@
       function (error) {
         if (q !== asked) return;
         answer = null;
-        finderCount.textContent = "Not found (" + error.message + ")";
+        finderCount.textContent = "Search failed (" + error.message + ")";
       }
     );
     return answer;
