@@ -248,6 +248,9 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "ticks": trace_page.axis_ticks(tree.duration_ns),
         "detail": detail,
         "missing_span": span_id if span_id and detail is None else "",
+        "first_error": next(
+            (row.span_id for row in tree.rows if row.status_code == selectors.STATUS_ERROR), ""
+        ),
         # trace.js puts the selected span's id in place of the all-zero one, which no span has.
         "panel_url": reverse("span_panel", args=[trace.trace_id, "0" * 16]),
         "fact_templates": extensions.trace_fact_templates,
@@ -275,6 +278,8 @@ def _big_trace_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
         "trace": trace,
         "tree": tree,
         "tree_url": reverse("trace_tree_data", args=[trace.trace_id]),
+        # The earliest error by start: its place in the call tree would need the whole tree.
+        "first_error": selectors.first_error(trace.trace_id) if trace.error_count else "",
         "blank_row": trace_page.blank_row(),
         "ticks": trace_page.axis_ticks(tree.duration_ns),
         "detail": detail,

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from playwright.sync_api import expect
 
 from studio import trace_page
+from tests.test_trace_finder import wait_until_found
 from tests.test_trace_page import TRACE, payload, span, store
 from tracing import selectors
 from tracing.models import Trace
@@ -199,6 +200,7 @@ def big_trace(studio_server: Any) -> dict[str, str]:
         )
         assert response.status_code == 200
     studio_server.wait_for_trace(BIG_TRACE, len(spans), timeout=120)
+    wait_until_found(studio_server, BIG_TRACE, f"deep {CHAIN - 1}", 1, timeout=120)
     return {**ids, "count": str(len(spans))}
 
 
@@ -264,7 +266,7 @@ def test_a_20000_span_trace_is_a_virtual_tree(
     page.get_by_role("button", name="Collapse all").click()
     assert page.locator("#tree .r").count() == 1
     page.get_by_label("Filter spans").fill("part 398.17")
-    expect(page.locator("#tree-filter-count")).to_have_text("1 match")
+    expect(page.locator("#tree-filter-count")).to_have_text("1 of 1")
     expect(page.locator("#tree .r.m")).to_be_in_viewport()
 
     # A deep link to a deep span far down the tree scrolls it into view, selected.
@@ -277,4 +279,26 @@ def test_a_20000_span_trace_is_a_virtual_tree(
     expect(tree).not_to_have_attribute("aria-busy", "true", timeout=60_000)
     expect(deep).to_be_in_viewport()
     assert page.locator("#tree .r").count() < 200
+    assert problems == []
+
+
+@pytest.mark.browser
+@pytest.mark.server
+def test_the_finder_goes_to_a_match_whose_row_has_not_arrived_yet(
+    studio_server: Any, big_trace: dict, page: Any
+) -> None:
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.goto(f"{studio_server.url}/traces/{BIG_TRACE}/")
+    # Asked while the tree streams in: the deep span's row comes late in the stream.
+    page.get_by_label("Filter spans").fill(f"deep {CHAIN - 1}")
+    expect(page.locator("#tree-filter-count")).to_have_text("1 of 1")
+    deep = page.locator(f"#s-{big_trace['deep']}")
+    expect(deep).to_have_attribute("aria-selected", "true", timeout=60_000)
+    expect(deep).to_have_class(re.compile(r"\bm\b"))
+    expect(deep).to_be_in_viewport()
+    expect(page.locator("#span-panel h2")).to_contain_text(f"deep {CHAIN - 1}")
+    expect(page).to_have_url(re.compile(rf"\?span={big_trace['deep']}$"))
+    expect(page.locator("#tree")).not_to_have_attribute("aria-busy", "true", timeout=60_000)
+    expect(deep).to_be_in_viewport()
     assert problems == []

@@ -19,6 +19,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 from playwright.sync_api import expect
 
 from tests.conftest import fixture_bytes
+from tests.test_trace_finder import wait_until_found
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -96,6 +97,7 @@ def nested_trace(studio_server: Any) -> dict[str, str]:
         ids[name] = format(item.get_span_context().span_id, "016x")
     ids["trace"] = format(root.get_span_context().trace_id, "032x")
     studio_server.wait_for_trace(ids["trace"], 4)
+    wait_until_found(studio_server, ids["trace"], "fetch_rows", 1)
     return ids
 
 
@@ -205,7 +207,7 @@ def test_filter_highlights_matches_and_opens_their_ancestors(
     page.get_by_label("Filter spans").fill("fetch_rows")
     expect(function).to_be_visible()
     expect(function).to_have_class(re.compile(r"\bm\b"))
-    expect(page.locator("#tree-filter-count")).to_have_text("1 match")
+    expect(page.locator("#tree-filter-count")).to_have_text("1 of 1")
     expect(row(page, nested_trace["llm"])).not_to_have_class(re.compile(r"\bm\b"))
     page.get_by_label("Filter spans").press("Enter")
     expect(page).to_have_url(re.compile(rf"\?span={nested_trace['function']}$"))
@@ -281,6 +283,7 @@ def large_trace(studio_server: Any) -> dict[str, Any]:
             steps.append(format(step.get_span_context().span_id, "016x"))
     trace_id = format(root.get_span_context().trace_id, "032x")
     studio_server.wait_for_trace(trace_id, 1501)
+    wait_until_found(studio_server, trace_id, "part 299.3", 1)
     return {
         "trace": trace_id,
         "root": format(root.get_span_context().span_id, "016x"),
@@ -311,7 +314,7 @@ def test_a_large_trace_is_drawn_from_json_only_in_view(
 
     page.get_by_role("button", name="Collapse all").click()
     page.get_by_label("Filter spans").fill("part 150.3")
-    expect(page.locator("#tree-filter-count")).to_have_text("1 match")
+    expect(page.locator("#tree-filter-count")).to_have_text("1 of 1")
     match = page.locator("#tree .r.m")
     expect(match).to_have_count(1)
     expect(match).to_be_in_viewport()

@@ -231,6 +231,13 @@ def find_in_trace(trace_id: str, q: str) -> TraceFind:
     )
 
 
+def first_error(trace_id: str) -> str:
+    """The id of the earliest error span of a trace, or "": one index seek, where its first
+    error in call-tree order would need the whole tree."""
+    errors = Span.objects.for_trace(trace_id).filter(status_code=STATUS_ERROR)
+    return next(iter(errors.values_list("span_id", flat=True)[:1]), "")
+
+
 def order_tree(rows: list[TreeRow]) -> list[TreeRow]:
     """Rows (sorted by start) in depth-first order with their depth set (see `depth_first`)."""
     order, depths, flags = depth_first(

@@ -40,6 +40,7 @@
   let end = new Int32Array(0); // one past the last row of the subtree
   let collapsed = new Uint8Array(0);
   let matched = new Uint8Array(0);
+  let kept = new Uint8Array(0); // the error rows and their ancestors: what "Errors only" shows
   let position = new Int32Array(0); // row index -> place in `visible`, -1 when hidden
   const index = new Map();
   let visible = new Int32Array(0); // row indices in display order
@@ -58,6 +59,7 @@
     end = new Int32Array(count);
     collapsed = new Uint8Array(count);
     matched = new Uint8Array(count);
+    kept = new Uint8Array(count);
     position = new Int32Array(count);
   }
 
@@ -76,6 +78,7 @@
     const typeMap = chunk.types.map((text) => shared(types, typeAt, text));
     const stringMap = chunk.strings.map((text) => shared(strings, stringAt, text));
     const identity = typeMap.every((v, i) => v === i) && stringMap.every((v, i) => v === i);
+    const from = n;
     for (const row of chunk.rows) {
       if (n >= depth.length) break; // more rows than announced: the trace grew meanwhile
       if (!identity) {
@@ -91,10 +94,20 @@
       open_.push(i);
       index.set(row[0], i);
       if (row[0] === chosen) selected = i;
+      if (row[3] & ERROR) {
+        for (let p = i; p >= 0 && !kept[p]; p = parent[p]) kept[p] = 1;
+      }
     }
     // Until their subtrees are complete, the open rows end at the last row so far.
     for (const i of open_) end[i] = n;
     if (last) open_.length = 0;
+    // Finder matches and errors that were known before their rows arrived.
+    for (let i = from; i < n; i++) {
+      if (matchSet.has(rows[i][0])) {
+        matched[i] = 1;
+        open(i);
+      } else if (errorsOnly && rows[i][3] & ERROR) open(i);
+    }
   }
 
   const hasChildren = (i) => end[i] > i + 1;
@@ -107,7 +120,7 @@
     for (let i = 0; i < n; i++) {
       const d = depth[i];
       if (d <= hideDepth) hideDepth = Infinity;
-      if (d > hideDepth) {
+      if (d > hideDepth || (errorsOnly && !kept[i])) {
         position[i] = -1;
         continue;
       }
@@ -266,7 +279,9 @@
   // fill Back with every row passed) or "" (Back itself).
   function select(i, history, delay) {
     if (i < 0 || i >= n) return;
-    if (open(i)) layout();
+    const hidden = errorsOnly && !kept[i];
+    if (hidden) markErrorsOnly(false); // a span "Errors only" hides was asked for: show all
+    if (open(i) || hidden) layout();
     selected = i;
     setCursor(i);
     const id = rows[i][0];
@@ -383,66 +398,190 @@
     if (button) all(button.getAttribute("data-tree") === "collapse");
   });
 
-  // Links to other spans of this trace, in the panel (parent, links).
-  panel.addEventListener("click", function (event) {
+  // Links to other spans of this trace: in the panel (parent, links) and the header's error count.
+  document.addEventListener("click", function (event) {
     const link = event.target.closest("[data-span-link]");
     if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
-    const i = index.get(link.getAttribute("data-span-link"));
-    if (i === undefined) return;
+    const id = link.getAttribute("data-span-link");
+    // A span not in the tree is left to the link, unless its row may still arrive.
+    if (!index.has(id) && !streaming) return;
     event.preventDefault();
-    select(i, "push");
+    goTo(id, "push");
   });
 
-  // -- Filter: highlight matching rows and open their ancestors ------------------------------------
+  // Select the span `id`, now or, in a big trace still arriving, when its row does.
+  function goTo(id, history) {
+    const i = index.get(id);
+    waiting = i === undefined ? { id: id, history: history } : null;
+    if (i !== undefined) select(i, history);
+  }
 
-  const filter = document.getElementById("tree-filter");
-  const filterCount = document.getElementById("tree-filter-count");
-  const lowered = [];
+  function arrived() {
+    if (waiting && index.has(waiting.id)) goTo(waiting.id, waiting.history);
+    // All rows are in and it is not among them (the trace grew since): the server shows it.
+    else if (waiting && !streaming) window.location.assign("?span=" + encodeURIComponent(waiting.id));
+  }
+
+  // -- The span finder: the server matches (studio.views.trace_find: names, ids, kinds, models,
+  // status messages, attribute values, message text); the tree marks the matches, opens the way
+  // to each and steps through them. Matches are span ids in call-tree order: in a big trace still
+  // arriving, a match without a row yet is marked when it comes, and going to it waits for it.
+
+  const finder = document.getElementById("tree-filter");
+  const finderCount = document.getElementById("tree-filter-count");
+  const previousButton = document.getElementById("find-prev");
+  const nextButton = document.getElementById("find-next");
+  const errorsButton = document.getElementById("errors-only");
+  const findUrl = tree.getAttribute("data-find-url");
+  const FIND_DELAY_MS = 200;
+  let streaming = !source;
+  let waiting = null; // {id, history}: the span to select when its row arrives
   let matches = [];
+  let matchSet = new Set();
   let matchAt = -1;
+  let asked = ""; // the query whose matches are shown (or on their way)
+  let answer = null; // the promise of its answer
   let timer = 0;
+  let errors = null; // the ids of the error spans in call-tree order, once the server said
+  let errorsOnly = false;
 
-  function runFilter() {
-    const query = filter.value.trim().toLowerCase();
+  async function ask(q) {
+    const response = await fetch(findUrl + "?q=" + encodeURIComponent(q), {
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    const found = await response.json();
+    errors = found.errors;
+    return found;
+  }
+
+  function showCount() {
+    const m = matches.length;
+    if (!asked) finderCount.textContent = "";
+    else if (!m) finderCount.textContent = "No matches";
+    else finderCount.textContent = Math.max(matchAt + 1, 0) + " of " + m;
+    previousButton.disabled = nextButton.disabled = m === 0;
+  }
+
+  function mark(ids) {
     matched.fill(0);
-    matches = [];
+    matches = ids;
+    matchSet = new Set(ids);
     matchAt = -1;
-    if (query) {
-      for (let k = lowered.length; k < strings.length; k++) lowered.push(strings[k].toLowerCase());
-      const inStrings = lowered.map((text) => text.includes(query));
-      const inTypes = types.map((text) => text.includes(query));
-      for (let i = 0; i < n; i++) {
-        const row = rows[i];
-        if (inStrings[row[4]] || inStrings[row[5]] || inTypes[row[2]] || row[0].includes(query)) {
-          matched[i] = 1;
-          matches.push(i);
-          open(i);
-        }
-      }
-      filterCount.textContent = matches.length === 1 ? "1 match" : matches.length + " matches";
-    } else {
-      filterCount.textContent = "";
+    for (const id of ids) {
+      const i = index.get(id);
+      if (i === undefined) continue;
+      matched[i] = 1;
+      open(i);
     }
     layout();
-    if (matches.length) setCursor(matches[0]);
-    else draw();
+    draw();
   }
 
-  if (filter) {
-    filter.addEventListener("input", function () {
-      clearTimeout(timer);
-      timer = setTimeout(runFilter, 80);
-    });
-    filter.addEventListener("keydown", function (event) {
-      if (event.key !== "Enter") return;
-      event.preventDefault();
-      clearTimeout(timer);
-      if (!matches.length) runFilter();
-      if (!matches.length) return;
-      matchAt = (matchAt + 1) % matches.length;
-      select(matches[matchAt], "push");
+  // Ask the server for the finder's query now and go to its first match. The answer to a query
+  // older than the one in the box is dropped.
+  function find() {
+    clearTimeout(timer);
+    const q = finder.value.trim();
+    if (q === asked && answer) return answer;
+    asked = q;
+    if (!q) {
+      mark([]);
+      showCount();
+      answer = Promise.resolve();
+      return answer;
+    }
+    finderCount.textContent = "Finding…";
+    answer = ask(q).then(
+      function (found) {
+        if (q !== asked) return;
+        mark(found.matches);
+        if (matches.length) step(1, "replace");
+        else showCount();
+      },
+      function (error) {
+        if (q !== asked) return;
+        answer = null;
+        finderCount.textContent = "Search failed (" + error.message + ")";
+      }
+    );
+    return answer;
+  }
+
+  // To the next (1) or previous (-1) match, round.
+  function step(delta, history) {
+    const m = matches.length;
+    if (!m) return;
+    matchAt = matchAt < 0 ? (delta > 0 ? 0 : m - 1) : (matchAt + delta + m) % m;
+    showCount();
+    goTo(matches[matchAt], history);
+  }
+
+  // Enter and the buttons: a query not asked yet is asked (landing on its first match), else
+  // they step.
+  function findOrStep(delta) {
+    const fresh = finder.value.trim() !== asked || !answer;
+    find().then(function () {
+      if (!fresh) step(delta, "push");
     });
   }
+
+  if (finder) {
+    finder.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(find, FIND_DELAY_MS);
+    });
+    finder.addEventListener("keydown", function (event) {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      findOrStep(event.shiftKey ? -1 : 1);
+    });
+    previousButton.addEventListener("click", () => findOrStep(-1));
+    nextButton.addEventListener("click", () => findOrStep(1));
+  }
+
+  // -- Errors: "Errors only" shows just the error spans and their ancestors; n and p go to the
+  // next and previous error span after the cursor (round), with or without it ---------------------
+
+  function markErrorsOnly(on) {
+    errorsOnly = on;
+    if (errorsButton) errorsButton.setAttribute("aria-pressed", on ? "true" : "false");
+  }
+
+  if (errorsButton) {
+    errorsButton.addEventListener("click", function () {
+      markErrorsOnly(!errorsOnly);
+      if (errorsOnly) {
+        for (let i = 0; i < n; i++) if (rows[i][3] & ERROR) open(i);
+      }
+      layout();
+      if (cursor >= 0 && !isShown(cursor)) cursor = shownAncestor(cursor);
+      if (selected >= 0 && isShown(selected)) scrollTo(selected);
+      draw();
+    });
+  }
+
+  async function jumpToError(delta) {
+    const list = errors || (await ask("")).errors;
+    if (!list.length) return;
+    const here = cursor >= 0 ? cursor : selected;
+    // The rows of a big trace arrive in call-tree order: one not here yet comes after them all.
+    const at = (id) => (index.has(id) ? index.get(id) : Infinity);
+    let target;
+    if (delta > 0) target = list.find((id) => at(id) > here);
+    else target = list.findLast((id) => at(id) < here);
+    if (target === undefined) target = delta > 0 ? list[0] : list[list.length - 1];
+    goTo(target, "push");
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "n" && event.key !== "p") return;
+    if (event.altKey || event.ctrlKey || event.metaKey || event.defaultPrevented) return;
+    const target = event.target;
+    if (target.isContentEditable || target.closest("input, textarea, select")) return;
+    event.preventDefault();
+    jumpToError(event.key === "n" ? 1 : -1);
+  });
 
   // -- The panel's own controls: attribute filter and copy buttons (the panel is swapped in by
   // htmx, so the listeners are delegated) ----------------------------------------------------------
@@ -527,12 +666,15 @@
           started = true;
           start();
         } else grown(hadSelected);
+        arrived();
       }
       if (done) break;
     }
     append({ types: [], strings: [], rows: [] }, true);
     if (!started) start();
     else grown(true);
+    streaming = false;
+    arrived();
     tree.removeAttribute("aria-busy");
   }
 
@@ -543,6 +685,7 @@
     start();
   } else {
     stream().catch(function (error) {
+      streaming = false;
       tree.removeAttribute("aria-busy");
       const note = pane.querySelector(".tree-cut");
       note.hidden = false;
