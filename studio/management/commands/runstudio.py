@@ -1,13 +1,23 @@
 """`python manage.py runstudio`: migrate, then serve pages, API and OTLP/HTTP with uvicorn on one
-port, and OTLP/gRPC on another, in one process that shares one writer."""
+port, and OTLP/gRPC on another, in one process that shares one writer.
+
+With `--workers N` (N > 1), this process binds the HTTP port and hands the listening socket to N
+worker processes (spawned, so none inherits a thread or a database connection), which also listen
+on the gRPC port together (SO_REUSEPORT); each has its own writer. The parent only supervises: a
+signal stops every worker once, and each drains its writer before it exits."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import socket
 import sys
+import threading
+import time
 from typing import Any
 
 import uvicorn
@@ -22,6 +32,8 @@ from studio.security import allowed_hosts
 logger = logging.getLogger("studio")
 
 SHUTDOWN_GRACE_SECONDS = 10
+# A worker's exit status when its writer did not drain in time.
+WRITER_BUSY_STATUS = 3
 
 
 def bind_http(host: str, port: int) -> socket.socket:
@@ -42,6 +54,26 @@ def bind_http(host: str, port: int) -> socket.socket:
         raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def reserve_grpc_port(host: str, port: int) -> socket.socket:
+    """Binds (without listening) the port the workers' gRPC servers will share: a port another
+    program holds is a clear error here, once, and port 0 becomes a real port. SO_REUSEPORT lets
+    the workers bind it too; a bound socket that does not listen gets no connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"Port {port} on {host} is already in use (OTLP/gRPC). Stop the other program, "
+                f"or start Studio with --grpc-port <another port> (env OTEL_GRPC_PORT)."
+            ) from None
+        raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
 
 
@@ -78,12 +110,28 @@ class Command(BaseCommand):
             default=settings.OTEL_GRPC_PORT,
             help="OTLP/gRPC port (OTEL_GRPC_PORT)",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.STUDIO_WORKERS,
+            help="processes sharing both ports, each with its own writer (STUDIO_WORKERS); "
+            "more than one needs REDIS_URL",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
 
         from ingest.grpc import PortInUse, make_server
-        from ingest.writer import get_writer
 
+        workers: int = options["workers"]
+        if workers < 1:
+            raise CommandError(f"--workers must be at least 1, got {workers}", returncode=2)
+        if workers > 1 and not settings.REDIS_URL:
+            raise CommandError(
+                f"--workers {workers} needs REDIS_URL: without Redis each worker keeps its live "
+                "pages and its runs' sockets to itself, so pages would miss other workers' "
+                "traces and answers to a run could not reach it. Set REDIS_URL or use --workers 1.",
+                returncode=2,
+            )
         host: str = options["host"]
         # The Host check follows the address actually bound, not STUDIO_HOST's.
         settings.HOST = host
@@ -94,6 +142,9 @@ class Command(BaseCommand):
 
         http_socket = bind_http(host, options["port"])
         http_port = http_socket.getsockname()[1]
+        if workers > 1:
+            self.supervise(workers, http_socket, host, options["grpc_port"])
+            return
         try:
             grpc_server, grpc_port = make_server(host, options["grpc_port"])
         except PortInUse as exc:
@@ -111,28 +162,71 @@ class Command(BaseCommand):
         self.stdout.write(self.banner(http_port, grpc_port, host))
         self.stdout.flush()
 
-        config = uvicorn.Config(
-            "studio.asgi:application",
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-            ws_max_size=1024 * 1024,
-        )
-        server = StudioServer(config, grpc_server)
-        # uvicorn re-raises the signal that stopped it once it has shut down; with the default
-        # handlers that would kill the process before the writer drains.
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        drained = serve(http_socket, grpc_server)
+        self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
+        sys.stdout.flush()
+
+    def supervise(self, workers: int, http_socket: socket.socket, host: str, port: int) -> None:
+        """Starts the workers and waits for them; a signal stops each once (a second one kills
+        them). A worker that exits on its own stops the others: a supervisor such as systemd
+        restarts Studio as a whole."""
         try:
-            server.run(sockets=[http_socket])
-        except Stop:
-            pass
-        finally:
-            grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait(SHUTDOWN_GRACE_SECONDS + 1)
-            drained = get_writer().close(timeout=60)
-            self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
-            sys.stdout.flush()
+            grpc_reservation = reserve_grpc_port(host, port)
+        except CommandError:
+            http_socket.close()
+            raise
+        grpc_port = grpc_reservation.getsockname()[1]
+        shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1") else host
+        runtime.http_url = f"http://{shown_host}:{http_socket.getsockname()[1]}"
+        runtime.grpc_address = f"http://{shown_host}:{grpc_port}"
+        # The workers start from a fresh interpreter: what runstudio changed in the settings goes
+        # with them.
+        overrides = {"HOST": settings.HOST, "ALLOWED_HOSTS": settings.ALLOWED_HOSTS}
+        addresses = (runtime.http_url, runtime.grpc_address)
+        # The parent keeps no database connection (nor pool) open while it only waits.
+        close_database_connections()
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(
+                target=run_worker,
+                args=(http_socket, host, grpc_port, overrides, addresses),
+                name=f"studio-worker-{n + 1}",
+            )
+            for n in range(workers)
+        ]
+        stopping = False
+
+        def stop_workers(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            for process in processes:
+                if process.pid is not None and process.exitcode is None:
+                    os.kill(process.pid, signal.SIGKILL if stopping else signal.SIGTERM)
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop_workers)
+        signal.signal(signal.SIGINT, stop_workers)
+        for process in processes:
+            process.start()
+        self.stdout.write(self.banner(http_socket.getsockname()[1], grpc_port, host))
+        self.stdout.write(f"  workers         {workers} (STUDIO_WORKERS)\n")
+        self.stdout.flush()
+        failed: multiprocessing.process.BaseProcess | None = None
+        while running := [p for p in processes if p.exitcode is None]:
+            multiprocessing.connection.wait([p.sentinel for p in running], timeout=1)
+            for process in processes:
+                if process.exitcode is not None and not stopping and failed is None:
+                    failed = process
+                    stop_workers(signal.SIGTERM, None)
+        http_socket.close()
+        grpc_reservation.close()
+        if failed is not None:
+            raise CommandError(
+                f"{failed.name} exited with status {failed.exitcode}; Studio stopped.",
+                returncode=1,
+            )
+        drained = all(p.exitcode == 0 for p in processes)
+        self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
+        sys.stdout.flush()
 
     def banner(self, http_port: int, grpc_port: int, host: str) -> str:
         url = runtime.http_url
@@ -153,3 +247,81 @@ class Command(BaseCommand):
                 "",
             ]
         )
+
+
+def serve(http_socket: socket.socket, grpc_server: Any) -> bool:
+    """Serves HTTP on `http_socket` until SIGTERM or SIGINT, then stops both receivers and drains
+    the writer. True once everything acknowledged is stored."""
+    from ingest.writer import get_writer
+
+    config = uvicorn.Config(
+        "studio.asgi:application",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        ws_max_size=1024 * 1024,
+    )
+    server = StudioServer(config, grpc_server)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+    # handlers that would kill the process before the writer drains.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.run(sockets=[http_socket])
+    except Stop:
+        pass
+    finally:
+        grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait(SHUTDOWN_GRACE_SECONDS + 1)
+        drained = get_writer().close(timeout=60)
+    return drained
+
+
+def close_database_connections() -> None:
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+
+
+def run_worker(
+    http_socket: socket.socket,
+    host: str,
+    grpc_port: int,
+    overrides: dict[str, Any],
+    addresses: tuple[str, str],
+) -> None:
+    """One worker of `runstudio --workers N`, in a process of its own."""
+    # Its own process group: Ctrl-C in a terminal reaches the parent only, which stops each
+    # worker once, rather than every process hearing it twice.
+    os.setpgrp()
+    _stop_when_orphaned(os.getppid())
+    import django
+
+    from studio.boot import load_settings
+
+    load_settings()
+    django.setup()
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    from ingest.grpc import make_server
+
+    runtime.migrated = True
+    runtime.http_url, runtime.grpc_address = addresses
+    grpc_server, _ = make_server(host, grpc_port, share_port=True)
+    runtime.grpc_listening = True
+    drained = serve(http_socket, grpc_server)
+    sys.exit(0 if drained else WRITER_BUSY_STATUS)
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A parent killed outright cannot stop its workers: they stop (and drain) themselves."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
