@@ -24,7 +24,7 @@ import socketio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from runs import writes
+from runs import affinity, writes
 from runs.ids import is_valid_id
 from studio import security
 
@@ -147,10 +147,16 @@ registry: LocalSockets | RedisSockets = (
 _run_of_socket: dict[str, str] = {}
 
 
+# Under runstudio --workers, a session's requests must reach the worker that holds it.
+sio.eio.generate_id = affinity.session_id(sio.eio.generate_id)
+
+
 def mount(other_asgi_app: Any) -> Any:
     """The project's ASGI app with this server in front: `/socket.io/` (HTTP long-polling and
     websocket upgrades alike) comes here, every other request goes on to `other_asgi_app`."""
-    return socketio.ASGIApp(sio, other_asgi_app=other_asgi_app, socketio_path="socket.io")
+    return affinity.route(
+        socketio.ASGIApp(sio, other_asgi_app=other_asgi_app, socketio_path="socket.io")
+    )
 
 
 def is_connected(run_id: str) -> bool:

@@ -3,6 +3,7 @@ database and one Redis, behaving as one Studio."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -116,6 +117,66 @@ def test_sigterm_drains_every_workers_writer_and_loses_nothing_acknowledged(
     finally:
         again.stop()
         cleanup_again()
+        cleanup()
+
+
+def test_socketio_sessions_hold_whichever_worker_takes_each_request(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> None:
+    """The workers share one listening socket: a session's long-polls and its websocket upgrade
+    may each reach either worker, busy ones less often. Every client must connect, and a run
+    connected to one worker is answered from a run page whichever worker serves it."""
+    import socketio
+
+    from tests.test_agentscope import answer_from_the_run_page
+
+    pytest.importorskip("agentscope", minversion="1.0")
+    server, cleanup = start_studio(tmp_path / "data", {"REDIS_URL": redis_url}, ("--workers", "2"))
+    stop = threading.Event()
+
+    def load(offset: int) -> None:
+        trace_id = offset
+        while not stop.is_set():
+            trace_id += 100
+            with contextlib.suppress(requests.RequestException):
+                requests.post(
+                    f"{server.url}/v1/traces",
+                    data=request_body(trace_id, spans=200),
+                    headers={"Content-Type": "application/x-protobuf", "Connection": "close"},
+                    timeout=30,
+                )
+
+    threads = [threading.Thread(target=load, args=(n + 1,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    user = App(server, "user")
+    try:
+        sessions = []
+        for n in range(12):
+            client = socketio.Client()
+            client.connect(
+                server.url, namespaces=["/python"], auth={"run_id": f"probe-{n}"}, wait_timeout=10
+            )
+            time.sleep(0.5)
+            assert client.connected
+            sessions.append(client.eio.sid)
+            client.disconnect()
+        assert {sid.partition(".")[0] for sid in sessions} <= {"0", "1"}
+
+        run_id = user.json_line("run_id")["run_id"]
+        request = wait_for(lambda: pending_request(server, run_id), "the input request")
+        for _ in range(3):  # page requests land on either worker
+            assert run_of(server, run_id)["connected"] is True
+        answer_from_the_run_page(server, run_id, request["request_id"], text="Kyoto, please")
+        assert user.json_line("answer") == {"answer": "Kyoto, please"}
+        assert user.wait() == 0
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        user.kill()
+        assert server.stop(signal.SIGTERM) == 0
         cleanup()
 
 

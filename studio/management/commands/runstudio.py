@@ -162,7 +162,7 @@ class Command(BaseCommand):
         self.stdout.write(self.banner(http_port, grpc_port, host))
         self.stdout.flush()
 
-        drained = serve(http_socket, grpc_server)
+        drained = serve([http_socket], grpc_server)
         self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")
         sys.stdout.flush()
 
@@ -183,13 +183,26 @@ class Command(BaseCommand):
         # with them.
         overrides = {"HOST": settings.HOST, "ALLOWED_HOSTS": settings.ALLOWED_HOSTS}
         addresses = (runtime.http_url, runtime.grpc_address)
+        # One private loopback listener per worker, where the others pass on requests for its
+        # Socket.IO sessions (runs/affinity.py).
+        private = [bind_http("127.0.0.1", 0) for _ in range(workers)]
+        private_ports = tuple(sock.getsockname()[1] for sock in private)
         # The parent keeps no database connection (nor pool) open while it only waits.
         close_database_connections()
         context = multiprocessing.get_context("spawn")
         processes = [
             context.Process(
                 target=run_worker,
-                args=(http_socket, host, grpc_port, overrides, addresses),
+                args=(
+                    http_socket,
+                    private[n],
+                    n,
+                    private_ports,
+                    host,
+                    grpc_port,
+                    overrides,
+                    addresses,
+                ),
                 name=f"studio-worker-{n + 1}",
             )
             for n in range(workers)
@@ -217,8 +230,8 @@ class Command(BaseCommand):
                 if process.exitcode is not None and not stopping and failed is None:
                     failed = process
                     stop_workers(signal.SIGTERM, None)
-        http_socket.close()
-        grpc_reservation.close()
+        for sock in (http_socket, grpc_reservation, *private):
+            sock.close()
         if failed is not None:
             raise CommandError(
                 f"{failed.name} exited with status {failed.exitcode}; Studio stopped.",
@@ -249,9 +262,9 @@ class Command(BaseCommand):
         )
 
 
-def serve(http_socket: socket.socket, grpc_server: Any) -> bool:
-    """Serves HTTP on `http_socket` until SIGTERM or SIGINT, then stops both receivers and drains
-    the writer. True once everything acknowledged is stored."""
+def serve(http_sockets: list[socket.socket], grpc_server: Any) -> bool:
+    """Serves HTTP on `http_sockets` until SIGTERM or SIGINT, then stops both receivers and
+    drains the writer. True once everything acknowledged is stored."""
     from ingest.writer import get_writer
 
     config = uvicorn.Config(
@@ -268,7 +281,7 @@ def serve(http_socket: socket.socket, grpc_server: Any) -> bool:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        server.run(sockets=[http_socket])
+        server.run(sockets=http_sockets)
     except Stop:
         pass
     finally:
@@ -288,6 +301,9 @@ def close_database_connections() -> None:
 
 def run_worker(
     http_socket: socket.socket,
+    private_socket: socket.socket,
+    index: int,
+    private_ports: tuple[int, ...],
     host: str,
     grpc_port: int,
     overrides: dict[str, Any],
@@ -310,9 +326,10 @@ def run_worker(
 
     runtime.migrated = True
     runtime.http_url, runtime.grpc_address = addresses
+    runtime.worker, runtime.worker_ports = index, private_ports
     grpc_server, _ = make_server(host, grpc_port, share_port=True)
     runtime.grpc_listening = True
-    drained = serve(http_socket, grpc_server)
+    drained = serve([http_socket, private_socket], grpc_server)
     sys.exit(0 if drained else WRITER_BUSY_STATUS)
 
 
