@@ -2,12 +2,6 @@
 
     python benchmarks/bench_ingest.py [--spans 100000] [--per-request 500] [--senders 4]
     STUDIO_SQLITE_SYNCHRONOUS=NORMAL python benchmarks/bench_ingest.py   # against the default FULL
-    DATABASE_URL=postgres://... REDIS_URL=redis://... python benchmarks/bench_ingest.py \
-        --workers 1,2      # on PostgreSQL (a fresh database beside that one), 1 then 2 workers
-
-With DATABASE_URL pointing at PostgreSQL, the floor is decode plus psycopg's executemany into a
-PostgreSQL table, and Studio runs on a fresh PostgreSQL database; `--workers` takes a list, each
-figure from its own Studio (more than one worker needs REDIS_URL).
 
 Sends the spans (about 1 KB of input/output each) from concurrent senders, and times from the
 first request until every span is readable through the API. Beside it, this machine's floor in the
@@ -107,33 +101,10 @@ def build_bodies(total: int, per_request: int, seed: int = 7) -> list[bytes]:
     return bodies
 
 
-def rows_of(body: bytes) -> list[tuple[object, ...]]:
-    from ingest.otlp import key_values
-
-    request = ExportTraceServiceRequest.FromString(body)
-    rows = []
-    for resource_spans in request.resource_spans:
-        resource = orjson.dumps(key_values(resource_spans.resource.attributes)).decode()
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                rows.append(
-                    (
-                        span.trace_id.hex(),
-                        span.span_id.hex(),
-                        span.parent_span_id.hex(),
-                        span.name,
-                        span.start_time_unix_nano,
-                        span.end_time_unix_nano,
-                        span.status.code,
-                        orjson.dumps(key_values(span.attributes)).decode(),
-                        resource,
-                    )
-                )
-    return rows
-
-
 def floor(bodies: list[bytes]) -> float:
     """Decode and executemany in one process: what this machine can do with no server at all."""
+    from ingest.otlp import key_values
+
     with tempfile.TemporaryDirectory() as tmp:
         db = sqlite3.connect(Path(tmp) / "floor.sqlite3", isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
@@ -146,48 +117,32 @@ def floor(bodies: list[bytes]) -> float:
         started = time.perf_counter()
         count = 0
         for body in bodies:
-            # The same JSON library as Studio, so the ratio compares like with like.
-            rows = rows_of(body)
+            request = ExportTraceServiceRequest.FromString(body)
+            rows = []
+            for resource_spans in request.resource_spans:
+                # The same JSON library as Studio, so the ratio compares like with like.
+                resource = orjson.dumps(key_values(resource_spans.resource.attributes)).decode()
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        rows.append(
+                            (
+                                span.trace_id.hex(),
+                                span.span_id.hex(),
+                                span.parent_span_id.hex(),
+                                span.name,
+                                span.start_time_unix_nano,
+                                span.end_time_unix_nano,
+                                span.status.code,
+                                orjson.dumps(key_values(span.attributes)).decode(),
+                                resource,
+                            )
+                        )
             db.execute("BEGIN")
             db.executemany("INSERT OR IGNORE INTO span VALUES (?,?,?,?,?,?,?,?,?)", rows)
             db.execute("COMMIT")
             count += len(rows)
         elapsed = time.perf_counter() - started
         db.close()
-    return count / elapsed
-
-
-def postgres_floor(bodies: list[bytes], database_url: str) -> float:
-    """Decode and executemany into PostgreSQL in one process, a commit per request, as Studio
-    commits (at least) once per group of requests."""
-    import psycopg
-
-    from tests.conftest import _fresh_database_url
-
-    url, drop = _fresh_database_url(database_url)
-    try:
-        with psycopg.connect(url) as db:
-            db.execute(
-                "CREATE TABLE span (trace_id TEXT, span_id TEXT, parent TEXT, name TEXT, "
-                "start BIGINT, end_ BIGINT, status INT, attributes JSONB, resource JSONB, "
-                "PRIMARY KEY (trace_id, span_id))"
-            )
-            db.commit()
-            started = time.perf_counter()
-            count = 0
-            for body in bodies:
-                rows = rows_of(body)
-                with db.cursor() as cursor:
-                    cursor.executemany(
-                        "INSERT INTO span VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                        "ON CONFLICT DO NOTHING",
-                        rows,
-                    )
-                db.commit()
-                count += len(rows)
-            elapsed = time.perf_counter() - started
-    finally:
-        drop()
     return count / elapsed
 
 
@@ -198,11 +153,10 @@ def peak_memory_mb(pid: int) -> float:
     return float("nan")
 
 
-def studio(bodies: list[bytes], senders: int, total: int, workers: int = 1) -> tuple[float, float]:
+def studio(bodies: list[bytes], senders: int, total: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        if not on_postgres():
-            os.environ.pop("DATABASE_URL", None)
-        server, cleanup = start_studio(Path(tmp), args=("--workers", str(workers)))
+        os.environ.pop("DATABASE_URL", None)
+        server, cleanup = start_studio(Path(tmp))
         try:
             queue = list(reversed(bodies))
             lock = threading.Lock()
@@ -243,18 +197,11 @@ def studio(bodies: list[bytes], senders: int, total: int, workers: int = 1) -> t
             for trace_no in (0, traces // 2, traces - 1):
                 trace = server.trace(f"{trace_no + 1:032x}")
                 assert trace["span_count"] == SPANS_PER_TRACE, trace["span_count"]
-            # With workers, the parent only waits: the workers' memory is what counts.
-            children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-            pids = [int(pid) for pid in children.read_text().split()] if workers > 1 else []
-            memory = sum(peak_memory_mb(pid) for pid in pids or [server.process.pid])
+            memory = peak_memory_mb(server.process.pid)
         finally:
             server.stop()
             cleanup()
     return total / elapsed, memory
-
-
-def on_postgres() -> bool:
-    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 
 
 def main() -> None:
@@ -262,37 +209,20 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--per-request", type=int, default=500)
     parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--workers", default="1", help="comma-separated: 1,2")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
     bodies = build_bodies(args.spans, args.per_request)
     size = sum(len(b) for b in bodies)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    if on_postgres():
-        print("PostgreSQL (a fresh database beside DATABASE_URL's)")
-    else:
-        print(f"SQLite synchronous={SYNCHRONOUS} (WAL), under {tempfile.gettempdir()}")
+    print(f"SQLite synchronous={SYNCHRONOUS} (WAL), under {tempfile.gettempdir()}")
     print(f"payload: {args.spans} spans in {len(bodies)} requests, {size / 1e6:.1f} MB protobuf")
-    if on_postgres():
-        floor_rate = postgres_floor(bodies, os.environ["DATABASE_URL"])
-        print(f"floor (decode + psycopg executemany, one process): {floor_rate:,.0f} spans/s")
-    else:
-        floor_rate = floor(bodies)
-        print(f"floor (decode + sqlite3.executemany, one process): {floor_rate:,.0f} spans/s")
-    rates = {}
-    for workers in (int(n) for n in args.workers.split(",")):
-        rate, memory = studio(bodies, args.senders, args.spans, workers)
-        rates[workers] = rate
-        print(
-            f"studio, {workers} worker(s) (OTLP/HTTP, {args.senders} senders, until readable): "
-            f"{rate:,.0f} spans/s, ratio to floor {rate / floor_rate:.2f}, "
-            f"peak memory (VmHWM) {memory:.0f} MB"
-        )
-    if 1 in rates:
-        for workers, rate in rates.items():
-            if workers != 1:
-                print(f"{workers} workers / 1 worker: {rate / rates[1]:.2f}x")
+    floor_rate = floor(bodies)
+    print(f"floor (decode + sqlite3.executemany, one process): {floor_rate:,.0f} spans/s")
+    rate, memory = studio(bodies, args.senders, args.spans)
+    print(f"studio (OTLP/HTTP, {args.senders} senders, until readable): {rate:,.0f} spans/s")
+    print(f"ratio to floor: {rate / floor_rate:.2f}")
+    print(f"server peak memory (VmHWM): {memory:.0f} MB")
 
 
 if __name__ == "__main__":
