@@ -50,13 +50,16 @@ def export(request: bytes, context: grpc.ServicerContext) -> bytes:
     return otlp.response_message(batch).SerializeToString()
 
 
-def make_server(host: str, port: int, max_workers: int = 16) -> tuple[grpc.Server, int]:
-    """A started gRPC server on host:port; port 0 picks a free one. Returns (server, port)."""
+def make_server(
+    host: str, port: int, max_workers: int = 16, *, share_port: bool = False
+) -> tuple[grpc.Server, int]:
+    """A started gRPC server on host:port; port 0 picks a free one. Returns (server, port).
+    `share_port`: listen beside the other workers of one runstudio (SO_REUSEPORT)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="otlp-grpc"),
         options=[
             # Without this, grpcio shares a port already in use instead of failing.
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if share_port else 0),
             ("grpc.max_receive_message_length", settings.STUDIO_MAX_BODY_BYTES),
         ],
     )

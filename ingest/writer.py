@@ -30,6 +30,7 @@ from operator import attrgetter
 import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 from ingest import otlp, workers
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
@@ -43,10 +44,19 @@ SUMMARY_CHUNK = 500
 # Several Studio processes may share one PostgreSQL database. Two of them summarising one trace at
 # once would each see only their own uncommitted spans, and the later commit would keep a summary
 # missing the other's. A lock per trace, taken after the insert, makes the second summary wait for
-# the first commit and see its spans. Trace ids share a few lock buckets: every lock held costs
-# PostgreSQL shared memory. (SQLite's IMMEDIATE transactions already serialise writers.)
+# the first commit and see its spans. Every lock held costs PostgreSQL shared memory, so trace ids
+# share 256 coarse buckets; but two batches of a hundred traces or more almost always share one,
+# which made writers of several processes take turns. So a batch of at most FINE_LOCK_TRACES
+# traces takes its coarse buckets shared and a lock per trace (a fine bucket) exclusive: two such
+# batches wait for each other only when they share a trace. A bigger batch takes its coarse
+# buckets exclusive, which excludes both kinds. Coarse before fine, each sorted: no cycle.
+# (SQLite's IMMEDIATE transactions already serialise writers.)
 LOCK_BUCKETS = 256
+FINE_LOCK_BUCKETS = 1 << 30
+FINE_LOCK_TRACES = 256
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(7370, b) FROM unnest(%s::int[]) AS b"
+_SHARED_LOCK_SQL = "SELECT pg_advisory_xact_lock_shared(7370, b) FROM unnest(%s::int[]) AS b"
+_FINE_LOCK_SQL = "SELECT pg_advisory_xact_lock(7371, b) FROM unnest(%s::int[]) AS b"
 
 # What a record costs in memory besides its strings: the object and its small fields.
 RECORD_OVERHEAD_BYTES = 500
@@ -182,13 +192,25 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
             # the memory of a large batch.
             cursor.executemany(_INSERT_SQL, map(_row, records))
             if connection.vendor == "postgresql":
-                # Sorted, so that two writers never wait for each other's buckets in a cycle.
-                buckets = sorted({zlib.crc32(t.encode()) % LOCK_BUCKETS for t in trace_ids})
-                cursor.execute(_LOCK_SQL, [buckets])
+                lock_traces(cursor, trace_ids)
             refresh_summaries(cursor, trace_ids)
             if previews:
                 cursor.executemany(_OUTPUT_PREVIEW_SQL, previews)
     return trace_ids
+
+
+def lock_traces(
+    cursor: CursorWrapper, trace_ids: set[str], fine_limit: int = FINE_LOCK_TRACES
+) -> None:
+    """Holds, until commit, the locks that keep two writers from summarising a trace at once."""
+    hashes = {zlib.crc32(t.encode()) for t in trace_ids}
+    # Sorted, so that two writers never wait for each other's buckets in a cycle.
+    coarse = sorted({h % LOCK_BUCKETS for h in hashes})
+    if len(trace_ids) > fine_limit:
+        cursor.execute(_LOCK_SQL, [coarse])
+        return
+    cursor.execute(_SHARED_LOCK_SQL, [coarse])
+    cursor.execute(_FINE_LOCK_SQL, [sorted({h % FINE_LOCK_BUCKETS for h in hashes})])
 
 
 def output_previews(records: Iterable[SpanRecord]) -> list[tuple[str, str, str]]:

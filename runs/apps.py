@@ -27,7 +27,8 @@ class RunsConfig(AppConfig):
 
 
 def _finish_orphaned_runs(**kwargs: Any) -> None:
-    from runs import writes
+    from runs import sockets, writes
 
-    # No socket is connected yet: runs marked running lost theirs with the last Studio.
-    writes.finish_orphaned_runs()
+    # No socket is connected to this process yet: runs marked running lost theirs with the last
+    # Studio, unless another process (a worker, a host) holds them now.
+    writes.finish_orphaned_runs(sockets.live_runs)

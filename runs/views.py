@@ -143,7 +143,7 @@ async def run_answer(request: HttpRequest, run_id: str, request_id: str) -> Http
     form = UserInputForm(request.POST, schema=pending.structured_schema)
     if not form.is_valid():
         error, status = "Check the highlighted fields.", 400
-    elif not sockets.is_connected(run_id):
+    elif not await sync_to_async(sockets.is_connected)(run_id):
         error = "This run is not connected to Studio: its application stopped or lost the link."
         status = 409
     else:

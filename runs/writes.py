@@ -7,6 +7,7 @@ validated values; everything here is a short transaction, since the clients bloc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,8 +179,13 @@ def mark_finished(run_id: str) -> None:
     Run.objects.filter(id=run_id, finished_at=None).update(finished_at=timezone.now())
 
 
-def finish_orphaned_runs() -> int:
-    """At start-up no socket is connected yet: runs still marked running lost theirs when the
-    previous Studio stopped. They are finished; one whose application still lives reconnects
-    (AgentScope's client retries) and is running again."""
-    return Run.objects.filter(finished_at=None).update(finished_at=timezone.now())
+def finish_orphaned_runs(is_live: Callable[[Collection[str]], Collection[str]]) -> int:
+    """At start-up this process holds no socket: runs still marked running lost theirs when a
+    Studio process stopped, unless `is_live` says another process holds it now (several workers
+    or hosts, through Redis). The others are finished; one whose application still lives
+    reconnects (AgentScope's client retries) and is running again."""
+    running = list(Run.objects.filter(finished_at=None).values_list("id", flat=True))
+    orphans = set(running) - set(is_live(running))
+    if not orphans:
+        return 0
+    return Run.objects.filter(id__in=orphans, finished_at=None).update(finished_at=timezone.now())

@@ -12,6 +12,10 @@ class Runtime:
     grpc_address: str = ""
     grpc_listening: bool = False
     migrated: bool = False
+    # Under runstudio --workers: this worker's index, and every worker's private loopback port
+    # (where another worker passes on requests for this one's Socket.IO sessions).
+    worker: int = 0
+    worker_ports: tuple[int, ...] = ()
 
 
 runtime = Runtime()

@@ -239,9 +239,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # side by side do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-studio-{os.getpid()}.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60)
-    # A kept connection is checked before a request reuses it, so that the first request after
-    # a database restart reconnects instead of failing.
+    # Django's docs advise against persistent connections under ASGI (one kept per thread, which
+    # async code never closes): each process borrows from a psycopg pool instead, and returns the
+    # connection when a request ends. STUDIO_DB_POOL_MAX=0 turns the pool off.
+    STUDIO_DB_POOL_MIN = env_int("STUDIO_DB_POOL_MIN", 2, minimum=0)
+    STUDIO_DB_POOL_MAX = env_int("STUDIO_DB_POOL_MAX", 10, minimum=0)
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 0)
+    if STUDIO_DB_POOL_MAX:
+        if STUDIO_DB_POOL_MIN > STUDIO_DB_POOL_MAX:
+            raise ImproperlyConfigured(
+                f"STUDIO_DB_POOL_MIN must be at most STUDIO_DB_POOL_MAX ({STUDIO_DB_POOL_MAX}), "
+                f"got {STUDIO_DB_POOL_MIN}"
+            )
+        if DATABASES["default"]["CONN_MAX_AGE"]:
+            raise ImproperlyConfigured(
+                "CONN_MAX_AGE must be 0 while the connection pool is on (STUDIO_DB_POOL_MAX > 0), "
+                f"got {DATABASES['default']['CONN_MAX_AGE']}"
+            )
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": STUDIO_DB_POOL_MIN,
+            "max_size": STUDIO_DB_POOL_MAX,
+            # A request waits this long for a free connection, then fails (and the writer's
+            # retry, then its 503, take over).
+            "timeout": 10,
+        }
+    # A connection is checked before it is lent (by the pool) or reused (without one), so that
+    # the first request after a database restart reconnects instead of failing.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -267,12 +290,14 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-_redis_url = env_str("REDIS_URL", "")
-if _redis_url:
+# Shared state between Studio processes (--workers, several hosts): live pages over Channels,
+# and which process holds a run's Socket.IO connection (runs/sockets.py).
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_redis_url]},
+            "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
 else:
@@ -318,6 +343,8 @@ STUDIO_RETENTION_INTERVAL = env_int("STUDIO_RETENTION_INTERVAL", 300)
 
 PORT = env_int("PORT", 3000, maximum=65535)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)
+# Processes runstudio starts, sharing both ports; more than one needs REDIS_URL.
+STUDIO_WORKERS = env_int("STUDIO_WORKERS", 1, minimum=1, maximum=64)
 
 # Sign-in: `none` keeps a laptop zero-setup; anything reachable from other machines signs in.
 # runstudio re-derives the default from its --host when STUDIO_AUTH is not set.
@@ -337,5 +364,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per request passed on between workers (runs/affinity.py) is noise.
+        "httpx": {"level": "WARNING"},
+    },
 }

@@ -90,7 +90,8 @@ def _fresh_database_url(base_url: str) -> tuple[str, Callable[[], None]]:
     import psycopg
 
     parts = urlsplit(base_url)
-    name = f"studio_e2e_{uuid.uuid4().hex[:12]}"
+    # Named after the database DATABASE_URL names, so that parallel test runs keep apart.
+    name = f"{parts.path.strip('/') or 'studio'}_e2e_{uuid.uuid4().hex[:12]}"
     admin = urlunsplit(
         (parts.scheme.replace("postgresql", "postgres"), parts.netloc, "/postgres", "", "")
     )
@@ -105,7 +106,7 @@ def _fresh_database_url(base_url: str) -> tuple[str, Callable[[], None]]:
 
 
 def start_studio(
-    tmp_path: Path, extra_env: dict[str, str] | None = None
+    tmp_path: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> tuple[StudioServer, Callable[[], None]]:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -129,6 +130,7 @@ def start_studio(
             str(port),
             "--grpc-port",
             str(grpc_port),
+            *args,
         ],
         cwd=ROOT,
         env=env,

@@ -229,7 +229,7 @@ def test_a_socket_cannot_claim_another_projects_run(
     # The refusal left no claim behind: the run's own application still connects.
     assert not sockets.is_connected("run-s4")
     connect("run-s4", sid="sid-2", HTTP_X_API_KEY=mine)
-    assert sockets._socket_of_run["run-s4"] == "sid-2"
+    assert sockets.registry.socket_of("run-s4") == "sid-2"
 
 
 @pytest.mark.django_db(transaction=True)

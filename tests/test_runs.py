@@ -57,12 +57,12 @@ def connected() -> Iterator[list[tuple[str, str, str, Any]]]:
         emitted.append((run_id, request_id, text, structured))
         return True
 
-    sockets._socket_of_run[RUN_ID] = "sid-1"
+    assert sockets.registry.claim(RUN_ID, "sid-1")
     original = sockets.forward_user_input
     sockets.forward_user_input = forward  # type: ignore[assignment]
     yield emitted
     sockets.forward_user_input = original  # type: ignore[assignment]
-    sockets._socket_of_run.pop(RUN_ID, None)
+    sockets.registry.release(RUN_ID, "sid-1")
 
 
 def test_the_run_list_shows_runs_newest_first_with_their_totals(
@@ -356,8 +356,16 @@ def test_a_restarted_studio_finishes_runs_left_running(db: None) -> None:
     writes.register_run(run_id="r1", project="p", name="n")
     writes.register_run(run_id="r2", project="p", name="n")
     writes.mark_finished("r2")
-    assert writes.finish_orphaned_runs() == 1
+    assert writes.finish_orphaned_runs(sockets.live_runs) == 1
     assert {run.status for run in Run.objects.all()} == {RUN_FINISHED}
+
+
+def test_a_restarting_studio_leaves_runs_another_process_holds_running(db: None) -> None:
+    writes.register_run(run_id="r1", project="p", name="n")
+    writes.register_run(run_id="r2", project="p", name="n")
+    assert writes.finish_orphaned_runs(lambda run_ids: {"r2"} & set(run_ids)) == 1
+    assert Run.objects.get(id="r1").status == RUN_FINISHED
+    assert Run.objects.get(id="r2").status == RUN_RUNNING
 
 
 def test_messages_render_every_block_kind(client: Client, run: Run) -> None:

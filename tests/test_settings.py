@@ -135,3 +135,36 @@ def test_sqlite_syncs_every_commit_to_disk() -> None:
         assert cursor.fetchone()[0] == 2  # FULL
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] == 20_000
+
+
+PG = "postgres://u:p@127.0.0.1:1/studio"
+SHOW_POOL = [
+    "-c",
+    "from studio.boot import load_settings; load_settings(); from django.conf import settings; "
+    "d = settings.DATABASES['default']; "
+    "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d.get('OPTIONS', {}).get('pool'))",
+]
+
+
+def test_postgresql_connections_come_from_a_pool_sized_by_the_settings(tmp_path) -> None:
+    result = _run_with(tmp_path, SHOW_POOL, DATABASE_URL=PG, STUDIO_DB_POOL_MAX="4")
+    assert result.returncode == 0, result.stderr
+    # Not persistent (Django's advice under ASGI); the pool checks a connection before lending it.
+    assert result.stdout.strip() == "0 True {'min_size': 2, 'max_size': 4, 'timeout': 10}"
+    result = _run_with(tmp_path, SHOW_POOL, DATABASE_URL=PG, STUDIO_DB_POOL_MAX="0")
+    assert result.stdout.strip() == "0 True None"
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"STUDIO_DB_POOL_MIN": "5", "STUDIO_DB_POOL_MAX": "3"}, "STUDIO_DB_POOL_MIN must be at"),
+        ({"CONN_MAX_AGE": "60"}, "CONN_MAX_AGE must be 0 while the connection pool is on"),
+    ],
+)
+def test_a_pool_setting_that_cannot_work_fails_loudly(
+    tmp_path, variables: dict[str, str], expected: str
+) -> None:
+    result = _run_with(tmp_path, SHOW_POOL, DATABASE_URL=PG, **variables)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Bad setting: ") and expected in result.stderr

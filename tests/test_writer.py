@@ -153,14 +153,24 @@ def test_extreme_but_valid_spans_are_storable_on_every_database() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("big", ["", "first", "second"])
 def test_two_processes_summarising_one_trace_at_once_converge(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, big: str
 ) -> None:
+    """`big`: which writer locks as a batch of many traces does (coarse buckets, exclusive)."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite's IMMEDIATE transactions serialise writers")
     first, second = agentscope_records()[:2]
     summarised, release = threading.Event(), threading.Event()
     original = writer.refresh_summaries
+    lock_traces = writer.lock_traces
+
+    def lock_as_batch_size_says(cursor: object, trace_ids: set[str]) -> None:
+        name = threading.current_thread().name
+        limit = 0 if name == big else writer.FINE_LOCK_TRACES
+        lock_traces(cursor, trace_ids, limit)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "lock_traces", lock_as_batch_size_says)
 
     def refresh_then_hold(cursor: object, trace_ids: set[str]) -> None:
         original(cursor, trace_ids)
