@@ -35,8 +35,11 @@ def is_open(request: HttpRequest) -> bool:
 
 
 def _key_user(request: HttpRequest) -> bool:
-    """Lets a request in on a read key, which acts as its user. Sets request.api_key and
-    request.user."""
+    """Lets an API read in on a read key, which acts as its user. Sets request.api_key and
+    request.user. Only reads of the API: a key is not a session, and a leaked admin key must not
+    open the settings page (mint keys, add users) or delete traces."""
+    if not request.path_info.startswith("/api/") or request.method not in ("GET", "HEAD"):
+        return False
     raw = key_from_headers(request.headers)
     if raw is None:
         return False

@@ -257,13 +257,23 @@ def test_a_read_key_reads_the_api_as_its_user_until_revoked(login_mode: None) ->
         {"Authorization": f"Basic {basic}"},
     ):
         assert Client().get("/api/traces/", headers=headers).status_code == 200, headers
-    # It acts as a viewer: no deletes.
-    delete = Client().post(
-        "/traces/delete/", {"trace_id": TRACE_ID}, headers={"Authorization": f"Bearer {raw}"}
-    )
-    assert delete.status_code == 403
     keys.revoke(key)
     assert Client().get("/api/traces/", headers={"X-API-Key": raw}).status_code == 401
+
+
+def test_a_read_key_opens_only_reads_of_the_api(login_mode: None) -> None:
+    # Not a session: even an admin's leaked key must not open the settings page (keys, users),
+    # delete traces, or write through the API.
+    admin = make_user("key-admin", Role.ADMIN)
+    _, raw = keys.create_key(ApiKey.Kind.READ, user=admin)
+    headers = {"Authorization": f"Bearer {raw}"}
+    assert Client().get("/settings/", headers=headers).status_code == 302
+    assert Client().get("/traces/", headers=headers).status_code == 302
+    delete = Client().post(
+        "/traces/delete/", {"trace_id": TRACE_ID, "confirm": "1"}, headers=headers
+    )
+    assert delete.status_code == 302 and delete["Location"].startswith("/accounts/login/")
+    assert Client().post("/api/traces/", {}, headers=headers).status_code == 401
 
 
 def test_an_ingest_key_or_a_made_up_key_does_not_read(login_mode: None) -> None:
