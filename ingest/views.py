@@ -93,7 +93,7 @@ async def _export(
             batch = await asyncio.to_thread(writer.decode, body, content_type)
         else:
             batch = writer.decode(body, content_type)
-        batch.project = await lookup  # KeyDenied: a wrong key queues nothing
+        batch.set_project(await lookup)  # KeyDenied: a wrong key queues nothing
         future = writer.get_writer().submit(batch.records)
     except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))

@@ -157,6 +157,8 @@ class TraceFilterForm(forms.Form):
     # The traces of one conversation (`gen_ai.conversation.id`); `run` is the same for a run id.
     conversation = forms.CharField(required=False, max_length=500)
     run = forms.CharField(required=False, max_length=500)
+    # One project's traces; none: every project's.
+    project = forms.CharField(required=False, max_length=conventions.MAX_PROJECT_LENGTH)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -203,6 +205,7 @@ FIELD_LABELS = {
     "offset": "offset",
     "conversation": "conversation",
     "run": "run",
+    "project": "project",
 }
 
 
@@ -222,6 +225,7 @@ class TraceFilter:
     before: Cursor | None = None
     offset: int = 0
     conversation: str = ""
+    project: str = ""
     # What was wrong with the URL, for the page to say, and for the API's 400 (by parameter).
     problems: tuple[str, ...] = field(default=(), compare=False)
     errors: dict[str, list[str]] = field(default_factory=dict, compare=False)
@@ -268,6 +272,7 @@ class TraceFilter:
             before=before,
             offset=clean.get("offset") or 0,
             conversation=(clean.get("conversation") or clean.get("run") or "").strip(),
+            project=(clean.get("project") or "").strip(),
             problems=problems,
             errors=errors,
         )
@@ -319,10 +324,10 @@ class TraceFilter:
         return datetime_to_ns((now or timezone.now()) - span), None
 
     def traces(self, now: datetime | None = None) -> TraceQuerySet:
-        # A pasted trace id means "that trace", wherever it is: the other filters would only
-        # hide it (they stay in the URL, for when the search box is cleared).
+        # A pasted trace id means "that trace", wherever it is in the project: the other filters
+        # would only hide it (they stay in the URL, for when the search box is cleared).
         if self.trace_id:
-            return Trace.objects.filter(trace_id=self.trace_id)
+            return Trace.objects.matching(project=self.project).filter(trace_id=self.trace_id)
         since_ns, until_ns = self.window_ns(now)
         return Trace.objects.matching(
             q=self.q,
@@ -334,6 +339,7 @@ class TraceFilter:
                 int(self.min_duration_ms * 1_000_000) if self.min_duration_ms is not None else None
             ),
             conversation_id=self.conversation,
+            project=self.project,
         )
 
     def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:
@@ -370,6 +376,8 @@ class TraceFilter:
             params["min_duration"] = f"{self.min_duration_ms:g}"
         if self.conversation:
             params["conversation"] = self.conversation
+        if self.project:
+            params["project"] = self.project
         if self.sort != DEFAULT_SORT:
             params["sort"] = self.sort
         if self.after:
@@ -387,8 +395,15 @@ class TraceFilter:
         if "after" in changes or "before" in changes:
             changes.setdefault("offset", 0)  # a cursor says where the page is
         target = replace(self, **changes) if changes else self
-        query = target.query_string()
-        return reverse("trace_list") + (f"?{query}" if query else "")
+        params = target.params()
+        # A project's overview lives at its home, `/projects/<name>/`.
+        base = project_url(params.pop("project", ""))
+        return base + (f"?{urlencode(params)}" if params else "")
+
+    @property
+    def home_url(self) -> str:
+        """The overview this filter narrows: the project's home, or every trace's."""
+        return project_url(self.project)
 
     def first_page_url(self) -> str:
         return self.url(after=None, before=None)
@@ -407,6 +422,12 @@ class TraceFilter:
         """`since` / `until` as a datetime-local input wants them."""
         value = getattr(self, name)
         return _local_iso(value) if value else ""
+
+
+def project_url(project: str) -> str:
+    if not project:
+        return reverse("trace_list")
+    return reverse("project_home", kwargs={"project": project})
 
 
 def format_cursor(cursor: Cursor) -> str:
