@@ -21,7 +21,7 @@ class RunsConfig(AppConfig):
             extensions.trace_fact_templates.append("runs/trace_facts.html")
         extensions.serving.connect(_finish_orphaned_runs, dispatch_uid="runs.orphans")
         # Runs belong to projects: counted in the project list, deleted with their project.
-        extensions.project_counts["runs"] = Run.objects.per_project
+        extensions.project_counts["run"] = Run.objects.per_project
         extensions.project_deleted.connect(_delete_project_runs, dispatch_uid="runs.projects")
         # An AgentScope run's traces take the run's project.
         if writes.trace_projects_from_runs not in projects.resolvers:

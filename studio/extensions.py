@@ -24,7 +24,7 @@ trace_fact_templates: list[str] = []
 serving = Signal()
 
 # Projects: what besides traces belongs to one. Each source maps a project to how many of its
-# things it has and when the newest was active, e.g. {"runs": runs_per_project}; the project list,
+# things it has and when the newest was active, e.g. {"run": runs_per_project}; the project list,
 # the switcher and `/api/projects/` show them as `<source>_count`.
 project_counts: dict[str, Callable[[], dict[str, tuple[int, datetime | None]]]] = {}
 

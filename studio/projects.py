@@ -30,7 +30,7 @@ class Project:
     name: str
     trace_count: int = 0
     last_activity: datetime | None = None
-    # Per app source ("runs"): how many of its things belong to the project.
+    # Per app source ("run"): how many of its things belong to the project.
     counts: dict[str, int] = field(default_factory=dict)
 
     def seen(self, moment: datetime | None) -> None:
