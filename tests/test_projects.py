@@ -41,9 +41,7 @@ def body(
     start = time.time_ns() + int(start_ms * MS)
     attributes = [{"key": "gen_ai.operation.name", "value": {"stringValue": "invoke_agent"}}]
     if conversation:
-        attributes.append(
-            {"key": "gen_ai.conversation.id", "value": {"stringValue": conversation}}
-        )
+        attributes.append({"key": "gen_ai.conversation.id", "value": {"stringValue": conversation}})
     record = {
         "traceId": tid(trace),
         "spanId": f"{span:016x}",
