@@ -96,6 +96,7 @@ def test_without_key_attribute_or_run_a_trace_is_in_default(db: None) -> None:
 
 
 def test_the_keys_project_outranks_the_resources(db: None) -> None:
+    # Over HTTP (each form) and gRPC against a real server: tests/test_keys_e2e.py.
     store(body(1, resource={"studio.project": "resource"}), key_project="keyed")
     assert project_of(1) == "keyed"
 
@@ -123,24 +124,6 @@ def test_a_key_or_an_attribute_outranks_the_runs_project(db: None) -> None:
     store(body(1, conversation="r1"), key_project="keyed")
     store(body(2, conversation="r1", resource={"studio.project": "tagged"}))
     assert (project_of(1), project_of(2)) == ("keyed", "tagged")
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_keys_project_reaches_the_trace_over_http() -> None:
-    """STUDIO_AUTH=none: a key is optional, but a valid one still names the project. (The
-    writer's thread commits: the test's data must be committed too.)"""
-    from accounts import keys
-
-    _, raw = keys.create_key("ingest", project="from-key")
-    client = Client()
-    response = client.post(
-        "/v1/traces",
-        body(7, resource={"studio.project": "resource"}),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {raw}"},
-    )
-    assert response.status_code == 200, response.content
-    assert project_of(7) == "from-key"
 
 
 # Scoping
@@ -379,3 +362,26 @@ def test_an_admin_in_login_mode_deletes(login_mode: None, doomed: None) -> None:
     assert client.get("/projects/alpha/delete/").status_code == 200
     assert client.post("/projects/alpha/delete/").status_code == 302
     assert not Trace.objects.filter(project="alpha").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_traces_stored_before_projects_take_their_runs_project_on_migrating() -> None:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+
+    before = [("tracing", "0006_span_trace_start_index"), ("runs", "0001_initial")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    old.get_model("runs", "Run").objects.create(
+        id="old-run", project="legacy", name="r", started_at=timezone.now()
+    )
+    for n, conversation in ((1, "old-run"), (2, "")):
+        old.get_model("tracing", "Trace").objects.create(
+            trace_id=tid(n), start_ns=1, end_ns=2, duration_ns=1, conversation_id=conversation
+        )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert (project_of(1), project_of(2)) == ("legacy", "default")
