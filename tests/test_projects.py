@@ -269,6 +269,7 @@ def test_the_switcher_remembers_the_last_project(client: Client, two_projects: N
     # Home goes back to it, and the header's links stay in it on pages without a project.
     assert client.get("/")["Location"] == "/projects/beta/"
     html = client.get(f"/traces/{tid(3)}/").content.decode()
+    assert '<dt>Project</dt><dd><a href="/projects/beta/">beta</a>' in html
     assert '<strong id="current-project">beta</strong>' in html
     assert 'href="/runs/?project=beta"' in html and 'href="/projects/beta/"' in html
     # Choosing "All projects" forgets it.
