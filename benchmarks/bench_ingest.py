@@ -17,6 +17,11 @@ With --key, compares Studio with STUDIO_AUTH=login and every request carrying an
 in alternating runs, best of --repeat each. On a shared machine those runs vary by more than the
 check costs, so it also times requests one at a time on ONE server, alternating with and without
 a key (a key's project is looked up in either mode), and compares their median latencies.
+
+With --compare, it runs twice, once with the full-text search indexer idle (what ingest cost
+before the index) and once as shipped, and reports the ratio, the bytes on disk per span of each,
+and how long after the last span was readable the search index had caught up (SQLite indexes
+after the commit).
 """
 
 from __future__ import annotations
@@ -175,11 +180,18 @@ def manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
 
 
 def studio(
-    bodies: list[bytes], senders: int, total: int, *, key: bool = False
-) -> tuple[float, float]:
+    bodies: list[bytes], senders: int, total: int, *, key: bool = False, search_index: bool = True
+) -> tuple[float, float, float, float]:
+    """Spans/s, the server's peak memory (MB), the database's bytes per span, and the seconds
+    the search index took to catch up after the last span was readable."""
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.pop("DATABASE_URL", None)
         server, cleanup = start_studio(Path(tmp), {"STUDIO_AUTH": "login" if key else "none"})
+        database = Path(tmp) / "studio.sqlite3"
+        if not search_index:
+            # Studio as it was before the index: the indexer finds no span past its last id.
+            with sqlite3.connect(database) as db:
+                db.execute("UPDATE tracing_span_search_state SET last_id = 1 << 62")
         headers = {"Content-Type": "application/x-protobuf"}
         read_headers: dict[str, str] = {}
         if key:
@@ -237,11 +249,26 @@ def studio(
             for trace_no in (0, traces // 2, traces - 1):
                 trace = api(f"/api/traces/{trace_no + 1:032x}/")
                 assert trace["span_count"] == SPANS_PER_TRACE, trace["span_count"]
+            readable = time.perf_counter()
+            with sqlite3.connect(database, timeout=60) as db:
+                newest = db.execute("SELECT MAX(id) FROM tracing_span").fetchone()[0]
+                while (
+                    db.execute("SELECT last_id FROM tracing_span_search_state").fetchone()[0]
+                    < newest
+                ):
+                    time.sleep(0.05)
+            lag = time.perf_counter() - readable
             memory = peak_memory_mb(server.process.pid)
         finally:
             server.stop()
             cleanup()
-    return total / elapsed, memory
+        with sqlite3.connect(database) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = (pages - free) * page_size
+    return total / elapsed, memory, size / total, lag
 
 
 def interleaved(bodies: list[bytes]) -> tuple[float, float]:
@@ -283,6 +310,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--key", action="store_true", help="with an ingest key against without")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, with --key")
+    parser.add_argument(
+        "--compare", action="store_true", help="also run without the full-text index, first"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
@@ -317,10 +347,25 @@ def main() -> None:
         return
     floor_rate = floor(bodies)
     print(f"floor (decode + sqlite3.executemany, one process): {floor_rate:,.0f} spans/s")
-    rate, memory = studio(bodies, args.senders, args.spans)
+    if args.compare:
+        before, before_memory, before_bytes, _ = studio(
+            bodies, args.senders, args.spans, search_index=False
+        )
+        print(
+            f"studio without the search index: {before:,.0f} spans/s, "
+            f"{before_bytes:,.0f} bytes/span on disk, peak {before_memory:.0f} MB"
+        )
+    rate, memory, per_span, lag = studio(bodies, args.senders, args.spans)
     print(f"studio (OTLP/HTTP, {args.senders} senders, until readable): {rate:,.0f} spans/s")
     print(f"ratio to floor: {rate / floor_rate:.2f}")
     print(f"server peak memory (VmHWM): {memory:.0f} MB")
+    print(f"bytes on disk per span: {per_span:,.0f}")
+    print(f"search index caught up {lag:.1f} s after the last span was readable")
+    if args.compare:
+        print(
+            f"with the search index / without: throughput {rate / before:.2f}, "
+            f"bytes per span {per_span / before_bytes:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,11 @@ class RunsConfig(AppConfig):
         # An AgentScope run's traces take the run's project.
         if writes.trace_projects_from_runs not in projects.resolvers:
             projects.resolvers.append(writes.trace_projects_from_runs)
+        from runs.retention import purge_runs
+        from tracing import retention
+
+        # A run goes with its last trace: tracing purges traces and calls this after.
+        retention.register_purger("runs", purge_runs)
 
 
 def _finish_orphaned_runs(**kwargs: Any) -> None:

@@ -1,5 +1,6 @@
-"""The read-only JSON API: traces (summary rows), one trace with its spans (streamed), and a
-trace's spans page by page."""
+"""The read-only JSON API: traces (summary rows), one trace with its spans (streamed), a
+trace's spans page by page, a trace's analysis (self times, totals, critical path, cost) and the
+comparison of two traces."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from urllib.parse import urlencode
 import orjson
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -25,7 +26,7 @@ from rest_framework.views import APIView
 
 from studio import projects
 from studio.filters import TraceFilter
-from tracing import conventions, selectors
+from tracing import analysis, compare, conventions, costs, selectors
 from tracing.models import Cursor, Span, SpanCursor, Trace, ns_to_datetime
 
 
@@ -76,6 +77,10 @@ def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
         }
         for event in span.events
     ]
+    # None: not a model call, or a model without a price.
+    cost_usd = None
+    if span.span_type in costs.MODEL_SPAN_TYPES:
+        cost_usd = costs.span_cost(span.attributes, selectors.price_table(), span.model)
     return {
         "trace_id": span.trace_id,
         "span_id": span.span_id,
@@ -104,6 +109,7 @@ def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
         "dropped_attributes_count": span.dropped_attributes_count,
         "dropped_events_count": span.dropped_events_count,
         "dropped_links_count": span.dropped_links_count,
+        "cost_usd": cost_usd,
     }
 
 
@@ -149,7 +155,7 @@ class TraceList(APIView):
             if after is None and before is None:
                 return None
             target = replace(trace_filter, after=after, before=before, offset=0)
-            query = urlencode({**target.params(), "limit": limit})
+            query = urlencode([*target.items(), ("limit", limit)])
             return request.build_absolute_uri(f"{request.path}?{query}")
 
         return Response(
@@ -273,8 +279,13 @@ class TraceDetail(APIView):
 
     def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
         trace = _trace_or_404(trace_id)
+        data = trace_to_dict(trace)
+        # Priced in the database from the model calls' token columns: no span is held for it.
+        cost = selectors.trace_cost(trace.trace_id)
+        data["cost_usd"] = cost.cost_usd
+        data["unpriced_spans"] = cost.unpriced_spans
         # The summary's fields, then the spans: the same document as one json.dumps would give.
-        head = orjson.dumps(trace_to_dict(trace))[:-1] + b',"spans":['
+        head = orjson.dumps(data)[:-1] + b',"spans":['
         return json_stream(request, _detail_parts(head, trace.trace_id))
 
 
@@ -334,3 +345,44 @@ class TraceSpans(APIView):
         # Streamed too: a body kept on the response lives on until the cyclic garbage collector
         # frees the request, which, page after page, costs more than the pages themselves.
         return json_stream(request, _page_parts(next_url, spans))
+
+
+def _json(data: dict[str, Any]) -> HttpResponse:
+    # orjson: these documents run to megabytes at 10,000 spans, and the standard encoder
+    # takes longer than building them.
+    return HttpResponse(orjson.dumps(data), content_type="application/json")
+
+
+def _trace_id(value: str, name: str) -> str:
+    trace_id = value.lower()
+    if not conventions.is_hex_id(trace_id, 32):
+        raise ValidationError({name: "must be 32 hexadecimal characters"})
+    return trace_id
+
+
+class TraceAnalysis(APIView):
+    """`GET /api/traces/<trace_id>/analysis/`: self time per span, totals per kind of work,
+    model, tool and agent, the critical path (root first) and the cost: two queries."""
+
+    def get(self, request: Request, trace_id: str) -> HttpResponse:
+        trace_id = _trace_id(trace_id, "trace_id")
+        if not Trace.objects.filter(trace_id=trace_id).exists():
+            raise Http404("no such trace")
+        return _json(analysis.as_dict(selectors.trace_analysis(trace_id)))
+
+
+class TraceCompare(APIView):
+    """`GET /api/traces/compare/?a=<trace_id>&b=<trace_id>`: the two traces' spans aligned by
+    path, with a summary and the biggest changes first."""
+
+    def get(self, request: Request) -> HttpResponse:
+        ids = {}
+        for name in ("a", "b"):
+            ids[name] = _trace_id(request.query_params.get(name, ""), name)
+        found = set(
+            Trace.objects.filter(trace_id__in=ids.values()).values_list("trace_id", flat=True)
+        )
+        if not set(ids.values()) <= found:
+            raise Http404("no such trace")
+        comparison = selectors.trace_comparison(ids["a"], ids["b"])
+        return _json({"a": ids["a"], "b": ids["b"], **compare.as_dict(comparison)})

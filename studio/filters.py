@@ -21,7 +21,9 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
+from tracing import clauses as attribute_clauses
 from tracing import conventions
+from tracing.clauses import Clause
 from tracing.models import (
     STATUS_CODES,
     Cursor,
@@ -159,6 +161,17 @@ class TraceFilterForm(forms.Form):
     run = forms.CharField(required=False, max_length=500)
     # One project's traces; none: every project's.
     project = forms.CharField(required=False, max_length=conventions.MAX_PROJECT_LENGTH)
+    # Trace-level filters: on the summary row, or on one of its spans.
+    max_duration = forms.FloatField(required=False, min_value=0, max_value=1e12)
+    min_spans = forms.IntegerField(required=False, min_value=0, max_value=10**9)
+    max_spans = forms.IntegerField(required=False, min_value=0, max_value=10**9)
+    min_tokens = forms.IntegerField(required=False, min_value=0, max_value=10**15)
+    max_tokens = forms.IntegerField(required=False, min_value=0, max_value=10**15)
+    error_type = forms.ChoiceField(
+        required=False, choices=[(kind, kind) for kind in conventions.SPAN_TYPES]
+    )
+    model = forms.CharField(required=False, max_length=500)
+    agent = forms.CharField(required=False, max_length=500)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -206,7 +219,18 @@ FIELD_LABELS = {
     "conversation": "conversation",
     "run": "run",
     "project": "project",
+    "max_duration": "maximum duration",
+    "min_spans": "minimum span count",
+    "max_spans": "maximum span count",
+    "min_tokens": "minimum tokens",
+    "max_tokens": "maximum tokens",
+    "error_type": "error span type",
+    "model": "model",
+    "agent": "agent",
 }
+# The repeated attribute clause parameter.
+ATTR = "attr"
+MAX_CLAUSES = 10
 
 
 @dataclass(frozen=True)
@@ -226,6 +250,15 @@ class TraceFilter:
     offset: int = 0
     conversation: str = ""
     project: str = ""
+    clauses: tuple[Clause, ...] = ()
+    max_duration_ms: float | None = None
+    min_spans: int | None = None
+    max_spans: int | None = None
+    min_tokens: int | None = None
+    max_tokens: int | None = None
+    error_type: str = ""
+    model: str = ""
+    agent: str = ""
     # What was wrong with the URL, for the page to say, and for the API's 400 (by parameter).
     problems: tuple[str, ...] = field(default=(), compare=False)
     errors: dict[str, list[str]] = field(default_factory=dict, compare=False)
@@ -259,6 +292,19 @@ class TraceFilter:
         after, before = clean.get("after"), clean.get("before")
         if after and before:
             before = None
+        raw_clauses = data.getlist(ATTR) if isinstance(data, QueryDict) else [data.get(ATTR, "")]
+        clauses, clause_problems = attribute_clauses.parse_all(
+            [str(text) for text in raw_clauses if text is not None]
+        )
+        if len(clauses) > MAX_CLAUSES:
+            clause_problems.append(f"at most {MAX_CLAUSES} attribute filters at once")
+            clauses = clauses[:MAX_CLAUSES]
+        if clause_problems:
+            problems += tuple(
+                f"Ignored the attribute filter {problem.rstrip('.')}."
+                for problem in clause_problems
+            )
+            errors[ATTR] = clause_problems
         return cls(
             q=(clean.get("q") or "").strip(),
             service=clean.get("service") or "",
@@ -273,6 +319,15 @@ class TraceFilter:
             offset=clean.get("offset") or 0,
             conversation=(clean.get("conversation") or clean.get("run") or "").strip(),
             project=(clean.get("project") or "").strip(),
+            clauses=tuple(clauses),
+            max_duration_ms=clean.get("max_duration"),
+            min_spans=clean.get("min_spans"),
+            max_spans=clean.get("max_spans"),
+            min_tokens=clean.get("min_tokens"),
+            max_tokens=clean.get("max_tokens"),
+            error_type=clean.get("error_type") or "",
+            model=(clean.get("model") or "").strip(),
+            agent=(clean.get("agent") or "").strip(),
             problems=problems,
             errors=errors,
         )
@@ -310,6 +365,22 @@ class TraceFilter:
             or self.range != DEFAULT_RANGE
             or self.min_duration_ms is not None
             or self.conversation
+            or self.has_trace_filters
+        )
+
+    @property
+    def has_trace_filters(self) -> bool:
+        """Any of the attribute and trace-level filters (the page opens its panel for them)."""
+        return bool(
+            self.clauses
+            or self.max_duration_ms is not None
+            or self.min_spans is not None
+            or self.max_spans is not None
+            or self.min_tokens is not None
+            or self.max_tokens is not None
+            or self.error_type
+            or self.model
+            or self.agent
         )
 
     def window_ns(self, now: datetime | None = None) -> tuple[int | None, int | None]:
@@ -340,6 +411,17 @@ class TraceFilter:
             ),
             conversation_id=self.conversation,
             project=self.project,
+            clauses=self.clauses,
+            min_spans=self.min_spans,
+            max_spans=self.max_spans,
+            min_tokens=self.min_tokens,
+            max_tokens=self.max_tokens,
+            max_duration_ns=(
+                int(self.max_duration_ms * 1_000_000) if self.max_duration_ms is not None else None
+            ),
+            error_type=self.error_type,
+            model=self.model,
+            agent=self.agent,
         )
 
     def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:
@@ -356,7 +438,8 @@ class TraceFilter:
     # Back to URLs.
 
     def params(self) -> dict[str, str]:
-        """The query parameters that differ from the defaults, in a stable order."""
+        """The query parameters that differ from the defaults, in a stable order (without the
+        repeated `attr`: see items())."""
         params: dict[str, str] = {}
         if self.q:
             params["q"] = self.q
@@ -378,6 +461,14 @@ class TraceFilter:
             params["conversation"] = self.conversation
         if self.project:
             params["project"] = self.project
+        if self.max_duration_ms is not None:
+            params["max_duration"] = f"{self.max_duration_ms:g}"
+        for name in ("min_spans", "max_spans", "min_tokens", "max_tokens"):
+            if getattr(self, name) is not None:
+                params[name] = str(getattr(self, name))
+        for name in ("error_type", "model", "agent"):
+            if getattr(self, name):
+                params[name] = getattr(self, name)
         if self.sort != DEFAULT_SORT:
             params["sort"] = self.sort
         if self.after:
@@ -388,17 +479,25 @@ class TraceFilter:
             params["offset"] = str(self.offset)
         return params
 
+    def items(self) -> list[tuple[str, str]]:
+        """params() with each attribute clause as its own `attr`, after `q`."""
+        params = list(self.params().items())
+        at = 1 if params and params[0][0] == "q" else 0
+        params[at:at] = [(ATTR, str(clause)) for clause in self.clauses]
+        return params
+
     def query_string(self) -> str:
-        return urlencode(self.params())
+        return urlencode(self.items())
 
     def url(self, **changes: Any) -> str:
         if "after" in changes or "before" in changes:
             changes.setdefault("offset", 0)  # a cursor says where the page is
         target = replace(self, **changes) if changes else self
-        params = target.params()
+        items = target.items()
         # A project's overview lives at its home, `/projects/<name>/`.
-        base = project_url(params.pop("project", ""))
-        return base + (f"?{urlencode(params)}" if params else "")
+        base = project_url(target.project)
+        rest = [(key, value) for key, value in items if key != "project"]
+        return base + (f"?{urlencode(rest)}" if rest else "")
 
     @property
     def home_url(self) -> str:

@@ -44,6 +44,11 @@ def traces_deleted(trace_ids: Iterable[str]) -> None:
     _publish("traces.deleted", trace_ids)
 
 
+def traces_purged(sender: Any = None, *, trace_ids: Iterable[str], **kwargs: Any) -> None:
+    """The `tracing.signals.traces_purged` receiver (connected in StudioConfig.ready)."""
+    _publish("traces.deleted", trace_ids)
+
+
 def _publish(kind: str, trace_ids: Iterable[str]) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -18,6 +18,7 @@ from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from studio import security
+from tracing import prices
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -116,6 +117,20 @@ def make_dir(name: str, path: Path) -> None:
         ) from None
 
 
+def env_prices(name: str) -> dict[str, prices.Price]:
+    """A JSON file of model prices (USD per million tokens) over the shipped table."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        return prices.load_overrides(Path(raw.strip()).expanduser())
+    except prices.PriceError as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be a JSON file mapping model names to USD per million tokens, "
+            f'like {{"my-model": {{"input": 2.0, "output": 8.0}}}}, got {raw!r}: {exc}'
+        ) from None
+
+
 SUPPORTED_DATABASES = ("django.db.backends.sqlite3", "django.db.backends.postgresql")
 
 
@@ -209,6 +224,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": SQLITE_TIMEOUT,
         "init_command": (
+            # Before WAL: auto_vacuum takes only on a database with no tables yet, and turning WAL
+            # on already writes the file. Lets retention give freed pages back to the disk
+            # (tracing.retention); an older database is converted once by runstudio.
+            "PRAGMA auto_vacuum=INCREMENTAL;"
             "PRAGMA journal_mode=WAL;"
             f"PRAGMA synchronous={SQLITE_SYNCHRONOUS};"
             f"PRAGMA busy_timeout={SQLITE_TIMEOUT * 1000};"
@@ -270,6 +289,10 @@ STUDIO_MAX_QUEUE_BYTES = env_int(
 )
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 
+# Model prices added to or overriding the shipped table (tracing/prices.json).
+STUDIO_PRICES_FILE = env_str("STUDIO_PRICES", "").strip()
+STUDIO_PRICES = env_prices("STUDIO_PRICES")
+
 # Request bodies: Django reads (and spools to disk) a whole body before any view runs, so the ASGI
 # guard (ingest/asgi.py) bounds every path first. OTLP paths take STUDIO_MAX_BODY_BYTES (their
 # views answer 413 in OTLP's encoding), /trpc/* its own limit, every other path Django's default.
@@ -278,6 +301,13 @@ STUDIO_MAX_OTHER_BODY_BYTES = global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 # Django's own check (a 400, on Content-Length) sits behind the guard: it must not refuse a tRPC
 # body the guard admitted. The OTLP views read their bodies in a way it does not check.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(STUDIO_MAX_OTHER_BODY_BYTES, STUDIO_MAX_TRPC_BODY_BYTES)
+
+# Retention (tracing.retention): traces whose last span is older than this many days go, and then
+# the oldest traces while more spans than the cap are kept; 0 turns a limit off. runstudio purges
+# every STUDIO_RETENTION_INTERVAL seconds (0: only `manage.py purge` does).
+STUDIO_RETENTION_DAYS = env_int("STUDIO_RETENTION_DAYS", 30, maximum=36500)
+STUDIO_RETENTION_MAX_SPANS = env_int("STUDIO_RETENTION_MAX_SPANS", 1_000_000)
+STUDIO_RETENTION_INTERVAL = env_int("STUDIO_RETENTION_INTERVAL", 300)
 
 PORT = env_int("PORT", 3000, maximum=65535)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)

@@ -1,5 +1,6 @@
 """The call tree of the trace page, as the browser gets it: compact JSON for every row, HTML
-for the first rows, and one blank row for trace.js to clone.
+for the first rows, and one blank row for trace.js to clone; for a trace of more than
+INLINE_SPANS spans, no rows in the page but the JSON streamed a chunk at a time (`tree_chunks`).
 
 trace.js draws the tree from the JSON, only the rows in view (a 50,000-span trace is 50,000 rows:
 as HTML that is 20 MB for Chromium to parse, which takes it many seconds). The HTML rows are for
@@ -14,20 +15,25 @@ element.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from html import escape
 from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
 from studio.formatting import duration
-from tracing import conventions
-from tracing.models import STATUS_ERROR
+from tracing import conventions, selectors
+from tracing.models import STATUS_ERROR, Trace
 from tracing.selectors import TraceTree, TreeRow
 
 # Indentation classes exist in trace.css up to this depth; deeper rows share the last one.
 MAX_INDENT = 32
 # Rows rendered as HTML; trace.js draws the rest (and these again) from the JSON.
 HTML_ROWS = 1000
+# A trace of more spans than this gets its tree data from `tree_chunks`, a chunk at a time,
+# instead of all of it (and HTML_ROWS rows of HTML) in the page.
+INLINE_SPANS = 5000
 TOKEN_TYPES = frozenset({conventions.LLM, conventions.EMBEDDING})
 # Bits of a row's flags in the JSON.
 ERROR = 1
@@ -130,17 +136,20 @@ def tree_data(tree: TraceTree) -> dict[str, Any]:
     type indexes `types`, and name, label, duration and tokens index `strings` (agent traces
     repeat the same few names and durations thousands of times).
     """
+    return {"max_indent": MAX_INDENT, **_chunk(tree.rows, tree.start_ns, tree.duration_ns)}
+
+
+def _chunk(rows: list[TreeRow], start: int, total: int) -> dict[str, Any]:
     strings: dict[str, int] = {}
     types: dict[str, int] = {}
-    rows = []
-    start = tree.start_ns
-    total = tree.duration_ns or 1
-    for row in tree.rows:
+    data = []
+    total = total or 1
+    for row in rows:
         span_type = row.span_type or conventions.OTHER
         label = row.display_name
         flags = (ERROR if row.status_code == STATUS_ERROR else 0) | (ORPHAN if row.orphan else 0)
         x, width = _bar(row, start, total)
-        rows.append(
+        data.append(
             [
                 row.span_id,
                 row.depth,
@@ -154,12 +163,24 @@ def tree_data(tree: TraceTree) -> dict[str, Any]:
                 round(width, 2),
             ]
         )
-    return {
-        "max_indent": MAX_INDENT,
-        "types": list(types),
-        "strings": list(strings),
-        "rows": rows,
-    }
+    return {"types": list(types), "strings": list(strings), "rows": data}
+
+
+def tree_chunks(trace: Trace) -> Iterator[bytes]:
+    """The tree data of a trace of any size as lines of JSON (NDJSON), for trace.js to fetch:
+    first {"count", "max_indent"}, then chunks of at most TREE_CHUNK rows shaped as `tree_data`
+    (each with its own `types` and `strings`). What is held at once is the tree's order (a span
+    id and a few integers per span) and one chunk of rows; never every span's row."""
+    with selectors.read_once():
+        tree = selectors.tree_order(trace.trace_id)
+        yield _line({"count": len(tree), "max_indent": MAX_INDENT})
+        for start in range(0, len(tree), selectors.TREE_CHUNK):
+            rows = selectors.tree_rows(trace.trace_id, tree, start, start + selectors.TREE_CHUNK)
+            yield _line(_chunk(rows, trace.start_ns, trace.end_ns - trace.start_ns))
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def axis_ticks(duration_ns: int, count: int = 4) -> list[str]:

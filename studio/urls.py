@@ -25,9 +25,13 @@ register_converter(SpanId, "span_id")
 
 api_patterns = [
     path("traces/", api.TraceList.as_view(), name="api_trace_list"),
+    path("traces/compare/", api.TraceCompare.as_view(), name="api_trace_compare"),
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
     path("traces/<str:trace_id>/spans/", api.TraceSpans.as_view(), name="api_trace_spans"),
     path("projects/", api.ProjectList.as_view(), name="api_project_list"),
+    path("traces/<str:trace_id>/analysis/", api.TraceAnalysis.as_view(), name="api_trace_analysis"),
+    path("attributes/keys/", views.attribute_keys, name="api_attribute_keys"),
+    path("attributes/values/", views.attribute_values, name="api_attribute_values"),
 ]
 
 urlpatterns = [
@@ -36,8 +40,11 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("traces/", views.trace_list, name="trace_list"),
     path("traces/delete/", views.trace_delete, name="trace_delete"),
+    path("prices/", views.prices, name="prices"),
     path("traces/<trace_id:trace_id>/", views.trace_detail, name="trace_detail"),
+    path("traces/<trace_id:trace_id>/tree/", views.trace_tree_data, name="trace_tree_data"),
     path("traces/<trace_id:trace_id>/otlp.json", views.trace_otlp_json, name="trace_otlp_json"),
+    path("traces/<trace_id:trace_id>/find", views.trace_find, name="trace_find"),
     path(
         "traces/<trace_id:trace_id>/spans/<span_id:span_id>/", views.span_panel, name="span_panel"
     ),

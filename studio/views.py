@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, tzinfo
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import (
     Http404,
@@ -16,8 +18,9 @@ from django.http import (
     HttpResponseNotAllowed,
     JsonResponse,
     QueryDict,
+    StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
@@ -40,7 +43,7 @@ from studio.filters import (
     zone_from_cookie,
 )
 from studio.runtime import runtime
-from tracing import otlp_json, selectors
+from tracing import clauses, conventions, otlp_json, search, selectors
 from tracing.models import STATUS_CODES, Span, Trace
 
 
@@ -204,6 +207,11 @@ def _overview_context(
     an existence check only when a filter matched nothing)."""
     traces = trace_filter.traces()
     page = trace_filter.page(PAGE_SIZE, traces)
+    if trace_filter.q and not trace_filter.trace_id:
+        # Where each row matched: one query over the spans of this page's traces only.
+        found = search.snippets([trace.trace_id for trace in page.rows], trace_filter.q)
+        for trace in page.rows:
+            trace.snippet = found.get(trace.trace_id)
     stats = traces.stats()
     empty_studio = stats.traces == 0 and not (trace_filter.narrows and Trace.objects.exists())
     context: dict[str, Any] = {
@@ -230,6 +238,7 @@ def _overview_context(
         context["ranges"] = {key: label for key, (label, _) in RANGES.items()}
         context["sorts"] = SORTS
         context["statuses"] = list(STATUS_CODES)
+        context["span_types"] = conventions.SPAN_TYPES
         context["without_conversation_url"] = trace_filter.url(
             conversation="", after=None, before=None
         )
@@ -292,6 +301,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     (without it, the first span's)."""
     annotations = {name: make() for name, make in extensions.trace_annotations.items()}
     trace = get_object_or_404(Trace.objects.annotate(**annotations), trace_id=trace_id)
+    if trace.span_count > trace_page.INLINE_SPANS:
+        return _big_trace_detail(request, trace)
     tree = selectors.trace_tree(trace.trace_id)
     span_id = request.GET.get("span", "").lower() or (tree.rows[0].span_id if tree.rows else "")
     detail = _span_detail(trace, span_id) if span_id else None
@@ -313,6 +324,56 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     }
     with timezone.override(_viewer_zone(request)):  # times in the reader's zone, as the overview
         return render(request, "studio/trace_detail.html", context)
+
+
+def _big_trace_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
+    """The trace page of a trace too big to put in the page: no span rows at all (trace.js
+    streams them from `trace_tree_data`), the first span by start when none is asked for."""
+    span_id = request.GET.get("span", "").lower()
+    if not span_id:
+        first = Span.objects.for_trace(trace.trace_id).values_list("span_id", flat=True)[:1]
+        span_id = next(iter(first), "")
+    detail = _span_detail(trace, span_id) if span_id else None
+    tree = selectors.TraceTree(
+        rows=[],
+        services=selectors.trace_services(trace.trace_id),
+        start_ns=trace.start_ns,
+        end_ns=trace.end_ns,
+    )
+    context = {
+        "trace": trace,
+        "tree": tree,
+        "tree_url": reverse("trace_tree_data", args=[trace.trace_id]),
+        "blank_row": trace_page.blank_row(),
+        "ticks": trace_page.axis_ticks(tree.duration_ns),
+        "detail": detail,
+        "missing_span": span_id if span_id and detail is None else "",
+        "panel_url": reverse("span_panel", args=[trace.trace_id, "0" * 16]),
+        "fact_templates": extensions.trace_fact_templates,
+        "nav": "traces",
+    }
+    with timezone.override(_viewer_zone(request)):
+        return render(request, "studio/trace_detail.html", context)
+
+
+async def trace_tree_data(request: HttpRequest, trace_id: str) -> StreamingHttpResponse:
+    """The call tree of a trace as NDJSON chunks (trace_page.tree_chunks), streamed: the page
+    of a big trace fetches it. Each chunk is read in the sync thread as it is sent, so that a
+    response holds one chunk, not the whole tree (Django would first collect a sync iterator
+    into a list under ASGI)."""
+    trace = await aget_object_or_404(
+        Trace.objects.only("trace_id", "start_ns", "end_ns"), trace_id=trace_id
+    )
+    chunks = trace_page.tree_chunks(trace)
+    read = sync_to_async(next)
+
+    async def stream() -> AsyncIterator[bytes]:
+        while (part := await read(chunks, None)) is not None:
+            yield part
+
+    response = StreamingHttpResponse(stream(), content_type="application/x-ndjson")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def span_panel(request: HttpRequest, trace_id: str, span_id: str) -> HttpResponse:
@@ -353,3 +414,50 @@ def trace_otlp_json(request: HttpRequest, trace_id: str) -> HttpResponse:
     filename = f"trace-{trace.trace_id}.otlp.json"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def prices(request: HttpRequest) -> HttpResponse:
+    """`/prices/`: the price table costs are computed with, the user's rows marked."""
+    table = selectors.price_table()
+    context = {
+        "rows": table.sorted_rows(),
+        "checked": table.checked,
+        "note": table.note,
+        "overrides_file": settings.STUDIO_PRICES_FILE if settings.STUDIO_PRICES else "",
+        "nav": "prices",
+    }
+    return render(request, "studio/prices.html", context)
+
+
+def trace_find(request: HttpRequest, trace_id: str) -> JsonResponse:
+    """`/traces/<id>/find?q=`: the trace page's span finder. The spans whose names, ids, kind,
+    type, model, status message, attributes or message text hold every word of `q`, in call-tree
+    order, and the error spans, in the same order."""
+    trace = get_object_or_404(Trace, trace_id=trace_id)
+    q = request.GET.get("q", "")[:500]
+    found = selectors.find_in_trace(trace.trace_id, q)
+    return JsonResponse(
+        {"q": q, "matches": found.matches, "errors": found.errors, "span_count": found.span_count}
+    )
+
+
+def attribute_keys(request: HttpRequest) -> HttpResponse:
+    """`/api/attributes/keys/?prefix=`: attribute keys seen on the newest spans (JSON), or, for
+    htmx, the `<option>`s of the search form's datalist."""
+    keys = search.attribute_keys(request.GET.get("prefix", "")[:200])
+    if request.htmx:
+        return render(request, "studio/trace_list.html#attribute-options", {"values": keys})
+    return JsonResponse({"keys": keys})
+
+
+def attribute_values(request: HttpRequest) -> JsonResponse:
+    """`/api/attributes/values/?key=&prefix=`: short values of one key on the newest spans."""
+    key = request.GET.get("key", "")
+    if not key:
+        return JsonResponse({"detail": "key is required"}, status=400)
+    try:
+        clause = clauses.parse(f"{key} exists")
+    except clauses.ClauseError as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
+    values = search.attribute_values(clause.key, request.GET.get("prefix", "")[:200])
+    return JsonResponse({"key": clause.key, "values": values})

@@ -111,6 +111,9 @@ def start_studio(
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["STUDIO_DATA_DIR"] = str(tmp_path)
     env["PYTHONUNBUFFERED"] = "1"
+    # The fixtures' traces keep the times they were captured at and age past any policy:
+    # no background purge unless a test asks for one.
+    env.setdefault("STUDIO_RETENTION_INTERVAL", "0")
     cleanup: Callable[[], None] = lambda: None  # noqa: E731
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith(("postgres://", "postgresql://")):

@@ -371,7 +371,7 @@ def test_traces_stored_before_projects_take_their_runs_project_on_migrating() ->
     from django.db.migrations.executor import MigrationExecutor
     from django.utils import timezone
 
-    before = [("tracing", "0006_span_trace_start_index"), ("runs", "0001_initial")]
+    before = [("tracing", "0007_span_search"), ("runs", "0001_initial")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps

@@ -9,13 +9,15 @@ that read only the narrow columns never touch the overflow pages holding the bod
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections, models, transaction
 
-from tracing import conventions
+from tracing import conventions, search
+from tracing.clauses import Clause
 
 STATUS_UNSET = 0
 STATUS_OK = 1
@@ -173,20 +175,58 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         until_ns: int | None = None,
         min_duration_ns: int | None = None,
         conversation_id: str = "",
+        clauses: Sequence[Clause] = (),
+        min_spans: int | None = None,
+        max_spans: int | None = None,
+        min_tokens: int | None = None,
+        max_tokens: int | None = None,
+        max_duration_ns: int | None = None,
+        error_type: str = "",
+        model: str = "",
+        agent: str = "",
         project: str = "",
     ) -> TraceQuerySet:
-        """The overview's filters, shared by the page and the API."""
+        """The overview's filters, shared by the page and the API. `q` is full text over every
+        span of a trace (tracing.search), `clauses` attribute clauses that one span must all
+        match; the span-level filters are semi-joins on partial span indexes."""
         qs = self.filter(project=project) if project else self
         q = q.strip()
         if q:
             lowered = q.lower()
-            # The display name may be the label (an agent's or a function's name) rather than
-            # the span name: what is shown must be findable.
-            named = models.Q(name__icontains=q) | models.Q(label__icontains=q)
+            # Every span's text holds its name and label (the display name is either), so the
+            # root's are found there too: the search index drives the query, never a scan of
+            # the trace rows.
+            text = search.text_trace_ids(q, using=self.db)
+            if text is not None:
+                named = models.Q(trace_id__in=text)
+            else:
+                named = models.Q(name__icontains=q) | models.Q(label__icontains=q)
             if conventions.is_hex_id(lowered, 32):
                 qs = qs.filter(models.Q(trace_id=lowered) | named)
             else:
                 qs = qs.filter(named)
+        if clauses:
+            qs = qs.filter(trace_id__in=search.clause_trace_ids(clauses, using=self.db))
+        if min_spans is not None:
+            qs = qs.filter(span_count__gte=min_spans)
+        if max_spans is not None:
+            qs = qs.filter(span_count__lte=max_spans)
+        if min_tokens is not None:
+            qs = qs.filter(total_tokens__gte=min_tokens)
+        if max_tokens is not None:
+            qs = qs.filter(total_tokens__lte=max_tokens)
+        if max_duration_ns is not None:
+            qs = qs.filter(duration_ns__lte=max_duration_ns)
+        spans = Span.objects.using(self.db)
+        if error_type:
+            errors = spans.filter(status_code=STATUS_ERROR, span_type=error_type)
+            qs = qs.filter(trace_id__in=errors.values("trace_id"))
+        if model:
+            models_ = spans.filter(model=model).exclude(model="")
+            qs = qs.filter(trace_id__in=models_.values("trace_id"))
+        if agent:
+            agents = spans.filter(span_type=conventions.AGENT, label=agent)
+            qs = qs.filter(trace_id__in=agents.values("trace_id"))
         if service:
             qs = qs.filter(service_name=service)
         if status:
@@ -424,9 +464,28 @@ class Span(TimedRow, models.Model):
             models.UniqueConstraint(fields=["trace_id", "span_id"], name="span_trace_span_uniq"),
         ]
         indexes = [
-            # A trace's spans in start order without a sort: the keyset pages of the API, the
-            # chunks the trace detail streams, and the call tree's one query.
-            models.Index(fields=["trace_id", "start_ns", "span_id"], name="span_trace_start_idx"),
+            # A trace's spans in start order without a sort (the API's keyset pages, the chunks the
+            # trace detail streams), and its tree order, first span and services from this index
+            # alone: without it, they read every span's row with its JSON bodies.
+            models.Index(
+                fields=["trace_id", "start_ns", "span_id", "parent_span_id", "service_name"],
+                name="span_tree_idx",
+            ),
+            # The overview's span-level trace filters (an error span of a kind, a model, an
+            # agent): partial, so only the few spans they can match are indexed at ingest.
+            models.Index(
+                fields=["span_type", "trace_id"],
+                name="span_error_type_idx",
+                condition=models.Q(status_code=STATUS_ERROR),
+            ),
+            models.Index(
+                fields=["model", "trace_id"], name="span_model_idx", condition=~models.Q(model="")
+            ),
+            models.Index(
+                fields=["label", "trace_id"],
+                name="span_agent_idx",
+                condition=models.Q(span_type="agent"),
+            ),
         ]
 
     def __str__(self) -> str:

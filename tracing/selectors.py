@@ -6,16 +6,22 @@ runs app) is an AgentScope application whose spans carry its id as that conversa
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, connection, connections
 from django.db.models import Count, F, QuerySet, Sum
 
-from tracing import conventions, messages
-from tracing.models import Span, SpanCursor, Trace
+from tracing import analysis, compare, conventions, costs, messages, search
+from tracing.models import STATUS_ERROR, Span, SpanCursor, Trace
+from tracing.prices import PriceTable
 
 # The columns a list of traces shows (never the root span's bodies).
 TRACE_LIST_FIELDS = (
@@ -188,7 +194,10 @@ class TraceTree:
 
 
 def trace_tree(trace_id: str) -> TraceTree:
-    """The spans of a trace in call-tree order (depth first, siblings by start), one query."""
+    """The spans of a trace in call-tree order (depth first, siblings by start), one query.
+
+    Every row at once: for the pages of traces up to a few thousand spans; `tree_order` and
+    `tree_rows` read a trace of any size a chunk at a time."""
     rows = [
         TreeRow(*values) for values in Span.objects.for_trace(trace_id).values_list(*TREE_FIELDS)
     ]
@@ -200,44 +209,197 @@ def trace_tree(trace_id: str) -> TraceTree:
     )
 
 
+@dataclass(frozen=True)
+class TraceFind:
+    """What the span finder of a trace page jumps between, in call-tree order."""
+
+    matches: list[str]
+    errors: list[str]
+    span_count: int
+
+
+def find_in_trace(trace_id: str, q: str) -> TraceFind:
+    """The spans of a trace whose search text (tracing.search: names, ids, kind, type, model,
+    status message, attribute values, message text) holds every word of `q`, and its error
+    spans: two queries, the tree's narrow columns and the matching span ids."""
+    rows = trace_tree(trace_id).rows
+    found = search.spans_matching(trace_id, q) if q.strip() else set()
+    return TraceFind(
+        matches=[row.span_id for row in rows if row.span_id in found],
+        errors=[row.span_id for row in rows if row.status_code == STATUS_ERROR],
+        span_count=len(rows),
+    )
+
+
 def order_tree(rows: list[TreeRow]) -> list[TreeRow]:
-    """Rows (sorted by start) in depth-first order with their depth set: O(n), no recursion,
-    so a trace of any depth or size is fine and a loop of parents cannot hang it."""
-    ids = {row.span_id for row in rows}
-    children: dict[str, list[TreeRow]] = {}
-    roots = []
-    for row in rows:
-        parent = row.parent_span_id
-        if parent and parent in ids and parent != row.span_id:
-            children.setdefault(parent, []).append(row)
-        else:
-            row.orphan = bool(parent)
-            roots.append(row)
-    ordered: list[TreeRow] = []
-    visited: set[str] = set()
-
-    def walk(start: TreeRow) -> None:
-        stack = [(start, 0)]
-        while stack:
-            row, depth = stack.pop()
-            if row.span_id in visited:
-                continue
-            visited.add(row.span_id)
-            row.depth = depth
-            kids = children.get(row.span_id, ())
-            row.has_children = bool(kids)
-            ordered.append(row)
-            stack.extend((kid, depth + 1) for kid in reversed(kids))
-
-    for root in roots:
-        walk(root)
-    if len(ordered) < len(rows):
-        # Spans whose parents only point at each other: break each loop at its earliest span.
-        for row in rows:
-            if row.span_id not in visited:
-                row.orphan = True
-                walk(row)
+    """Rows (sorted by start) in depth-first order with their depth set (see `depth_first`)."""
+    order, depths, flags = depth_first(
+        [row.span_id for row in rows], [row.parent_span_id for row in rows]
+    )
+    ordered = []
+    for i, depth in zip(order, depths, strict=True):
+        row = rows[i]
+        row.depth = depth
+        row.orphan = bool(flags[i] & ORPHAN_FLAG)
+        row.has_children = bool(flags[i] & CHILDREN_FLAG)
+        ordered.append(row)
     return ordered
+
+
+ORPHAN_FLAG = 1
+CHILDREN_FLAG = 2
+
+
+def depth_first(span_ids: list[str], parent_ids: list[str]) -> tuple[array, array, bytearray]:
+    """The call-tree order of spans given in start order: (the spans' indices depth first, their
+    depths in that order, flags by index: ORPHAN_FLAG, CHILDREN_FLAG).
+
+    Siblings keep their start order. A span whose parent never arrived is shown at the top
+    level, marked orphan, and so is the earliest span of each loop of parents. O(n), no
+    recursion, and only flat arrays per span (a trace can have hundreds of thousands)."""
+    n = len(span_ids)
+    index = {span_id: i for i, span_id in enumerate(span_ids)}
+    parent = array("l", [-1]) * n
+    flags = bytearray(n)
+    counts = array("l", [0]) * (n + 1)
+    for i, parent_id in enumerate(parent_ids):
+        if not parent_id:
+            continue
+        p = index.get(parent_id, -1)
+        if p < 0 or p == i:
+            flags[i] |= ORPHAN_FLAG
+            continue
+        parent[i] = p
+        counts[p + 1] += 1
+        flags[p] |= CHILDREN_FLAG
+    del index
+    # Children of p, in start order: kids[first[p]:first[p + 1]].
+    first = counts
+    for p in range(n):
+        first[p + 1] += first[p]
+    kids = array("l", [0]) * n
+    fill = array("l", first[:n])
+    for i in range(n):
+        p = parent[i]
+        if p >= 0:
+            kids[fill[p]] = i
+            fill[p] += 1
+    del fill
+    order = array("l")
+    depths = array("l")
+    depth = array("l", [0]) * n
+    visited = bytearray(n)
+
+    def walk(start: int) -> None:
+        # A span is pushed by its parent only (it has one), so each is pushed at most once, and
+        # its parent's depth is set before it is popped. The start is at depth 0 even inside a
+        # loop of parents.
+        stack = [start]
+        while stack:
+            i = stack.pop()
+            if visited[i]:
+                continue
+            visited[i] = 1
+            d = depth[i] = 0 if i == start else depth[parent[i]] + 1
+            order.append(i)
+            depths.append(d)
+            if first[i + 1] > first[i]:
+                stack.extend(reversed(kids[first[i] : first[i + 1]]))
+
+    for i in range(n):
+        if parent[i] < 0:
+            walk(i)
+    if len(order) < n:
+        # Spans whose parents only point at each other: break each loop at its earliest span.
+        for i in range(n):
+            if not visited[i]:
+                flags[i] |= ORPHAN_FLAG
+                walk(i)
+    return order, depths, flags
+
+
+# The trace page reads the tree of a big trace this many rows at a time: no query materialises
+# more rows than this, whatever the trace's size.
+TREE_CHUNK = 2000
+# SQLite's page cache (KiB) of a connection while it reads a big trace's rows, each page once.
+READ_ONCE_CACHE_KIB = 8192
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """For a read passing once over many pages (a big trace's rows): this connection's SQLite
+    page cache kept small meanwhile. The cache is per connection, and every reader of a big
+    trace at once would fill (and keep resident) the connection's usual 64 MB."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        size = cursor.execute("PRAGMA cache_size").fetchone()[0]
+        cursor.execute(f"PRAGMA cache_size=-{READ_ONCE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size={int(size)}")
+
+
+@dataclass(slots=True)
+class TreeOrder:
+    """A trace's call-tree order, from its span ids and parent ids only (no other column)."""
+
+    span_ids: list[str]  # in start order
+    order: array  # indices into span_ids, depth first
+    depths: array  # in that order
+    flags: bytearray  # by index into span_ids
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def tree_order(trace_id: str) -> TreeOrder:
+    """The call-tree order of a trace of any size: two narrow columns, read TREE_CHUNK rows at
+    a time."""
+    span_ids: list[str] = []
+    parent_ids: list[str] = []
+    reads = Span.objects.for_trace(trace_id).values_list("span_id", "parent_span_id")
+    for span_id, parent_id in reads.iterator(chunk_size=TREE_CHUNK):
+        span_ids.append(span_id)
+        parent_ids.append(parent_id)
+    order, depths, flags = depth_first(span_ids, parent_ids)
+    return TreeOrder(span_ids=span_ids, order=order, depths=depths, flags=flags)
+
+
+def tree_rows(trace_id: str, tree: TreeOrder, start: int, stop: int) -> list[TreeRow]:
+    """Rows start..stop (at most TREE_CHUNK) of the call tree, in tree order: one query."""
+    stop = min(stop, start + TREE_CHUNK, len(tree))
+    wanted = {tree.span_ids[tree.order[place]]: place for place in range(start, stop)}
+    found = (
+        Span.objects.filter(trace_id=trace_id, span_id__in=list(wanted))
+        .order_by()
+        .values_list(*TREE_FIELDS)
+    )
+    rows: list[TreeRow | None] = [None] * (stop - start)
+    for values in found:
+        place = wanted[values[0]]
+        i = tree.order[place]
+        row = TreeRow(*values, depth=tree.depths[place])
+        row.orphan = bool(tree.flags[i] & ORPHAN_FLAG)
+        row.has_children = bool(tree.flags[i] & CHILDREN_FLAG)
+        rows[place - start] = row
+    # A span deleted since the order was read (retention) is left out.
+    return [row for row in rows if row is not None]
+
+
+def trace_services(trace_id: str) -> list[str]:
+    """The services of a trace's spans, from the database (not from every span's row)."""
+    services = (
+        Span.objects.filter(trace_id=trace_id)
+        .exclude(service_name="")
+        .order_by("service_name")
+        .values_list("service_name", flat=True)
+        .distinct()
+    )
+    return list(services)
 
 
 @dataclass(slots=True)
@@ -401,3 +563,251 @@ def span_detail(span: Span, trace_start_ns: int) -> SpanDetail:
         ),
         agent_name=conventions.first_str(attributes, conventions.AGENT_NAME_KEYS),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost, analysis and comparison: narrow columns, plus the few numbers they need from a model
+# call's attributes, extracted by the database (SQLite's json_extract, PostgreSQL's jsonb) so
+# the message bodies never travel. The writer stores attributes as JSON made by orjson.
+
+# In the order of the first fields of analysis.SpanFacts and compare.CompareFacts.
+_FACT_FIELDS = (
+    "span_id",
+    "parent_span_id",
+    "start_ns",
+    "end_ns",
+    "span_type",
+    "name",
+    "label",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "status_code",
+)
+_USAGE_KEYS = costs.CACHE_READ_KEYS + costs.CACHE_WRITE_KEYS + costs.REASONING_KEYS
+# The request parameters a comparison shows (gen_ai.request.*, conventions.md).
+PARAM_KEYS = (
+    "gen_ai.request.temperature",
+    "gen_ai.request.top_p",
+    "gen_ai.request.top_k",
+    "gen_ai.request.max_tokens",
+    "gen_ai.request.seed",
+    "gen_ai.request.stop_sequences",
+    "gen_ai.request.frequency_penalty",
+    "gen_ai.request.presence_penalty",
+    "gen_ai.request.choice.count",
+    "gen_ai.output.type",
+)
+_MODEL_TYPES_SQL = ", ".join(f"'{kind}'" for kind in sorted(costs.MODEL_SPAN_TYPES))
+_price_cache: tuple[object, PriceTable] | None = None
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Building tens of thousands of small objects (a big trace's facts, tree and rows) sets off
+    the cyclic garbage collector over and over, to find nothing: a fifth of the time. None of
+    these objects form cycles; reference counting frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def price_table() -> PriceTable:
+    """The shipped prices with `STUDIO_PRICES` on top (read once per settings value)."""
+    global _price_cache
+    overrides = settings.STUDIO_PRICES
+    if _price_cache is None or _price_cache[0] is not overrides:
+        _price_cache = (overrides, PriceTable(overrides))
+    return _price_cache[1]
+
+
+def _span_rows(
+    where: str, params: list[Any], keys: tuple[str, ...]
+) -> list[tuple[tuple[Any, ...], list[Any] | None]]:
+    """For the spans `where` selects, by start: the row of `_FACT_FIELDS`, and for a model
+    call the values of `keys` in its attributes (None elsewhere), in one JSON array."""
+    for key in keys:
+        assert all(c.isalnum() or c in "._" for c in key), key  # inlined in the SQL below
+    table = Span._meta.db_table
+    columns = ", ".join(f"s.{name}" for name in _FACT_FIELDS)
+    if connection.vendor == "postgresql":
+        values = ", ".join(f"x.j -> '{key}'" for key in keys)
+        sql = (
+            f"SELECT {columns}, CASE WHEN x.j IS NOT NULL THEN jsonb_build_array({values}) END "
+            f"FROM {table} s LEFT JOIN LATERAL (SELECT CASE WHEN s.span_type IN "
+            # OFFSET 0 keeps the planner from inlining the subquery, which would parse the
+            # document once per key instead of once.
+            f"({_MODEL_TYPES_SQL}) THEN s.attributes_json::jsonb END AS j OFFSET 0) x ON TRUE "
+            f"WHERE {where} ORDER BY s.start_ns, s.span_id"
+        )
+    else:
+        paths = ", ".join(f"'$.\"{key}\"'" for key in keys)
+        sql = (
+            f"SELECT {columns}, CASE WHEN s.span_type IN ({_MODEL_TYPES_SQL}) "
+            f"THEN json_extract(s.attributes_json, {paths}) END "
+            f"FROM {table} s WHERE {where} ORDER BY s.start_ns, s.span_id"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    out = []
+    for row in rows:
+        extracted = row[-1]
+        if isinstance(extracted, str):
+            # SQLite: one path gives the value itself, several a JSON array of them.
+            extracted = orjson.loads(extracted) if len(keys) > 1 else [extracted]
+        elif extracted is not None and not isinstance(extracted, list):
+            extracted = [extracted]
+        out.append((row[:-1], extracted))
+    return out
+
+
+_READS = len(costs.CACHE_READ_KEYS)
+_WRITES = _READS + len(costs.CACHE_WRITE_KEYS)
+
+
+def _usage(row: tuple[Any, ...], values: list[Any]) -> costs.Usage:
+    return costs.Usage(
+        input_tokens=row[8],
+        output_tokens=row[9],
+        cache_read_tokens=costs.first_int(values, 0, _READS),
+        cache_write_tokens=costs.first_int(values, _READS, _WRITES),
+        reasoning_tokens=costs.first_int(values, _WRITES, len(_USAGE_KEYS)),
+    )
+
+
+def _row_cost(row: tuple[Any, ...], values: list[Any] | None, table: PriceTable) -> float | None:
+    """A model call's cost (None: no price); None for any other span."""
+    if values is None or row[4] not in costs.MODEL_SPAN_TYPES:
+        return None
+    return costs.cost(table.price(row[7]), _usage(row, values))
+
+
+def analysis_facts(trace_id: str) -> list[analysis.SpanFacts]:
+    """A trace's spans as tracing.analysis reads them, with their costs: one query."""
+    table = price_table()
+    return [
+        analysis.SpanFacts(*row, cost_usd=_row_cost(row, values, table))
+        for row, values in _span_rows("s.trace_id = %s", [trace_id], _USAGE_KEYS)
+    ]
+
+
+def trace_analysis(trace_id: str) -> analysis.Analysis:
+    with _collector_paused():
+        return analysis.analyse(analysis_facts(trace_id))
+
+
+def _param(value: Any) -> str | None:
+    # As text, so that 0.2 and "0.2" (attributes arrive typed or as strings) compare equal.
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def compare_facts(trace_id: str) -> list[compare.CompareFacts]:
+    """A trace's spans as tracing.compare reads them: one query."""
+    table = price_table()
+    keys = _USAGE_KEYS + PARAM_KEYS
+    facts = []
+    for row, values in _span_rows("s.trace_id = %s", [trace_id], keys):
+        params = {}
+        if values is not None:
+            params = {
+                key: _param(value)
+                for key, value in zip(PARAM_KEYS, values[len(_USAGE_KEYS) :], strict=True)
+                if value is not None
+            }
+        facts.append(
+            compare.CompareFacts(*row, cost_usd=_row_cost(row, values, table), params=params)
+        )
+    return facts
+
+
+# Pairs whose input and output texts are diffed, at most (their attributes are loaded).
+MAX_TEXT_DIFFS = 200
+_TEXT_TYPES = frozenset({conventions.LLM, conventions.AGENT})
+
+
+def _message_text(conversation: messages.Conversation | None) -> str:
+    if conversation is None:
+        return ""
+    lines = []
+    for message in conversation.messages:
+        text = "\n".join(part.text for part in message.parts if part.type == "text" and part.text)
+        lines.append(f"[{message.role}] {text}")
+    return "\n".join(lines)
+
+
+def _texts(trace_id: str, span_ids: list[str]) -> dict[str, tuple[str, str]]:
+    texts = {}
+    for span_id, attributes_json, events_json in Span.objects.filter(
+        trace_id=trace_id, span_id__in=span_ids
+    ).values_list("span_id", "attributes_json", "events_json"):
+        attributes = _loads(attributes_json, {})
+        events = _loads(events_json, [])
+        texts[span_id] = (
+            _message_text(messages.input_messages(attributes, events)),
+            _message_text(messages.output_messages(attributes, events)),
+        )
+    return texts
+
+
+def trace_comparison(trace_a: str, trace_b: str) -> compare.Comparison:
+    """Two traces aligned, with text diffs of the first MAX_TEXT_DIFFS aligned model calls and
+    agents (in tree order): four queries."""
+    with _collector_paused():
+        return _comparison(trace_a, trace_b)
+
+
+def _comparison(trace_a: str, trace_b: str) -> compare.Comparison:
+    comparison = compare.compare(compare_facts(trace_a), compare_facts(trace_b))
+    pairs = [
+        row
+        for row in comparison.rows
+        if row.a is not None and row.b is not None and row.span_type in _TEXT_TYPES
+    ][:MAX_TEXT_DIFFS]
+    if pairs:
+        texts_a = _texts(trace_a, [row.a.span_id for row in pairs if row.a])
+        texts_b = _texts(trace_b, [row.b.span_id for row in pairs if row.b])
+        for row in pairs:
+            assert row.a is not None and row.b is not None
+            in_a, out_a = texts_a.get(row.a.span_id, ("", ""))
+            in_b, out_b = texts_b.get(row.b.span_id, ("", ""))
+            diff = {"input": compare.text_diff(in_a, in_b)}
+            diff["output"] = compare.text_diff(out_a, out_b)
+            row.text_diff = {side: lines for side, lines in diff.items() if lines}
+    return comparison
+
+
+def cost_of_traces(trace_ids: Any) -> costs.Total:
+    """The cost of the model calls of these traces (ids, or a query of them): one query."""
+    if isinstance(trace_ids, QuerySet):
+        inner, inner_params = trace_ids.values("trace_id").query.sql_with_params()
+        where, params = f"s.trace_id IN ({inner})", list(inner_params)
+    else:
+        ids = list(trace_ids)
+        if not ids:
+            return costs.total([])
+        where, params = f"s.trace_id IN ({', '.join(['%s'] * len(ids))})", ids
+    where += f" AND s.span_type IN ({_MODEL_TYPES_SQL})"
+    table = price_table()
+    rows = _span_rows(where, params, _USAGE_KEYS)
+    return costs.total([_row_cost(row, values, table) for row, values in rows])
+
+
+def trace_cost(trace_id: str) -> costs.Total:
+    return cost_of_traces([trace_id])
+
+
+def conversation_cost(conversation_id: str) -> costs.Total:
+    """A conversation's (or a run's: its id is the conversation id) cost, through its traces."""
+    return cost_of_traces(Trace.objects.filter(conversation_id=conversation_id))
+
+
+def conversations_cost(conversation_ids: Any) -> costs.Total:
+    """Many conversations' cost: a project's runs are `conversations_cost(<its run ids>)`."""
+    return cost_of_traces(Trace.objects.filter(conversation_id__in=conversation_ids))

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('runs', '0001_initial'),
-        ('tracing', '0007_project'),
+        ('tracing', '0008_project'),
     ]
 
     operations = [

@@ -1,57 +1,101 @@
 // The trace page: the call tree (expand and collapse, filter, keyboard) and the span panel.
 //
 // The server sends every row as compact JSON (#tree-data), the first rows as HTML, for reading
-// without JavaScript, and a blank row (#tree-row) to clone for the rest. This file replaces those with a virtual list: only the rows in view exist
-// in the DOM, so a trace of 50,000 spans scrolls, opens and filters as fast as one of 50. Rows
-// are in depth-first order with their depth, so a span's descendants are the rows after it that
-// are deeper; everything below is a scan over typed arrays. Span text only ever reaches the DOM
-// through textContent and attribute setters, never as HTML.
+// without JavaScript, and a blank row (#tree-row) to clone for the rest. This file replaces those
+// with a virtual list: only the rows in view exist in the DOM, so a trace of 50,000 spans
+// scrolls, opens and filters as fast as one of 50. A trace too big to put in the page has no
+// #tree-data: its rows are fetched from #tree's data-tree-url as lines of JSON, a chunk at a
+// time, and drawn as they arrive. Rows are in depth-first order with their depth, so a span's
+// descendants are the rows after it that are deeper; everything below is a scan over typed
+// arrays. Span text only ever reaches the DOM through textContent and attribute setters, never
+// as HTML.
 (function () {
   "use strict";
 
   const tree = document.getElementById("tree");
   const source = document.getElementById("tree-data");
-  if (!tree || !source) return;
-  const data = JSON.parse(source.textContent);
+  const treeUrl = tree && tree.getAttribute("data-tree-url");
+  if (!tree || !(source || treeUrl)) return;
   const pane = tree.closest(".tree-pane");
   const panel = document.getElementById("span-panel");
   const panelUrl = tree.getAttribute("data-panel-url");
+  const chosen = tree.getAttribute("data-selected");
   const ZERO_SPAN_ID = "0000000000000000";
   const ROW = 24; // px, as .tree.virtual .r in trace.css
   const OVERSCAN = 20;
   const ERROR = 1;
   const ORPHAN = 2;
 
-  const rows = data.rows;
-  const n = rows.length;
-  const depth = new Int32Array(n);
-  const parent = new Int32Array(n);
-  const end = new Int32Array(n); // one past the last row of the subtree
-  const collapsed = new Uint8Array(n);
-  const matched = new Uint8Array(n);
+  // Rows as the server sends them, their type and string indices mapped to these shared tables
+  // (each streamed chunk has tables of its own).
+  const rows = [];
+  const types = [];
+  const strings = [];
+  const typeAt = new Map();
+  const stringAt = new Map();
+  let maxIndent = 0;
+  let n = 0; // rows arrived so far
+  let depth = new Int32Array(0);
+  let parent = new Int32Array(0);
+  let end = new Int32Array(0); // one past the last row of the subtree
+  let collapsed = new Uint8Array(0);
+  let matched = new Uint8Array(0);
+  let position = new Int32Array(0); // row index -> place in `visible`, -1 when hidden
   const index = new Map();
   let visible = new Int32Array(0); // row indices in display order
-  const position = new Int32Array(n); // row index -> place in `visible`, -1 when hidden
+  const open_ = []; // rows whose subtree may still grow (the last row's ancestors)
   let selected = -1;
   let cursor = -1;
   let wanted = ""; // the panel URL asked for last: older answers are not swapped in
   let loading = 0;
   const KEY_DELAY_MS = 120;
 
-  (function build() {
-    const stack = [];
-    for (let i = 0; i < n; i++) {
-      const d = rows[i][1];
-      depth[i] = d;
-      while (stack.length > d) end[stack.pop()] = i;
-      parent[i] = stack.length ? stack[stack.length - 1] : -1;
-      stack.push(i);
-      index.set(rows[i][0], i);
+  // Room for `count` rows in all.
+  function allocate(count, indent) {
+    maxIndent = indent;
+    depth = new Int32Array(count);
+    parent = new Int32Array(count);
+    end = new Int32Array(count);
+    collapsed = new Uint8Array(count);
+    matched = new Uint8Array(count);
+    position = new Int32Array(count);
+  }
+
+  function shared(table, at, value) {
+    let i = at.get(value);
+    if (i === undefined) {
+      i = table.length;
+      table.push(value);
+      at.set(value, i);
     }
-    while (stack.length) end[stack.pop()] = n;
-    const chosen = tree.getAttribute("data-selected");
-    if (chosen && index.has(chosen)) selected = index.get(chosen);
-  })();
+    return i;
+  }
+
+  // Add a chunk of rows ({types, strings, rows}); `last`: no more will come.
+  function append(chunk, last) {
+    const typeMap = chunk.types.map((text) => shared(types, typeAt, text));
+    const stringMap = chunk.strings.map((text) => shared(strings, stringAt, text));
+    const identity = typeMap.every((v, i) => v === i) && stringMap.every((v, i) => v === i);
+    for (const row of chunk.rows) {
+      if (n >= depth.length) break; // more rows than announced: the trace grew meanwhile
+      if (!identity) {
+        row[2] = typeMap[row[2]];
+        for (let k = 4; k < 8; k++) row[k] = stringMap[row[k]];
+      }
+      const i = n++;
+      rows.push(row);
+      const d = row[1];
+      depth[i] = d;
+      while (open_.length > d) end[open_.pop()] = i;
+      parent[i] = open_.length ? open_[open_.length - 1] : -1;
+      open_.push(i);
+      index.set(row[0], i);
+      if (row[0] === chosen) selected = i;
+    }
+    // Until their subtrees are complete, the open rows end at the last row so far.
+    for (const i of open_) end[i] = n;
+    if (last) open_.length = 0;
+  }
 
   const hasChildren = (i) => end[i] > i + 1;
   const isShown = (i) => position[i] >= 0;
@@ -83,11 +127,10 @@
   // Every row is a clone of the server's blank row (studio/trace_page.py), its texts formatted
   // by the server too: this file has no copy of the row's markup or of the duration format.
   const blank = document.getElementById("tree-row").content.firstElementChild;
-  const maxIndent = data.max_indent;
 
   function create(i) {
     const [id, d, type, flags, name, label, duration, tokens, x, width] = rows[i];
-    const kind = data.types[type];
+    const kind = types[type];
     const row = blank.cloneNode(true);
     row.classList.replace("d0", "d" + Math.min(d, maxIndent));
     row.classList.replace("k-" + blank.querySelector(".badge").textContent, "k-" + kind);
@@ -99,11 +142,11 @@
     }
     const link = row.querySelector(".n a");
     link.href = "?span=" + encodeURIComponent(id);
-    link.title = data.strings[name];
+    link.title = strings[name];
     const badge = link.querySelector(".badge");
     badge.className = "badge badge-" + kind;
     badge.textContent = kind;
-    link.lastChild.data = " " + data.strings[label];
+    link.lastChild.data = " " + strings[label];
     if (!(flags & ORPHAN)) {
       row.classList.remove("o");
       row.querySelector(".orphan").remove();
@@ -112,8 +155,8 @@
       row.classList.remove("e");
       row.querySelector(".err").remove();
     }
-    row.querySelector(".du").textContent = data.strings[duration];
-    row.querySelector(".tk").textContent = data.strings[tokens];
+    row.querySelector(".du").textContent = strings[duration];
+    row.querySelector(".tk").textContent = strings[tokens];
     const rect = row.querySelector(".bar rect");
     rect.setAttribute("x", x.toFixed(2) + "%");
     rect.setAttribute("width", width.toFixed(2) + "%");
@@ -354,7 +397,7 @@
 
   const filter = document.getElementById("tree-filter");
   const filterCount = document.getElementById("tree-filter-count");
-  const lowered = data.strings.map((text) => text.toLowerCase());
+  const lowered = [];
   let matches = [];
   let matchAt = -1;
   let timer = 0;
@@ -365,11 +408,12 @@
     matches = [];
     matchAt = -1;
     if (query) {
-      const strings = lowered.map((text) => text.includes(query));
-      const types = data.types.map((text) => text.includes(query));
+      for (let k = lowered.length; k < strings.length; k++) lowered.push(strings[k].toLowerCase());
+      const inStrings = lowered.map((text) => text.includes(query));
+      const inTypes = types.map((text) => text.includes(query));
       for (let i = 0; i < n; i++) {
         const row = rows[i];
-        if (strings[row[4]] || strings[row[5]] || types[row[2]] || row[0].includes(query)) {
+        if (inStrings[row[4]] || inStrings[row[5]] || inTypes[row[2]] || row[0].includes(query)) {
           matched[i] = 1;
           matches.push(i);
           open(i);
@@ -427,20 +471,82 @@
     if (from) window.studio.copy(button, from.textContent);
   });
 
-  // -- Start: replace the server's rows with the virtual list ----------------------------------------
+  // -- Start: replace the server's rows with the virtual list, and fetch the rows of a big trace -----
 
-  tree.textContent = "";
-  tree.classList.add("virtual");
-  const cut = pane.querySelector(".tree-cut");
-  if (cut) cut.remove();
-  layout();
-  pane.addEventListener("scroll", schedule, { passive: true });
-  window.addEventListener("resize", schedule);
-  if (selected >= 0) {
+  function showSelected() {
     cursor = selected;
     const top = tree.offsetTop + position[selected] * ROW;
     if (top > pane.clientHeight) pane.scrollTop = top - pane.clientHeight / 2;
     tree.setAttribute("aria-activedescendant", "s-" + rows[selected][0]);
   }
-  draw();
+
+  function start() {
+    tree.textContent = "";
+    tree.classList.add("virtual");
+    const cut = pane.querySelector(".tree-cut");
+    if (cut && treeUrl) cut.hidden = true; // kept for an error while the rows arrive
+    else if (cut) cut.remove();
+    layout();
+    pane.addEventListener("scroll", schedule, { passive: true });
+    window.addEventListener("resize", schedule);
+    if (selected >= 0) showSelected();
+    draw();
+  }
+
+  // A chunk changes rows already drawn (a row may get its first children): draw them anew.
+  function grown(hadSelected) {
+    for (const row of drawn.values()) row.remove();
+    drawn.clear();
+    layout();
+    if (!hadSelected && selected >= 0) showSelected();
+    draw();
+  }
+
+  async function stream() {
+    tree.setAttribute("aria-busy", "true");
+    const response = await fetch(treeUrl, { headers: { Accept: "application/x-ndjson" } });
+    if (!response.ok || !response.body) throw new Error("tree data: HTTP " + response.status);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let started = false;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) buffer += value;
+      const lines = buffer.split("\n");
+      buffer = done ? "" : lines.pop();
+      for (const line of lines) {
+        if (!line) continue;
+        const chunk = JSON.parse(line);
+        if (chunk.count !== undefined) {
+          allocate(chunk.count, chunk.max_indent);
+          continue;
+        }
+        const hadSelected = selected >= 0;
+        append(chunk, false);
+        if (!started) {
+          started = true;
+          start();
+        } else grown(hadSelected);
+      }
+      if (done) break;
+    }
+    append({ types: [], strings: [], rows: [] }, true);
+    if (!started) start();
+    else grown(true);
+    tree.removeAttribute("aria-busy");
+  }
+
+  if (source) {
+    const data = JSON.parse(source.textContent);
+    allocate(data.rows.length, data.max_indent);
+    append(data, true);
+    start();
+  } else {
+    stream().catch(function (error) {
+      tree.removeAttribute("aria-busy");
+      const note = pane.querySelector(".tree-cut");
+      note.hidden = false;
+      note.textContent = "Not every span could be loaded (" + error.message + "): reload the page.";
+    });
+  }
 })();

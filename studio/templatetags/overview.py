@@ -10,6 +10,7 @@ from django.utils import timezone
 from studio import formatting
 from studio.filters import TraceFilter
 from tracing.models import ns_to_datetime
+from tracing.retention import policy_for
 
 register = template.Library()
 
@@ -87,3 +88,9 @@ def bar_width(duration_ns: int, longest_ns: int) -> str:
     if not longest_ns or duration_ns <= 0:
         return "0"
     return f"{min(100.0, 100 * duration_ns / longest_ns):.1f}"
+
+
+@register.simple_tag
+def retention_policy() -> str:
+    """The retention policy in force, in a few words (settings only: no query)."""
+    return policy_for().describe()

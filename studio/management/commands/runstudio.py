@@ -88,6 +88,7 @@ class Command(BaseCommand):
 
         from ingest.grpc import PortInUse, make_server
         from ingest.writer import get_writer
+        from tracing import retention
 
         host: str = options["host"]
         # The Host check follows the address actually bound, not STUDIO_HOST's.
@@ -95,6 +96,8 @@ class Command(BaseCommand):
         settings.ALLOWED_HOSTS = allowed_hosts(host, settings.STUDIO_ALLOWED_HOSTS)
         self.check_auth(host, insecure=options["insecure"])
         call_command("migrate", interactive=False, verbosity=0)
+        # Before anything is served: converting an old SQLite database rewrites the file.
+        retention.ensure_incremental_vacuum()
         runtime.migrated = True
         extensions.serving.send(sender=self.__class__)
 
@@ -130,11 +133,19 @@ class Command(BaseCommand):
         # handlers that would kill the process before the writer drains.
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        purging = None
+        if settings.STUDIO_RETENTION_INTERVAL:
+            purging = retention.start_background_purge(settings.STUDIO_RETENTION_INTERVAL)
         try:
             server.run(sockets=[http_socket])
         except Stop:
             pass
         finally:
+            if purging is not None:
+                # A purge stops between two transactions: nothing is left half deleted.
+                thread, stop = purging
+                stop.set()
+                thread.join(SHUTDOWN_GRACE_SECONDS)
             grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait(SHUTDOWN_GRACE_SECONDS + 1)
             drained = get_writer().close(timeout=60)
             self.stdout.write("Studio stopped." if drained else "Studio stopped (writer busy).")

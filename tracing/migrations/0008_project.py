@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracing', '0006_span_trace_start_index'),
+        ('tracing', '0007_span_search'),
     ]
 
     operations = [

@@ -1,0 +1,158 @@
+"""Benchmark a trace's analysis and the comparison of two traces.
+
+    .venv/bin/python benchmarks/bench_analysis.py            # 10,000 spans
+    .venv/bin/python benchmarks/bench_analysis.py --sizes 10000,50000
+
+It migrates a fresh STUDIO_DATA_DIR (or uses DATABASE_URL) and stores generated agent traces
+through the real ingest path (the trace page benchmark's generator; every model call carries 2 kB
+of input messages and cached-token counts). Figures come from Django's test client, median of
+`--repeat` requests: `GET /api/traces/<id>/analysis/`, and `GET /api/traces/compare/?a=&b=` of
+two traces of that size that differ in a few spans (some slower, some added, some removed) and
+in every answer's text.
+
+Target (issue 13): under 300 ms each at 10,000 spans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_trace_page import agent_trace, otlp, store  # noqa: E402
+
+
+def timed(repeat: int, fn: Any) -> tuple[float, float, float, Any]:
+    """Median wall time, median and least CPU time of this process (on a shared machine the
+    wall time includes waiting for a core; the CPU time is what the request itself costs)."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus), min(cpus), result
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000", help="span counts, comma-separated")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--data-dir", help="use this directory (default: a temporary one)")
+    return parser.parse_args()
+
+
+def enrich(spans: list[dict[str, Any]], rng: random.Random) -> None:
+    """Give every model call 2 kB of input messages and a cached-token count."""
+    words = ["agent", "tool", "result", "price", "the", "of", "search", "answer"]
+    for span in spans:
+        if span["name"].startswith("chat"):
+            text = " ".join(rng.choice(words) for _ in range(300))
+            messages = [{"role": "user", "parts": [{"type": "text", "content": text}]}]
+            span["attributes"] += otlp(
+                {
+                    "gen_ai.input.messages": json.dumps(messages),
+                    "gen_ai.usage.cache_read.input_tokens": 50,
+                    "gen_ai.request.temperature": 0.2,
+                }
+            )
+
+
+def variant(spans: list[dict[str, Any]], trace_id: str, rng: random.Random) -> list[dict]:
+    """The same run again, a little different: slower tools, new and lost spans, new answers."""
+    out = []
+    removed: set[str] = set()
+    for span in copy.deepcopy(spans):
+        span["traceId"] = trace_id
+        if span.get("parentSpanId") in removed:
+            removed.add(span["spanId"])
+            continue
+        if span["name"].startswith("execute_tool") and rng.random() < 0.02:
+            removed.add(span["spanId"])
+            continue
+        if span["name"].startswith("execute_tool") and rng.random() < 0.1:
+            span["endTimeUnixNano"] = str(int(span["endTimeUnixNano"]) + 2_000_000)
+        if span["name"].startswith("chat"):
+            span["attributes"] += otlp(
+                {
+                    "gen_ai.output.messages": json.dumps(
+                        [{"role": "assistant", "parts": [{"type": "text", "content": "v2"}]}]
+                    )
+                }
+            )
+        out.append(span)
+        if span["name"].startswith("format") and rng.random() < 0.02:
+            extra = copy.deepcopy(span)
+            extra["spanId"] = f"{rng.getrandbits(64) | 1:016x}"
+            extra["name"] = "format retry"
+            out.append(extra)
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
+    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    call_command("migrate", verbosity=0)
+    rng = random.Random(42)
+    client = Client(HTTP_HOST="localhost")
+    print(f"Machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {connection.vendor}")
+    try:
+        for size in sizes:
+            trace_a = f"{rng.getrandbits(128):032x}"
+            trace_b = f"{rng.getrandbits(128):032x}"
+            spans = agent_trace(trace_a, size, rng)
+            enrich(spans, rng)
+            started = time.perf_counter()
+            store(spans)
+            store(variant(spans, trace_b, rng))
+            print(f"stored 2 x {size:,} spans in {time.perf_counter() - started:.1f} s")
+            seconds, cpu, least, response = timed(
+                args.repeat, lambda t=trace_a: client.get(f"/api/traces/{t}/analysis/")
+            )
+            assert response.status_code == 200, response.content[:300]
+            body = response.json()
+            print(
+                f"  analysis, {size:>6,} spans: {seconds * 1000:6.0f} ms "
+                f"(CPU {cpu * 1000:.0f} ms, least {least * 1000:.0f} ms)"
+                f"\n    {len(body['critical_path'])} spans on the critical path, "
+                f"cost ${body['cost_usd']:.2f}, {len(response.content) / 1e6:.1f} MB of JSON"
+            )
+            url = f"/api/traces/compare/?a={trace_a}&b={trace_b}"
+            seconds, cpu, least, response = timed(args.repeat, lambda u=url: client.get(u))
+            assert response.status_code == 200, response.content[:300]
+            summary = response.json()["summary"]
+            print(
+                f"  compare,  {size:>6,} spans: {seconds * 1000:6.0f} ms "
+                f"(CPU {cpu * 1000:.0f} ms, least {least * 1000:.0f} ms)"
+                f"\n    {summary['added']} added, {summary['removed']} removed, "
+                f"{summary['changed']} changed, {len(response.content) / 1e6:.1f} MB of JSON"
+            )
+    finally:
+        if not args.data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,485 @@
+"""Finding anything: full text over every span of a trace, attribute clauses, trace-level filters,
+on the overview and in the API, and the span finder of one trace."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.otlp import decode_json, decode_protobuf
+from ingest.writer import write_batch
+from studio.filters import TraceFilter
+from tests.conftest import fixture_bytes
+from tracing import clauses, search
+from tracing.clauses import Clause, ClauseError
+from tracing.otlp_json import key_values
+
+AS1 = "ad27a918a7ce11d08dc80c6ec77cd536"  # the money agent: EUR to JPY
+AS2 = "c2490a614c696dcdb7c4d12a509fc09e"
+WEATHER = "1" * 32
+CJK = "2" * 32
+ARABIC = "3" * 32
+BASE = 1_700_000_000_000_000_000
+XSS = '<script>alert("x")</script>'
+
+
+def span(
+    trace_id: str, span_id: str, name: str, parent: str = "", attributes: Any = None, **extra: Any
+) -> dict[str, Any]:
+    start = extra.pop("start", 0)
+    document = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": name,
+        "kind": extra.pop("kind", 1),
+        "startTimeUnixNano": str(BASE + start),
+        "endTimeUnixNano": str(BASE + start + 1_000_000),
+        "attributes": key_values(attributes or {}),
+        **extra,
+    }
+    if parent:
+        document["parentSpanId"] = parent
+    return document
+
+
+def store(spans: list[dict[str, Any]], resource: dict[str, Any] | None = None) -> None:
+    attributes = key_values({"service.name": "svc", **(resource or {})})
+    scopes = [{"scope": {"name": "tests"}, "spans": spans}]
+    body = json.dumps(
+        {"resourceSpans": [{"resource": {"attributes": attributes}, "scopeSpans": scopes}]}
+    ).encode()
+    batch = decode_json(body)
+    assert not batch.rejected, batch.messages
+    write_batch(batch.records)
+
+
+def messages(role: str, text: str, *, ascii_only: bool = False) -> str:
+    parts = [{"role": role, "parts": [{"type": "text", "content": text}]}]
+    return json.dumps(parts, ensure_ascii=ascii_only)
+
+
+@pytest.fixture(params=["indexed", "not indexed yet"])
+def stored(request: pytest.FixtureRequest, db: None) -> None:
+    """The same spans, read through the search index, and (on SQLite, where the index is built
+    after the commit) before the indexer has reached them."""
+    for name in ("agentscope-1.0.21-react-agent.pb", "agentscope-2.0.10-agent.pb"):
+        write_batch(decode_protobuf(fixture_bytes(name)).records)
+    store(
+        [
+            span(
+                WEATHER,
+                "a" * 16,
+                "invoke_agent Planner",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": "Planner",
+                    "gen_ai.input.messages": messages("user", "Will it rain in Tokyo tomorrow?"),
+                },
+            ),
+            span(
+                WEATHER,
+                "b" * 16,
+                "chat gpt-4o",
+                "a" * 16,
+                start=10,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "gpt-4o",
+                    "gen_ai.usage.input_tokens": 1200,
+                    "gen_ai.usage.output_tokens": 80,
+                    "llm.token_count.total": 1280,
+                    "stream": True,
+                    "note": "1000",
+                    "gen_ai.output.messages": messages(
+                        "assistant", "Light showers expected " + XSS
+                    ),
+                },
+            ),
+            span(
+                WEATHER,
+                "c" * 16,
+                "get_weather_forecast",
+                "a" * 16,
+                start=20,
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": "get_weather_forecast",
+                    "error.type": "TimeoutError",
+                },
+                status={"code": 2, "message": "upstream weather service timed out"},
+                events=[
+                    {
+                        "name": "exception",
+                        "timeUnixNano": str(BASE + 25),
+                        "attributes": key_values(
+                            {
+                                "exception.type": "TimeoutError",
+                                "exception.message": "read took 30 s",
+                            }
+                        ),
+                    }
+                ],
+            ),
+        ],
+        resource={"deployment.environment": "staging-eu"},
+    )
+    store(
+        [
+            span(
+                CJK,
+                "d" * 16,
+                "invoke_agent 旅行助手",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": "旅行助手",
+                    # Escaped the way json.dumps writes it by default: still found as 東京.
+                    "gen_ai.input.messages": messages(
+                        "user", "東京タワーの高さは？ 🚀", ascii_only=True
+                    ),
+                },
+            ),
+        ]
+    )
+    store([
+        span(ARABIC, "e" * 16, "chat", attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "jais-30b",
+            "llm.token_count.total": 900,
+            "gen_ai.input.messages": messages("user", "مرحبا، كيف حالك؟"),
+        }),
+    ])  # fmt: skip
+    if request.param == "indexed":
+        while search.index_pending():
+            pass
+
+
+def ids(client: Client, **params: Any) -> list[str]:
+    response = client.get("/api/traces/", params)
+    assert response.status_code == 200, response.content
+    return sorted(row["trace_id"] for row in response.json()["results"])
+
+
+# Full text: every field.
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("get_weather_forecast", [WEATHER]),  # a child span's name
+        ("Planner", [WEATHER]),  # an agent's label
+        ("c" * 16, [WEATHER]),  # a span id
+        (WEATHER[:12], [WEATHER]),  # part of a trace id
+        ("timed out", [WEATHER]),  # a status message
+        ("read took 30", [WEATHER]),  # an exception event's message
+        ("TimeoutError", [WEATHER]),  # an attribute value (and the exception type)
+        ("Tokyo", [WEATHER]),  # input message text
+        ("showers", [WEATHER]),  # output message text
+        ("staging-eu", [WEATHER]),  # a resource attribute
+        ("gpt-4o", [WEATHER]),  # a model
+        ("19500", [AS1]),  # a tool's result in a real AgentScope trace
+        ("tokyo RAIN", [WEATHER]),  # every word, any case
+        ("Tokyo Kyoto", []),
+        ("東京タワー", [CJK]),  # Japanese, stored \\u-escaped inside the JSON message
+        ("東京", [CJK]),  # two characters: below the trigram, found by LIKE
+        ("旅", [CJK]),
+        ("🚀", [CJK]),
+        ("مرحبا", [ARABIC]),
+        ("كيف", [ARABIC]),
+    ],
+)
+def test_full_text_matches_any_field_of_any_span(
+    client: Client, stored: None, q: str, expected: list[str]
+) -> None:
+    assert ids(client, q=q) == expected
+    html = client.get("/traces/", {"q": q}).content.decode()
+    assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == expected
+
+
+def test_a_row_shows_the_match_escaped_and_opens_the_trace_at_that_span(
+    client: Client, stored: None
+) -> None:
+    html = client.get("/traces/", {"q": "showers"}).content.decode()
+    snippet = re.search(r'<a class="match-snippet" href="([^"]+)"[^>]*>(.*?)</a>', html, re.S)
+    assert snippet, html
+    assert unescape(snippet[1]) == f"/traces/{WEATHER}/?span={'b' * 16}"
+    assert "<mark>showers</mark>" in snippet[2]
+    assert "<script>" not in snippet[2] and "&lt;script&gt;" in snippet[2]
+
+
+def test_the_page_with_a_search_costs_one_query_more(
+    client: Client, stored: None, django_assert_num_queries: Any
+) -> None:
+    with django_assert_num_queries(4):  # rows, the rows' snippets, cards, the service list
+        client.get("/traces/", {"q": "Tokyo"})
+    with django_assert_num_queries(2):  # rows, cards
+        client.get("/traces/", {"attr": "gen_ai.request.model = gpt-4o"}, headers={
+            "HX-Request": "true", "HX-Target": "results"})  # fmt: skip
+    with django_assert_num_queries(2):  # the API: rows, count
+        client.get("/api/traces/", {"q": "Tokyo", "attr": "stream = true", "min_spans": 2})
+
+
+# Attribute clauses.
+
+
+@pytest.mark.parametrize(
+    ("clause", "expected"),
+    [
+        ("gen_ai.request.model = gpt-4o", [WEATHER]),
+        ("gen_ai.request.model != gpt-4o", [AS1, AS2, ARABIC]),  # spans that have the key
+        ("llm.token_count.total > 1000", [WEATHER]),
+        ("llm.token_count.total >= 1280", [WEATHER]),
+        ("llm.token_count.total < 1000", [ARABIC]),
+        ("llm.token_count.total <= 900", [ARABIC]),
+        ("llm.token_count.total = 1280.0", [WEATHER]),  # a number compares as a number
+        ("llm.token_count.total > 999.5", [WEATHER]),
+        ("note > 999", []),  # the text "1000" is not a number
+        ("note = 1000", [WEATHER]),  # but equals it as text
+        ('note = "1000"', [WEATHER]),
+        ("stream = true", [WEATHER]),
+        ("stream = false", []),
+        ("gen_ai.request.model ~ GPT", [WEATHER]),  # contains, any case
+        ("gen_ai.input.messages ~ Tokyo", [WEATHER]),
+        ("error.type exists", [WEATHER]),
+        ("no.such.key exists", []),
+        ("deployment.environment = staging-eu", [WEATHER]),  # a resource attribute
+        ("service.name = svc", [WEATHER, CJK, ARABIC]),
+        ("gen_ai.tool.name = get_weather_forecast", [WEATHER]),
+    ],
+)
+def test_each_operator(client: Client, stored: None, clause: str, expected: list[str]) -> None:
+    assert ids(client, attr=clause) == sorted(expected)
+
+
+def test_every_clause_must_hold_on_one_span(client: Client, stored: None) -> None:
+    same_span = ["gen_ai.request.model = gpt-4o", "llm.token_count.total > 1000"]
+    assert ids(client, attr=same_span) == [WEATHER]
+    different_spans = ["gen_ai.request.model = gpt-4o", "error.type exists"]
+    assert ids(client, attr=different_spans) == []
+    # Text and trace-level filters combine with clauses.
+    assert ids(client, attr=same_span, q="Tokyo", min_spans=3) == [WEATHER]
+    assert ids(client, attr=same_span, q="Kyoto") == []
+
+
+def test_a_bad_clause_is_a_400_naming_it_on_the_api(client: Client, stored: None) -> None:
+    response = client.get("/api/traces/", {"attr": ["stream = true", "tokens >> 5"]})
+    assert response.status_code == 400
+    (message,) = response.json()["attr"]
+    assert "tokens >> 5" in message and "is not a number" in message
+    response = client.get("/api/traces/", {"attr": "model gpt-4o"})
+    assert "unknown operator" in response.json()["attr"][0]
+
+
+def test_a_bad_clause_is_named_on_the_page_and_the_rest_still_filters(
+    client: Client, stored: None
+) -> None:
+    html = client.get("/traces/", {"attr": ["stream = true", "llm.tokens > many"]}).content
+    html = html.decode()
+    assert "Ignored the attribute filter “llm.tokens &gt; many”: &gt; compares numbers" in html
+    assert re.findall(r'id="trace-([0-9a-f]{32})"', html) == [WEATHER]
+    assert 'value="stream = true"' in html  # kept in the form
+
+
+def test_clauses_round_trip_through_urls_and_api_links(client: Client, stored: None) -> None:
+    trace_filter = TraceFilter.from_query(
+        __import__("django.http", fromlist=["QueryDict"]).QueryDict(
+            "q=Tokyo&attr=a.b+%3D+x+y&attr=n+%3E%3D+5&error_type=tool&model=gpt-4o&min_spans=2"
+        )
+    )
+    assert [str(c) for c in trace_filter.clauses] == ["a.b = x y", "n >= 5"]
+    again = TraceFilter.from_query(
+        __import__("django.http", fromlist=["QueryDict"]).QueryDict(trace_filter.query_string())
+    )
+    assert again == trace_filter
+    response = client.get("/api/traces/", {"attr": "service.name = svc", "limit": 1})
+    following = client.get(response.json()["next"]).json()
+    assert following["count"] == 3 and len(following["results"]) == 1
+
+
+# Trace-level filters.
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"min_spans": 3}, [AS1, AS2, WEATHER]),
+        ({"min_spans": 2, "max_spans": 3}, [WEATHER]),
+        ({"min_tokens": 1000}, [WEATHER]),
+        ({"max_tokens": 0}, [CJK, ARABIC]),
+        ({"error_type": "tool"}, [WEATHER]),
+        ({"error_type": "llm"}, []),
+        ({"model": "gpt-4o"}, [WEATHER]),
+        ({"model": "qwen-max"}, [AS1]),
+        ({"agent": "Planner"}, [WEATHER]),
+        ({"agent": "旅行助手"}, [CJK]),
+        ({"max_duration": 2}, [WEATHER, CJK, ARABIC]),
+    ],
+)
+def test_trace_level_filters(
+    client: Client, stored: None, params: dict[str, Any], expected: list[str]
+) -> None:
+    assert ids(client, **params) == sorted(expected)
+    html = client.get("/traces/", params).content.decode()
+    assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == sorted(expected)
+
+
+def test_a_bad_trace_level_value_is_a_400(client: Client, stored: None) -> None:
+    response = client.get("/api/traces/", {"error_type": "nonsense", "min_spans": "-1"})
+    assert response.status_code == 400
+    assert set(response.json()) == {"error_type", "min_spans"}
+
+
+# Inside a trace: the span finder's JSON.
+
+
+def test_the_finder_returns_matching_spans_in_tree_order_and_the_errors(
+    client: Client, stored: None
+) -> None:
+    found = client.get(f"/traces/{WEATHER}/find", {"q": "weather"}).json()
+    # The tool span's name; the root's message does not say "weather".
+    assert found["matches"] == ["c" * 16]
+    assert found["errors"] == ["c" * 16]
+    assert found["span_count"] == 3
+    found = client.get(f"/traces/{WEATHER}/find", {"q": "gen_ai.operation.name="}).json()
+    assert found["matches"] == ["a" * 16, "b" * 16, "c" * 16]
+    for q, span_id in [("INTERNAL tool", "c" * 16), ("gpt-4o", "b" * 16), ("timed out", "c" * 16),
+                       ("Tokyo", "a" * 16), ("b" * 16, "b" * 16)]:  # fmt: skip
+        assert client.get(f"/traces/{WEATHER}/find", {"q": q}).json()["matches"] == [span_id]
+    assert client.get(f"/traces/{WEATHER}/find").json()["matches"] == []
+    assert client.get(f"/traces/{'9' * 32}/find", {"q": "x"}).status_code == 404
+
+
+# Suggestions.
+
+
+def test_key_and_value_suggestions_come_from_stored_spans(client: Client, stored: None) -> None:
+    keys = client.get("/api/attributes/keys/", {"prefix": "gen_ai.re"}).json()["keys"]
+    assert "gen_ai.request.model" in keys and all(key.startswith("gen_ai.re") for key in keys)
+    assert "deployment.environment" in client.get("/api/attributes/keys/").json()["keys"]
+    options = client.get("/api/attributes/keys/", {"prefix": "gen_ai.req"}, headers={
+        "HX-Request": "true"}).content.decode()  # fmt: skip
+    assert '<option value="gen_ai.request.model"></option>' in options
+    values = client.get("/api/attributes/values/", {"key": "gen_ai.request.model"}).json()
+    assert {"gpt-4o", "jais-30b", "qwen-max"} <= set(values["values"])
+    assert client.get("/api/attributes/values/", {"key": "bad key"}).status_code == 400
+
+
+# The index: kept by triggers, built for spans stored before it.
+
+
+def test_deleting_traces_removes_their_spans_from_the_index(client: Client, stored: None) -> None:
+    from tracing.models import Trace
+
+    Trace.objects.filter(trace_id=WEATHER).delete_with_spans()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {search.TABLE} WHERE trace_id = %s", [WEATHER])
+        assert cursor.fetchone()[0] == 0
+    assert ids(client, q="Tokyo") == []
+
+
+def test_the_indexer_indexes_new_spans_in_order_once(client: Client, db: None) -> None:
+    store([span(WEATHER, f"{n:016x}", f"span {n}", attributes={"n": n}) for n in range(1, 8)])
+    if connection.vendor != "sqlite":
+        assert search.index_pending() == 0  # PostgreSQL indexes in the writer's transaction
+        return
+    assert search.index_pending(limit=5) == 5
+    assert ids(client, q="span 7") == [WEATHER]  # the last two from the unindexed tail
+    assert search.index_pending(limit=5) == 2
+    assert search.index_pending() == 0
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {search.TABLE}")
+        assert cursor.fetchone()[0] == 7
+    assert ids(client, q="span 7") == [WEATHER]
+    assert ids(client, attr="n >= 7") == [WEATHER]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_indexes_spans_stored_before_it(client: Client) -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate([("tracing", "0005_trace_label_output_preview")])
+    try:
+        store([span(WEATHER, "a" * 16, "old span", attributes={"note": "stored before"})])
+        with connection.cursor() as cursor:
+            assert search.TABLE not in connection.introspection.table_names(cursor)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT trace_id, body FROM {search.TABLE}")
+        ((trace_id, body),) = cursor.fetchall()
+    assert trace_id == WEATHER and "note=stored before" in body
+    assert ids(client, q="stored before") == [WEATHER]
+    assert ids(client, attr="note ~ before") == [WEATHER]
+
+
+# The clause parser: anything typed is a clause or a ClauseError, never another exception.
+
+
+@given(st.text(max_size=600))
+@settings(max_examples=400, deadline=None)
+def test_the_parser_raises_only_its_own_error(text: str) -> None:
+    try:
+        clause = clauses.parse(text)
+    except ClauseError as exc:
+        assert str(exc)
+    else:
+        assert clause.op in clauses.OPERATORS
+        assert clauses.parse(str(clause)) == clause
+
+
+KEYS = st.from_regex(r"[A-Za-z0-9_.\-/:@]{1,40}", fullmatch=True)
+VALUES = st.one_of(
+    st.text(min_size=1, max_size=40).filter(lambda v: v.strip() and "\x00" not in v),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.booleans(),
+)
+
+
+@given(KEYS, st.sampled_from(["=", "!="]), VALUES)
+@settings(max_examples=300, deadline=None)
+def test_clauses_print_as_they_parse(key: str, op: str, value: Any) -> None:
+    clause = Clause(key, op, float(value) if isinstance(value, float) else value)
+    if isinstance(clause.value, str):
+        clause = Clause(key, op, clause.value.strip())
+        if not clause.value:
+            return
+    assert clauses.parse(str(clause)) == clause
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "empty clause"),
+        ("= 5", "should start with an attribute key"),
+        ("key", "no operator"),
+        ("key >", "no value after >"),
+        ("key > ten", "is not a number"),
+        ("key exists now", "nothing may follow exists"),
+        ('key = "open', "no closing quote"),
+        ("key == 5", ""),  # reads as = "= 5": text
+    ],
+)
+def test_bad_clauses_say_what_is_wrong(text: str, problem: str) -> None:
+    if not problem:
+        assert clauses.parse(text) == Clause("key", "=", "= 5")
+        return
+    with pytest.raises(ClauseError, match=re.escape(problem)):
+        clauses.parse(text)
+
+
+def test_values_are_typed() -> None:
+    assert clauses.parse("a = 12").value == 12.0
+    assert clauses.parse("a = -1.5e3").value == -1500.0
+    assert clauses.parse('a = "12"').value == "12"
+    assert clauses.parse("a = TRUE").value is True
+    assert clauses.parse("a ~ 12").value == "12"  # contains is always text
+    assert clauses.parse("a.b >= 3").op == ">="
+    assert clauses.parse("a EXISTS") == Clause("a", "exists")

@@ -1,0 +1,607 @@
+"""Finding spans by what they say: full-text search over one text per span, and attribute clauses.
+
+The search text of a span is built by the database itself, by a trigger on `tracing_span` (so the
+one writer needs no change and every path that stores a span keeps it current). It holds, one part
+per line: the name, the label (agent / tool / model name), the span and trace ids, the kind, type,
+operation, model and service, the status message, every span attribute as `key=value`, the text
+leaves of the events (names, exception types and messages), and every resource attribute as
+`key=value`. An attribute value that is JSON (the input and output messages: a string holding a
+JSON list) contributes the text of its leaves, JSON-decoded, so `\\u6771\\u4eac` is indexed as
+東京. A long value is cut to its first and last 2,000 characters (a chat's history repeats in every
+LLM span; its newest message is at the end).
+
+SQLite: an FTS5 table with the trigram tokenizer (substring matching in any script, case folded);
+terms of 3 characters or more are looked up in the index, and the shorter ones (common in Chinese
+and Japanese, where a word is often 1 or 2 characters) are checked with LIKE on the same text:
+over the index's candidates when there is a longer term, else over every span's text (a scan, the
+slow case; see benchmarks/bench_search.py). A trigram index costs several times the insert of the
+span itself, so on SQLite it is not built in the writer's transaction: `Indexer`, a thread of the
+serving process woken after each commit, indexes new spans in id order, in short transactions of
+its own, and records the last id indexed. Searches read the index up to that id and build the text
+of the few newer spans on the fly, so a search never misses an acknowledged span, however far the
+indexer lags. PostgreSQL: a table kept by a trigger in the writer's transaction, with a pg_trgm
+GIN index, and ILIKE, which uses the index for terms of 3 characters or more in the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections, connections, transaction
+from django.db.models.expressions import RawSQL
+
+from tracing.clauses import Clause
+
+logger = logging.getLogger(__name__)
+
+TABLE = "tracing_span_search"
+MAX_TERMS = 8
+# A long value is indexed as its head and its tail.
+CUT = 2000
+
+# ---------------------------------------------------------------------------------------------
+# The index, as the migration creates it.
+
+_KINDS = "CASE {n}.kind WHEN 1 THEN 'INTERNAL' WHEN 2 THEN 'SERVER' WHEN 3 THEN 'CLIENT' " \
+    "WHEN 4 THEN 'PRODUCER' WHEN 5 THEN 'CONSUMER' ELSE '' END"  # fmt: skip
+
+
+def _sqlite_leaf(value: str, type_: str) -> str:
+    """The text of one JSON value of json_each: leaves of a list, an object or a JSON string."""
+    tree = "(SELECT group_concat(t.atom, ' ') FROM json_tree({v}) t WHERE t.atom IS NOT NULL)"
+    raw = (
+        f"CASE WHEN {type_} IN ('object', 'array') THEN {tree.format(v=value)} "
+        f"WHEN {type_} = 'text' AND substr({value}, 1, 1) IN ('[', '{{') AND json_valid({value}) "
+        f"THEN {tree.format(v=value)} "
+        f"WHEN {type_} IN ('true', 'false') THEN {type_} ELSE {value} END"
+    )
+    return (
+        f"(SELECT CASE WHEN length(v) > {2 * CUT} THEN substr(v, 1, {CUT}) || ' … ' || "
+        f"substr(v, -{CUT}) ELSE v END FROM (SELECT {raw} AS v))"
+    )
+
+
+def _sqlite_text(n: str) -> str:
+    nl = " || char(10) || "
+    leaf = _sqlite_leaf("a.value", "a.type")
+    attributes = (
+        f"COALESCE((SELECT group_concat(a.key || '=' || COALESCE({leaf}, ''), char(10)) "
+        f"FROM json_each({n}.attributes_json) a), '')"
+    )
+    events = (
+        f"COALESCE((SELECT substr(group_concat(e.atom, ' '), 1, {2 * CUT}) "
+        f"FROM json_tree({n}.events_json) e WHERE e.type = 'text'), '')"
+    )
+    leaf = _sqlite_leaf("r.value", "r.type")
+    resource = (
+        f"COALESCE((SELECT group_concat(r.key || '=' || COALESCE({leaf}, ''), char(10)) "
+        f"FROM json_each({n}.resource_json, '$.attributes') r), '')"
+    )
+    return nl.join(
+        [
+            f"{n}.name",
+            f"{n}.label",
+            f"{n}.span_id || ' ' || {n}.trace_id",
+            f"{_KINDS.format(n=n)} || ' ' || {n}.span_type || ' ' || {n}.operation || ' ' || "
+            f"{n}.model || ' ' || {n}.service_name",
+            f"{n}.status_message",
+            attributes,
+            events,
+            resource,
+        ]
+    )
+
+
+STATE = f"{TABLE}_state"
+SQLITE_CREATE = [
+    f"CREATE VIRTUAL TABLE {TABLE} USING fts5(trace_id UNINDEXED, body, tokenize='trigram')",
+    # The spans indexed are exactly those with id <= last_id (see index_pending).
+    f"CREATE TABLE {STATE} (id INTEGER PRIMARY KEY CHECK (id = 1), last_id INTEGER NOT NULL)",
+    f"""CREATE TRIGGER {TABLE}_delete AFTER DELETE ON tracing_span BEGIN
+        DELETE FROM {TABLE} WHERE rowid = OLD.id;
+    END""",
+    # Spans stored before the index.
+    f"INSERT INTO {TABLE} (rowid, trace_id, body) SELECT s.id, s.trace_id, {_sqlite_text('s')} "
+    "FROM tracing_span s",
+    f"INSERT INTO {STATE} (id, last_id) SELECT 1, COALESCE(MAX(id), 0) FROM tracing_span",
+]
+SQLITE_DROP = [
+    f"DROP TRIGGER IF EXISTS {TABLE}_delete",
+    f"DROP TABLE IF EXISTS {STATE}",
+    f"DROP TABLE IF EXISTS {TABLE}",
+]
+
+_PG_KINDS = _KINDS.format(n="n")
+POSTGRES_CREATE = [
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, trace_id varchar(32) NOT NULL, "
+    "body text NOT NULL)",
+    f"CREATE INDEX {TABLE}_body ON {TABLE} USING gin (body gin_trgm_ops)",
+    f"CREATE INDEX {TABLE}_trace ON {TABLE} (trace_id)",
+    """CREATE FUNCTION tracing_json_leaves(doc jsonb) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+        SELECT string_agg(v #>> '{}', ' ') FROM jsonb_path_query(doc, 'strict $.**') v
+        WHERE jsonb_typeof(v) IN ('string', 'number', 'boolean')
+    $$""",
+    f"""CREATE FUNCTION tracing_search_value(v jsonb) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+    DECLARE s text;
+    BEGIN
+        IF jsonb_typeof(v) IN ('object', 'array') THEN
+            s := tracing_json_leaves(v);
+        ELSE
+            s := v #>> '{{}}';
+            IF jsonb_typeof(v) = 'string' AND left(s, 1) IN ('[', '{{') THEN
+                BEGIN
+                    s := tracing_json_leaves(s::jsonb);
+                EXCEPTION WHEN others THEN
+                    NULL;  -- not JSON after all: the text as it is
+                END;
+            END IF;
+        END IF;
+        IF length(s) > {2 * CUT} THEN
+            s := left(s, {CUT}) || ' … ' || right(s, {CUT});
+        END IF;
+        RETURN coalesce(s, '');
+    END $$""",
+    # \\u0000 is valid JSON but not jsonb: dropped, so no span fails for it.
+    f"""CREATE FUNCTION tracing_span_search_text(n tracing_span) RETURNS text LANGUAGE sql STABLE
+    AS $$
+        SELECT concat_ws(E'\\n', n.name, n.label, n.span_id || ' ' || n.trace_id,
+            concat_ws(' ', {_PG_KINDS}, n.span_type, n.operation, n.model, n.service_name),
+            n.status_message,
+            (SELECT string_agg(a.key || '=' || tracing_search_value(a.value), E'\\n')
+             FROM jsonb_each(CASE WHEN left(n.attributes_json, 1) = '{{'
+                 THEN replace(n.attributes_json, '\\u0000', '')::jsonb ELSE '{{}}' END) a),
+            left(tracing_json_leaves(replace(n.events_json, '\\u0000', '')::jsonb), {2 * CUT}),
+            (SELECT string_agg(r.key || '=' || tracing_search_value(r.value), E'\\n')
+             FROM jsonb_each(coalesce(
+                 replace(n.resource_json, '\\u0000', '')::jsonb -> 'attributes', '{{}}')) r))
+    $$""",
+    f"""CREATE FUNCTION tracing_span_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            DELETE FROM {TABLE} WHERE id = OLD.id;
+            RETURN OLD;
+        END IF;
+        INSERT INTO {TABLE} (id, trace_id, body)
+        VALUES (NEW.id, NEW.trace_id, tracing_span_search_text(NEW))
+        ON CONFLICT (id) DO UPDATE SET trace_id = excluded.trace_id, body = excluded.body;
+        RETURN NEW;
+    END $$""",
+    f"""CREATE TRIGGER {TABLE}_sync AFTER INSERT OR UPDATE OR DELETE ON tracing_span
+        FOR EACH ROW EXECUTE FUNCTION tracing_span_search_sync()""",
+    f"INSERT INTO {TABLE} (id, trace_id, body) "
+    "SELECT s.id, s.trace_id, tracing_span_search_text(s) FROM tracing_span s",
+]
+POSTGRES_DROP = [
+    f"DROP TRIGGER IF EXISTS {TABLE}_sync ON tracing_span",
+    "DROP FUNCTION IF EXISTS tracing_span_search_sync()",
+    "DROP FUNCTION IF EXISTS tracing_span_search_text(tracing_span)",
+    "DROP FUNCTION IF EXISTS tracing_search_value(jsonb)",
+    "DROP FUNCTION IF EXISTS tracing_json_leaves(jsonb)",
+    f"DROP TABLE IF EXISTS {TABLE}",
+]
+
+
+def create_index(apps: Any, schema_editor: Any) -> None:
+    statements = SQLITE_CREATE if schema_editor.connection.vendor == "sqlite" else POSTGRES_CREATE
+    for statement in statements:
+        schema_editor.execute(statement, params=None)
+
+
+def drop_index(apps: Any, schema_editor: Any) -> None:
+    statements = SQLITE_DROP if schema_editor.connection.vendor == "sqlite" else POSTGRES_DROP
+    for statement in statements:
+        schema_editor.execute(statement, params=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Full text.
+
+
+def terms(q: str) -> list[str]:
+    """The words of a search, each matched as a substring (all must be in one span). A phrase in
+    double quotes is one term."""
+    found = [a or b for a, b in re.findall(r'"([^"]+)"|(\S+)', q)]
+    unique = list(dict.fromkeys(term for term in found if term.strip()))
+    return unique[:MAX_TERMS]
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _vendor(using: str) -> str:
+    return connections[using].vendor
+
+
+def _text_condition(alias: str, words: Sequence[str], vendor: str) -> tuple[str, list[Any]]:
+    """Every word is in `alias`'s body (a row of the search table), as index lookups where the
+    index can answer."""
+    if vendor == "sqlite":
+        long = [w for w in words if len(w) >= 3]
+        short = [w for w in words if len(w) < 3]
+        parts, params = [], []
+        if long:
+            parts.append(f"{TABLE} MATCH %s")
+            params.append(" AND ".join('"' + w.replace('"', '""') + '"' for w in long))
+        for w in short:
+            parts.append(f"{alias}.body LIKE %s ESCAPE '\\'")
+            params.append(_like(w))
+        return " AND ".join(parts), params
+    parts = [f"{alias}.body ILIKE %s" for _ in words]
+    return " AND ".join(parts), [_like(w) for w in words]
+
+
+def text_trace_ids(q: str, using: str = "default") -> RawSQL | None:
+    """The trace ids with a span whose text holds every word of `q`: for `trace_id__in`."""
+    words = terms(q)
+    if not words:
+        return None
+    vendor = _vendor(using)
+    condition, params = _text_condition(TABLE, words, vendor)
+    sql = f"SELECT {TABLE}.trace_id FROM {TABLE} WHERE {condition}"
+    if vendor == "sqlite":
+        # The trace id from the span row, not the index's copy: FTS5 reads a content row whole,
+        # body and all, and the span row has it in its first bytes.
+        sql = (
+            f"SELECT s.trace_id FROM tracing_span s WHERE s.id IN "
+            f"(SELECT rowid FROM {TABLE} WHERE {condition})"
+        )
+        tail = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
+        sql += f" UNION ALL SELECT t.trace_id FROM ({_TAIL}) t WHERE {tail}"
+        params += [_like(w) for w in words]
+    return RawSQL(sql, params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribute clauses: the search text narrows the spans (every clause's key is in it as `key=`),
+# then each candidate's JSON is checked, typed.
+
+
+def _literal(key: str) -> str:
+    """A key as an SQL string literal: the clause parser lets no quote or backslash into a key,
+    and this checks it again, so keys can be inlined (json paths cannot be parameters in every
+    position both databases need)."""
+    if not _SAFE_KEY.fullmatch(key):
+        raise ValueError(f"unsafe attribute key {key!r}")
+    return key
+
+
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.\-/:@]+")
+
+
+# SQLite: the spans the indexer has not reached yet, with their text built on the fly.
+_TAIL = (
+    f"SELECT s.trace_id, {_sqlite_text('s')} AS body FROM tracing_span s "
+    f"WHERE s.id > (SELECT last_id FROM {STATE})"
+)
+
+
+def _json_path(key: str) -> str:
+    return '$."' + _literal(key) + '"'
+
+
+def _clause_sql(clause: Clause, vendor: str) -> tuple[str, list[Any]]:
+    """A condition on one span row `s`: on its attribute `key`, else its resource's."""
+    key = _literal(clause.key)
+    if vendor == "sqlite":
+        span_path, resource_path = f"'$.\"{key}\"'", f"'$.attributes.\"{key}\"'"
+        type_ = (
+            f"COALESCE(json_type(s.attributes_json, {span_path}), "
+            f"json_type(s.resource_json, {resource_path}))"
+        )
+        value = (
+            f"(CASE WHEN json_type(s.attributes_json, {span_path}) IS NOT NULL "
+            f"THEN json_extract(s.attributes_json, {span_path}) "
+            f"ELSE json_extract(s.resource_json, {resource_path}) END)"
+        )
+        as_text = f"CAST({value} AS TEXT)"
+        as_number = f"(CASE WHEN {type_} IN ('integer', 'real') THEN {value} END)"
+        string = f"(CASE WHEN {type_} = 'text' THEN {value} END)"
+        boolean = f"{type_}"
+        like = "LIKE"
+    else:
+        raw = (
+            f"COALESCE((s.attributes_json::jsonb) -> '{key}', "
+            f"(s.resource_json::jsonb) -> 'attributes' -> '{key}')"
+        )
+        type_ = f"jsonb_typeof({raw})"
+        as_text = f"({raw} #>> '{{}}')"
+        # CASE, not AND: PostgreSQL may cast before it checks the type.
+        as_number = f"(CASE WHEN {type_} = 'number' THEN ({raw} #>> '{{}}')::float8 END)"
+        string = f"(CASE WHEN {type_} = 'string' THEN {raw} #>> '{{}}' END)"
+        boolean = f"(CASE WHEN {type_} = 'boolean' THEN {raw} #>> '{{}}' END)"
+        like = "ILIKE"
+    op = clause.op
+    if op == "exists":
+        return f"{type_} IS NOT NULL", []
+    if op == "~":
+        return f"{as_text} {like} %s ESCAPE '\\'", [_like(clause.text)]
+    if isinstance(clause.value, bool):
+        condition, params = f"{boolean} = %s", ["true" if clause.value else "false"]
+    elif isinstance(clause.value, float):
+        if op in ("=", "!="):
+            # A number equals a stored number, or a stored text that reads the same.
+            condition = f"({as_number} = %s OR {string} = %s)"
+            params = [clause.value, clause.text]
+        else:
+            return f"{as_number} {op} %s", [clause.value]
+    else:
+        condition, params = f"{string} = %s", [clause.value]
+    if op == "!=":
+        return f"({type_} IS NOT NULL AND NOT COALESCE({condition}, FALSE))", params
+    return condition, params
+
+
+def _clause_terms(clause: Clause) -> list[str]:
+    """Substrings every span matching `clause` has in its search text (from the start of a
+    value, which is never cut)."""
+    # The value alone when it can be looked up: keys share their trigrams with every span
+    # (gen_ai.…), so a key narrows far less than a value does.
+    if clause.op == "=" and isinstance(clause.value, str) and len(clause.value.strip()) >= 3:
+        return [clause.value.strip()]
+    return [f"{clause.key}="]
+
+
+def span_condition(clauses: Sequence[Clause], vendor: str) -> tuple[str, list[Any]]:
+    """One span `s` matches every clause."""
+    parts, params = [], []
+    for clause in clauses:
+        sql, clause_params = _clause_sql(clause, vendor)
+        parts.append(sql)
+        params.extend(clause_params)
+    return " AND ".join(parts) or "1 = 1", params
+
+
+def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQL | None:
+    """The trace ids with a span matching every clause: for `trace_id__in`."""
+    if not clauses:
+        return None
+    vendor = _vendor(using)
+    narrow = [term for clause in clauses for term in _clause_terms(clause)]
+    text_sql, text_params = _text_condition(TABLE, narrow, vendor)
+    span_sql, span_params = span_condition(clauses, vendor)
+    if vendor == "sqlite":
+        join = f"JOIN tracing_span s ON s.id = {TABLE}.rowid"
+    else:
+        join = f"JOIN tracing_span s ON s.id = {TABLE}.id"
+    sql = f"SELECT s.trace_id FROM {TABLE} {join} WHERE {text_sql} AND {span_sql}"
+    params = [*text_params, *span_params]
+    if vendor == "sqlite":
+        sql += (
+            f" UNION ALL SELECT s.trace_id FROM tracing_span s "
+            f"WHERE s.id > (SELECT last_id FROM {STATE}) AND {span_sql}"
+        )
+        params += span_params
+    return RawSQL(sql, params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snippets for the overview's rows, and the span finder of one trace.
+
+
+@dataclass(frozen=True)
+class Snippet:
+    span_id: str
+    # The text around the first match, cut into (text, is_match) parts; the template escapes them.
+    parts: tuple[tuple[str, bool], ...]
+
+
+def _rows_matching(
+    trace_ids: Iterable[str], words: Sequence[str], using: str
+) -> list[tuple[str, str, str]]:
+    """(trace id, span id, text) of the spans of these traces whose text holds every word,
+    by start."""
+    trace_ids = list(trace_ids)
+    if not trace_ids or not words:
+        return []
+    vendor = _vendor(using)
+    placeholders = ", ".join(["%s"] * len(trace_ids))
+    if vendor == "sqlite":
+        condition = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
+        body = (
+            f"CASE WHEN s.id > (SELECT last_id FROM {STATE}) THEN {_sqlite_text('s')} "
+            f"ELSE (SELECT f.body FROM {TABLE} f WHERE f.rowid = s.id) END"
+        )
+        sql = (
+            f"SELECT t.trace_id, t.span_id, t.body FROM (SELECT s.trace_id, s.span_id, "
+            f"s.start_ns, {body} AS body FROM tracing_span s "
+            f"WHERE s.trace_id IN ({placeholders})) t WHERE {condition} "
+            f"ORDER BY t.trace_id, t.start_ns, t.span_id"
+        )
+    else:
+        condition = " AND ".join("f.body ILIKE %s ESCAPE '\\'" for _ in words)
+        sql = (
+            f"SELECT s.trace_id, s.span_id, f.body FROM tracing_span s "
+            f"JOIN {TABLE} f ON f.id = s.id "
+            f"WHERE s.trace_id IN ({placeholders}) AND {condition} "
+            f"ORDER BY s.trace_id, s.start_ns, s.span_id"
+        )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [*trace_ids, *(_like(w) for w in words)])
+        return list(cursor.fetchall())
+
+
+def snippet_parts(text: str, words: Sequence[str], width: int = 60) -> tuple[tuple[str, bool], ...]:
+    """The text around the first word found, with every word found in it marked."""
+    pattern = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)), re.I)
+    first = pattern.search(text)
+    if first is None:
+        return ((text[: 2 * width], False),)
+    start = max(0, first.start() - width)
+    end = min(len(text), first.end() + width)
+    window = " ".join(text[start:end].split())
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if end < len(text) else ""
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for match in pattern.finditer(window):
+        if match.start() > at:
+            parts.append((window[at : match.start()], False))
+        parts.append((match.group(), True))
+        at = match.end()
+    if at < len(window):
+        parts.append((window[at:], False))
+    if prefix:
+        parts.insert(0, (prefix, False))
+    if suffix:
+        parts.append((suffix, False))
+    return tuple(parts)
+
+
+def snippets(trace_ids: Iterable[str], q: str, using: str = "default") -> dict[str, Snippet]:
+    """For each trace, its first span (by start) holding every word of `q`, with the text around
+    the match: one query over those traces' spans only."""
+    words = terms(q)
+    found: dict[str, Snippet] = {}
+    for trace_id, span_id, body in _rows_matching(trace_ids, words, using):
+        if trace_id not in found:
+            found[trace_id] = Snippet(span_id, snippet_parts(body, words))
+    return found
+
+
+def spans_matching(trace_id: str, q: str, using: str = "default") -> set[str]:
+    """The ids of the spans of one trace whose search text holds every word of `q`."""
+    return {span_id for _, span_id, _ in _rows_matching([trace_id], terms(q), using)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Suggestions for the attribute filter: from the newest spans only, so each is a bounded read.
+
+SAMPLE_SPANS = 2000
+MAX_SUGGESTIONS = 50
+
+
+def attribute_keys(prefix: str = "", using: str = "default") -> list[str]:
+    vendor = _vendor(using)
+    if vendor == "sqlite":
+        sql = (
+            "SELECT DISTINCT k FROM (SELECT a.key AS k FROM (SELECT attributes_json, resource_json "
+            f"FROM tracing_span ORDER BY id DESC LIMIT {SAMPLE_SPANS}) s, "
+            "json_each(s.attributes_json) a UNION SELECT r.key FROM (SELECT resource_json FROM "
+            f"tracing_span ORDER BY id DESC LIMIT {SAMPLE_SPANS}) s2, "
+            "json_each(s2.resource_json, '$.attributes') r) "
+            f"WHERE k LIKE %s ESCAPE '\\' ORDER BY k LIMIT {MAX_SUGGESTIONS}"
+        )
+    else:
+        sql = (
+            "SELECT DISTINCT k FROM (SELECT jsonb_object_keys(attributes_json::jsonb) AS k FROM "
+            f"(SELECT attributes_json FROM tracing_span ORDER BY id DESC LIMIT {SAMPLE_SPANS}) s "
+            "UNION SELECT jsonb_object_keys(coalesce(resource_json::jsonb -> 'attributes', "
+            f"'{{}}')) FROM (SELECT resource_json FROM tracing_span ORDER BY id DESC "
+            f"LIMIT {SAMPLE_SPANS}) s2) keys "
+            f"WHERE k LIKE %s ESCAPE '\\' ORDER BY k LIMIT {MAX_SUGGESTIONS}"
+        )
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [escaped + "%"])
+        return [key for (key,) in cursor.fetchall()]
+
+
+def attribute_values(key: str, prefix: str = "", using: str = "default") -> list[str]:
+    """Short scalar values of `key` on the newest spans (values of 100 characters or more are
+    messages and documents, not filter values)."""
+    vendor = _vendor(using)
+    if vendor == "sqlite":
+        path = _json_path(key)
+        value = "COALESCE(json_extract(attributes_json, %s), json_extract(resource_json, %s))"
+        params: list[Any] = [path, '$.attributes."' + key + '"']
+        sql = (
+            f"SELECT DISTINCT CAST(v AS TEXT) FROM (SELECT {value} AS v FROM tracing_span "
+            f"ORDER BY id DESC LIMIT {SAMPLE_SPANS}) "
+            "WHERE v IS NOT NULL AND length(CAST(v AS TEXT)) < 100 "
+            f"AND CAST(v AS TEXT) LIKE %s ESCAPE '\\' ORDER BY 1 LIMIT {MAX_SUGGESTIONS}"
+        )
+    else:
+        value = "COALESCE(attributes_json::jsonb -> %s, resource_json::jsonb -> 'attributes' -> %s)"
+        params = [key, key]
+        sql = (
+            f"SELECT DISTINCT v FROM (SELECT ({value}) #>> '{{}}' AS v FROM tracing_span "
+            f"ORDER BY id DESC LIMIT {SAMPLE_SPANS}) vals "
+            "WHERE v IS NOT NULL AND length(v) < 100 "
+            f"AND v LIKE %s ESCAPE '\\' ORDER BY 1 LIMIT {MAX_SUGGESTIONS}"
+        )
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [*params, escaped + "%"])
+        return [str(v) for (v,) in cursor.fetchall()]
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite: indexing after the commit.
+
+INDEX_CHUNK = 500
+
+
+def index_pending(limit: int = INDEX_CHUNK, using: str = "default") -> int:
+    """Index the next `limit` spans not indexed yet, in one short transaction (the writer's
+    commits wait at most that long); returns how many. Spans are indexed in id order, and SQLite
+    commits one writer at a time, so every span up to the recorded last id is in the index."""
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return 0
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(f"SELECT last_id FROM {STATE}")
+        (last,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM tracing_span WHERE id > %s "
+            "ORDER BY id LIMIT %s)",
+            [last, limit],
+        )
+        upto, count = cursor.fetchone()
+        if not count:
+            return 0
+        cursor.execute(
+            f"INSERT INTO {TABLE} (rowid, trace_id, body) SELECT s.id, s.trace_id, "
+            f"{_sqlite_text('s')} FROM tracing_span s WHERE s.id > %s AND s.id <= %s",
+            [last, upto],
+        )
+        cursor.execute(f"UPDATE {STATE} SET last_id = %s", [upto])
+    return int(count)
+
+
+class Indexer:
+    """One thread per serving process that runs index_pending() until nothing is left, each
+    time the writer commits (started by runstudio; a process that only reads never indexes)."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        if connections["default"].vendor != "sqlite":
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="search-indexer", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()  # spans stored while no process was serving
+
+    def wake(self, *args: Any, **kwargs: Any) -> None:
+        """The traces_changed receiver: quick, and never raises."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                while index_pending():
+                    pass
+            except Exception:
+                # Searches still see unindexed spans (built on the fly); the next commit retries.
+                logger.exception("indexing spans for search failed")
+            finally:
+                close_old_connections()
+
+
+indexer = Indexer()
