@@ -105,7 +105,8 @@ SELECT
     a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.span_count, a.error_count,
     CASE WHEN a.error_count > 0 THEN 2 ELSE r.status_code END,
     a.input_tokens, a.output_tokens, a.input_tokens + a.output_tokens,
-    a.conversation_id, COALESCE(p.input_preview, ''), r.label, '', r.project
+    a.conversation_id, COALESCE(p.input_preview, ''), r.label, '',
+    COALESCE(r.project, 'default')
 FROM (
     SELECT
         trace_id,

@@ -454,8 +454,9 @@ class Span(TimedRow, models.Model):
     resource_json = models.TextField(default="{}")
     scope_json = models.TextField(default="{}")
     # The project the span claimed when it arrived (its key's or its resource's); the trace's
-    # project is that of the spans that created it.
-    project = models.TextField(default=conventions.DEFAULT_PROJECT)
+    # project is that of the spans that created it. Nullable only so that adding it alters the
+    # table in place: SQLite would otherwise rebuild it, dropping the search index's triggers.
+    project = models.TextField(null=True, blank=True)
 
     objects = SpanQuerySet.as_manager()
 

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='span',
             name='project',
-            field=models.TextField(default='default'),
+            field=models.TextField(blank=True, null=True),
         ),
         migrations.AddField(
             model_name='trace',
