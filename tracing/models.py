@@ -456,7 +456,7 @@ class Span(TimedRow, models.Model):
     # The project the span claimed when it arrived (its key's or its resource's); the trace's
     # project is that of the spans that created it. Nullable only so that adding it alters the
     # table in place: SQLite would otherwise rebuild it, dropping the search index's triggers.
-    project = models.TextField(null=True, blank=True)
+    project = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     objects = SpanQuerySet.as_manager()
 
