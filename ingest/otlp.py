@@ -85,6 +85,9 @@ class SpanRecord:
     links_json: str
     resource_json: str
     scope_json: str
+    # The trace's project as this span claims it: the sending key's, else its resource's (see
+    # Batch.set_project). The writer gives a trace the project of the spans that created it.
+    project: str = conventions.DEFAULT_PROJECT
 
 
 # The column order of a record, for the writer's INSERT: the dataclass fields, in order.
@@ -96,8 +99,15 @@ class Batch:
     records: list[SpanRecord] = field(default_factory=list)
     rejected: int = 0
     messages: list[str] = field(default_factory=list)
-    # The project of the ingest key that sent the batch (None: no key). Not stored yet.
+    # The project of the ingest key that sent the batch (None: no key); see set_project.
     project: str | None = None
+
+    def set_project(self, project: str | None) -> None:
+        """The sending key's project, which outranks what the spans' resources say."""
+        self.project = project
+        if project:
+            for record in self.records:
+                record.project = project
 
     def reject(self, message: str) -> None:
         self.rejected += 1
@@ -325,6 +335,7 @@ def records_from_request(request: ExportTraceServiceRequest, into: Batch | None 
         if resource_spans.schema_url:
             resource_doc["schema_url"] = resource_spans.schema_url
         resource_json = _dumps(resource_doc)
+        project = _text(conventions.project(resource_attributes)) or conventions.DEFAULT_PROJECT
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             scope_doc: dict[str, Any] = {"name": scope.name, "version": scope.version}
@@ -343,6 +354,7 @@ def records_from_request(request: ExportTraceServiceRequest, into: Batch | None 
                     batch.reject(f"span {span.name[:80]!r}: {exc}")
                     continue
                 if record is not None:
+                    record.project = project
                     batch.records.append(record)
     return batch
 

@@ -132,7 +132,7 @@ async def _export(
                 batch = await asyncio.to_thread(writer.decode, body, content_type)
             else:
                 batch = writer.decode(body, content_type)
-            batch.project = await lookup  # KeyDenied: a wrong key queues nothing
+            batch.set_project(await lookup)  # KeyDenied: a wrong key queues nothing
             # Queued before the reservation goes: from here the queue's bound holds the records.
             future = writer.get_writer().submit(batch.records)
     except Unavailable as exc:

@@ -34,7 +34,7 @@ from django.db.backends.utils import CursorWrapper
 
 from ingest import otlp, workers
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
-from tracing import conventions, messages
+from tracing import conventions, messages, projects
 from tracing.signals import traces_changed
 
 logger = logging.getLogger(__name__)
@@ -107,14 +107,15 @@ _SUMMARY_SQL = """
 INSERT INTO tracing_trace (
     trace_id, name, root_span_id, has_root, span_type, service_name, start_ns, end_ns,
     duration_ns, span_count, error_count, status_code, input_tokens, output_tokens, total_tokens,
-    conversation_id, input_preview, label, output_preview
+    conversation_id, input_preview, label, output_preview, project
 )
 SELECT
     a.trace_id, r.name, r.span_id, r.parent_span_id = '', r.span_type, r.service_name,
     a.start_ns, a.end_ns, a.end_ns - a.start_ns, a.span_count, a.error_count,
     CASE WHEN a.error_count > 0 THEN 2 ELSE r.status_code END,
     a.input_tokens, a.output_tokens, a.input_tokens + a.output_tokens,
-    a.conversation_id, COALESCE(p.input_preview, ''), r.label, ''
+    a.conversation_id, COALESCE(p.input_preview, ''), r.label, '',
+    COALESCE(r.project, 'default')
 FROM (
     SELECT
         trace_id,
@@ -134,7 +135,7 @@ FROM (
 JOIN (
     SELECT
         trace_id, name, span_id, parent_span_id, span_type, service_name, status_code, label,
-        ROW_NUMBER() OVER (
+        project, ROW_NUMBER() OVER (
             PARTITION BY trace_id
             ORDER BY CASE WHEN parent_span_id = '' THEN 0 ELSE 1 END, start_ns, span_id
         ) AS rn
@@ -150,6 +151,7 @@ LEFT JOIN (
 ) p ON p.trace_id = a.trace_id AND p.rn = 1
 WHERE 1 = 1
 ON CONFLICT (trace_id) DO UPDATE SET
+    -- Not the project: a trace keeps the one it was created with.
     name = excluded.name,
     root_span_id = excluded.root_span_id,
     has_root = excluded.has_root,
@@ -238,6 +240,7 @@ def refresh_summaries(cursor: object, trace_ids: Iterable[str]) -> None:
         chunk = ids[start : start + SUMMARY_CHUNK]
         placeholders = ", ".join(["%s"] * len(chunk))
         cursor.execute(_SUMMARY_SQL.format(ids=placeholders), chunk * 3)  # type: ignore[attr-defined]
+        projects.resolve(cursor, chunk)
 
 
 # Records queued by one request, the future its receiver waits on, and their size in bytes.
@@ -561,6 +564,6 @@ def accept(
     with reservation:
         reservation.resize(decoded_size(len(body)))
         batch = decode(body, content_type)
-        batch.project = project
+        batch.set_project(project)
         # Queued before the reservation goes: from here the queue's bound holds the records.
         return batch, get_writer().submit(batch.records)

@@ -8,9 +8,10 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs (the AgentScope Studio drop-in)"
 
     def ready(self) -> None:
-        from runs import sockets
+        from runs import sockets, writes
         from runs.models import Run
         from studio import extensions
+        from tracing import projects
 
         if sockets.mount not in extensions.asgi_wrappers:
             extensions.asgi_wrappers.append(sockets.mount)
@@ -19,6 +20,14 @@ class RunsConfig(AppConfig):
         if "runs/trace_facts.html" not in extensions.trace_fact_templates:
             extensions.trace_fact_templates.append("runs/trace_facts.html")
         extensions.serving.connect(_finish_orphaned_runs, dispatch_uid="runs.orphans")
+        # Runs belong to projects: counted in the project list, deleted with their project.
+        extensions.project_counts["run"] = Run.objects.per_project
+        extensions.project_deleted.connect(_delete_project_runs, dispatch_uid="runs.projects")
+        if writes.project_of_app not in extensions.project_aliases:
+            extensions.project_aliases.append(writes.project_of_app)
+        # An AgentScope run's traces take the run's project.
+        if writes.trace_projects_from_runs not in projects.resolvers:
+            projects.resolvers.append(writes.trace_projects_from_runs)
         from runs.retention import purge_runs
         from tracing import retention
 
@@ -32,3 +41,10 @@ def _finish_orphaned_runs(**kwargs: Any) -> None:
     # No socket is connected to this process yet: runs marked running lost theirs with the last
     # Studio, unless another process (a worker, a host) holds them now.
     writes.finish_orphaned_runs(sockets.live_runs)
+
+
+def _delete_project_runs(*, project: str, **kwargs: Any) -> None:
+    from runs.models import Run
+
+    # Their messages and input requests go with them (ForeignKey CASCADE).
+    Run.objects.filter(project=project).delete()

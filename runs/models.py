@@ -8,6 +8,7 @@ The tables keep the names they had when these models lived in `tracing` (see the
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.db import models
@@ -39,6 +40,15 @@ class RunQuerySet(models.QuerySet["Run"]):
         return models.Subquery(
             self.filter(id=models.OuterRef("conversation_id")).values("name")[:1]
         )
+
+    def per_project(self) -> dict[str, tuple[int, datetime | None]]:
+        """{project: (runs, newest start)}, for studio's project list."""
+        rows = (
+            self.order_by()
+            .values_list("project")
+            .annotate(n=models.Count("*"), newest=models.Max("started_at"))
+        )
+        return {project: (n, newest) for project, n, newest in rows}
 
     def projects(self) -> list[str]:
         return list(self.order_by("project").values_list("project", flat=True).distinct())

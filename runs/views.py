@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.roles import requires_member
@@ -40,18 +38,6 @@ def run_list(request: HttpRequest) -> HttpResponse:
     # Polled by htmx while open, so statuses and counts stay live without a reload.
     template = "runs/run_list.html#run-table" if request.htmx else "runs/run_list.html"
     return render(request, template, context)
-
-
-def project_runs(request: HttpRequest, project: str) -> HttpResponse:
-    # AgentScope logs "View the run at: {studio_url}/projects/{project}", without a trailing
-    # slash and with the name as the user wrote it (spaces, slashes and all); the link of
-    # earlier Studios ended in one.
-    project = project.removesuffix("/")
-    if not Run.objects.filter(project=project).exists():
-        # The name is the application's: its ingest key put its runs in the key's project.
-        keyed = Run.objects.filter(app_project=project).order_by("-started_at")
-        project = keyed.values_list("project", flat=True).first() or project
-    return redirect(f"{reverse('run_list')}?{urlencode({'project': project})}")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ validated values; everything here is a short transaction, since the clients bloc
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from runs.models import Message, Run, UserInputRequest
+from tracing.conventions import DEFAULT_PROJECT
+from tracing.models import Trace
+from tracing.signals import traces_changed
 
 
 class OtherProject(Exception):
@@ -90,7 +93,49 @@ def register_run(
         defaults={**values, "finished_at": None},
         create_defaults={**values, "started_at": timezone.now()},
     )
+    _claim_traces(run)
     return run
+
+
+# The writer's resolver (registered in RunsConfig.ready): in the commit that stores a trace, a
+# trace still in the default project whose conversation id is a run's takes the run's project.
+_TRACE_PROJECTS_SQL = """
+UPDATE tracing_trace SET project = (
+    SELECT r.project FROM tracing_run r WHERE r.id = tracing_trace.conversation_id
+)
+WHERE trace_id IN ({ids}) AND project = %s AND conversation_id IN (
+    SELECT id FROM tracing_run WHERE project <> '' AND project <> %s
+)
+"""
+
+
+def project_of_app(name: str) -> str | None:
+    """The project of runs whose application called it `name`, when that is not a project of
+    runs itself (the app registered with an ingest key of another project)."""
+    if Run.objects.filter(project=name).exists():
+        return None
+    keyed = Run.objects.filter(app_project=name).order_by("-started_at")
+    return keyed.values_list("project", flat=True).first()
+
+
+def trace_projects_from_runs(cursor: Any, trace_ids: Sequence[str]) -> None:
+    placeholders = ", ".join(["%s"] * len(trace_ids))
+    sql = _TRACE_PROJECTS_SQL.format(ids=placeholders)
+    cursor.execute(sql, [*trace_ids, DEFAULT_PROJECT, DEFAULT_PROJECT])
+
+
+def _claim_traces(run: Run) -> None:
+    """A run usually registers before its spans arrive, but not always (a restarted Studio, an
+    exporter that flushed first): traces already stored for it move to its project, unless a key
+    or a resource attribute already put them in one."""
+    if run.project in ("", DEFAULT_PROJECT):
+        return
+    traces = Trace.objects.filter(conversation_id=run.id, project=DEFAULT_PROJECT)
+    ids = set(traces.values_list("trace_id", flat=True))
+    if ids:
+        traces.update(project=run.project)
+        # Open overview pages re-check them against their project.
+        traces_changed.send(sender=Run, trace_ids=ids)
 
 
 def push_message(pushed: PushedMessage, key_project: str | None = None) -> None:

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from studio import projects
 from studio.filters import TraceFilter
 from tracing import analysis, compare, conventions, costs, selectors
 from tracing.models import Cursor, Span, SpanCursor, Trace, ns_to_datetime
@@ -54,6 +55,7 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "conversation_id": trace.conversation_id,
         "input_preview": trace.input_preview,
         "output_preview": trace.output_preview,
+        "project": trace.project,
     }
 
 
@@ -162,6 +164,30 @@ class TraceList(APIView):
                 "next": link(page.next, None),
                 "previous": link(None, page.previous),
                 "results": [trace_to_dict(trace) for trace in page.rows],
+            }
+        )
+
+
+class ProjectList(APIView):
+    """`GET /api/projects/`: every project, most recently active first, with how many traces
+    (and, per app, runs) it has and when it was last active."""
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "results": [
+                    {
+                        "name": project.name,
+                        "trace_count": project.trace_count,
+                        **{f"{source}_count": n for source, n in project.counts.items()},
+                        "last_activity": (
+                            project.last_activity.isoformat().replace("+00:00", "Z")
+                            if project.last_activity
+                            else None
+                        ),
+                    }
+                    for project in projects.summaries()
+                ]
             }
         )
 

@@ -159,6 +159,8 @@ class TraceFilterForm(forms.Form):
     # The traces of one conversation (`gen_ai.conversation.id`); `run` is the same for a run id.
     conversation = forms.CharField(required=False, max_length=500)
     run = forms.CharField(required=False, max_length=500)
+    # One project's traces; none: every project's.
+    project = forms.CharField(required=False, max_length=conventions.MAX_PROJECT_LENGTH)
     # Trace-level filters: on the summary row, or on one of its spans.
     max_duration = forms.FloatField(required=False, min_value=0, max_value=1e12)
     min_spans = forms.IntegerField(required=False, min_value=0, max_value=10**9)
@@ -216,6 +218,7 @@ FIELD_LABELS = {
     "offset": "offset",
     "conversation": "conversation",
     "run": "run",
+    "project": "project",
     "max_duration": "maximum duration",
     "min_spans": "minimum span count",
     "max_spans": "maximum span count",
@@ -246,6 +249,7 @@ class TraceFilter:
     before: Cursor | None = None
     offset: int = 0
     conversation: str = ""
+    project: str = ""
     clauses: tuple[Clause, ...] = ()
     max_duration_ms: float | None = None
     min_spans: int | None = None
@@ -314,6 +318,7 @@ class TraceFilter:
             before=before,
             offset=clean.get("offset") or 0,
             conversation=(clean.get("conversation") or clean.get("run") or "").strip(),
+            project=(clean.get("project") or "").strip(),
             clauses=tuple(clauses),
             max_duration_ms=clean.get("max_duration"),
             min_spans=clean.get("min_spans"),
@@ -390,10 +395,10 @@ class TraceFilter:
         return datetime_to_ns((now or timezone.now()) - span), None
 
     def traces(self, now: datetime | None = None) -> TraceQuerySet:
-        # A pasted trace id means "that trace", wherever it is: the other filters would only
-        # hide it (they stay in the URL, for when the search box is cleared).
+        # A pasted trace id means "that trace", wherever it is in the project: the other filters
+        # would only hide it (they stay in the URL, for when the search box is cleared).
         if self.trace_id:
-            return Trace.objects.filter(trace_id=self.trace_id)
+            return Trace.objects.matching(project=self.project).filter(trace_id=self.trace_id)
         since_ns, until_ns = self.window_ns(now)
         return Trace.objects.matching(
             q=self.q,
@@ -405,6 +410,7 @@ class TraceFilter:
                 int(self.min_duration_ms * 1_000_000) if self.min_duration_ms is not None else None
             ),
             conversation_id=self.conversation,
+            project=self.project,
             clauses=self.clauses,
             min_spans=self.min_spans,
             max_spans=self.max_spans,
@@ -453,6 +459,8 @@ class TraceFilter:
             params["min_duration"] = f"{self.min_duration_ms:g}"
         if self.conversation:
             params["conversation"] = self.conversation
+        if self.project:
+            params["project"] = self.project
         if self.max_duration_ms is not None:
             params["max_duration"] = f"{self.max_duration_ms:g}"
         for name in ("min_spans", "max_spans", "min_tokens", "max_tokens"):
@@ -485,8 +493,16 @@ class TraceFilter:
         if "after" in changes or "before" in changes:
             changes.setdefault("offset", 0)  # a cursor says where the page is
         target = replace(self, **changes) if changes else self
-        query = target.query_string()
-        return reverse("trace_list") + (f"?{query}" if query else "")
+        items = target.items()
+        # A project's overview lives at its home, `/projects/<name>/`.
+        base = project_url(target.project)
+        rest = [(key, value) for key, value in items if key != "project"]
+        return base + (f"?{urlencode(rest)}" if rest else "")
+
+    @property
+    def home_url(self) -> str:
+        """The overview this filter narrows: the project's home, or every trace's."""
+        return project_url(self.project)
 
     def first_page_url(self) -> str:
         return self.url(after=None, before=None)
@@ -505,6 +521,12 @@ class TraceFilter:
         """`since` / `until` as a datetime-local input wants them."""
         value = getattr(self, name)
         return _local_iso(value) if value else ""
+
+
+def project_url(project: str) -> str:
+    if not project:
+        return reverse("trace_list")
+    return reverse("project_home", kwargs={"project": project})
 
 
 def format_cursor(cursor: Cursor) -> str:

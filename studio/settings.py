@@ -187,6 +187,7 @@ MIDDLEWARE = [
     # After the session and htmx: it reads both. Every route needs sign-in unless allow-listed.
     "accounts.middleware.require_sign_in",
     "studio.middleware.content_security_policy",
+    "studio.middleware.remember_project",
 ]
 
 ROOT_URLCONF = "studio.urls"
@@ -201,6 +202,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "accounts.context_processors.auth",
+                "studio.context_processors.project",
             ],
         },
     },

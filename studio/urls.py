@@ -1,5 +1,6 @@
 from django.urls import include, path, register_converter
 
+import studio.converters  # noqa: F401  (registers `any_text` and `segment`)
 from studio import api, views
 
 
@@ -27,6 +28,7 @@ api_patterns = [
     path("traces/compare/", api.TraceCompare.as_view(), name="api_trace_compare"),
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
     path("traces/<str:trace_id>/spans/", api.TraceSpans.as_view(), name="api_trace_spans"),
+    path("projects/", api.ProjectList.as_view(), name="api_project_list"),
     path("traces/<str:trace_id>/analysis/", api.TraceAnalysis.as_view(), name="api_trace_analysis"),
     path("attributes/keys/", views.attribute_keys, name="api_attribute_keys"),
     path("attributes/values/", views.attribute_values, name="api_attribute_values"),
@@ -49,6 +51,12 @@ urlpatterns = [
     path(
         "traces/<trace_id:trace_id>/spans/<span_id:span_id>/json", views.span_json, name="span_json"
     ),
+    path("projects/", views.project_list, name="project_list"),
+    path("projects/<segment:project>/", views.project_home, name="project_home"),
+    path("projects/<segment:project>/delete/", views.project_delete, name="project_delete"),
+    # What AgentScope prints is `/projects/<project>`, without the slash and with the name as
+    # the user wrote it (slashes and all); earlier Studios' links ended in one.
+    path("projects/<any_text:project>", views.project_redirect, name="project_redirect"),
     path("", include("ingest.urls")),
     path("", include("runs.urls")),
     path("", include("accounts.urls")),

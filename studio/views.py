@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, tzinfo
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -22,16 +22,16 @@ from django.http import (
 )
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from accounts.roles import requires_member
+from accounts.roles import requires_admin, requires_member
 from ingest.views import export_traces
-from studio import extensions, live, trace_page
+from studio import extensions, live, projects, trace_page
 from studio.api import span_to_dict
 from studio.filters import (
     PAGE_SIZE,
@@ -53,7 +53,9 @@ async def home(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return await export_traces(request)
     if request.method in ("GET", "HEAD"):
-        return redirect("trace_list")
+        # Back to the project the reader last looked at (see studio.projects).
+        last = projects.remembered(request)
+        return redirect("project_home", project=last) if last else redirect("trace_list")
     return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
 
 
@@ -93,12 +95,68 @@ MAX_DELETE = 500
 
 
 def trace_list(request: HttpRequest) -> HttpResponse:
-    """`/traces/`. An htmx request aimed at `#results` gets just that region (cards, table,
-    pager); everything else, history restores included, gets the whole page."""
+    """`/traces/` (every project's traces, or `?project=`'s). An htmx request aimed at
+    `#results` gets just that region (cards, table, pager); everything else, history restores
+    included, gets the whole page."""
+    return _overview(request, request.GET)
+
+
+def project_home(request: HttpRequest, project: str) -> HttpResponse:
+    """`/projects/<name>/`: the project's home, its overview (with a link to its runs)."""
+    query = request.GET.copy()
+    query["project"] = project
+    return _overview(request, query)
+
+
+def project_redirect(request: HttpRequest, project: str) -> HttpResponse:
+    """`/projects/<name>`, as AgentScope prints it: the name as the application wrote it."""
+    project = project.removesuffix("/")
+    for alias in extensions.project_aliases:
+        if real := alias(project):
+            project = real
+            break
+    return redirect("project_home", project=project)
+
+
+def project_list(request: HttpRequest) -> HttpResponse:
+    """`/projects/`: every project with its counts. The header's switcher loads just its menu
+    (`#project-menu`): the names alone, a seek per project."""
+    if request.htmx and request.htmx.target == "project-menu":
+        nav = request.GET.get("nav", "")
+        context = {"names": projects.names(), "menu_nav": nav}
+        response = render(request, "studio/projects.html#project-menu", context)
+    else:
+        context = {"projects": projects.summaries(), "nav": "projects"}
+        response = render(request, "studio/projects.html", context)
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
+
+
+@requires_admin
+def project_delete(request: HttpRequest, project: str) -> HttpResponse:
+    """Delete a project's traces (with their spans) and runs, once confirmed: GET asks, POST
+    deletes."""
+    if request.method == "POST":
+        gone = projects.delete(project)
+        if gone:
+            live.traces_deleted(gone)
+        response = redirect("project_list")
+        if projects.remembered(request) == project:
+            projects.forget(response)
+        return response
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+    summary = next((p for p in projects.summaries() if p.name == project), None)
+    if summary is None:
+        raise Http404("no such project")
+    return render(request, "studio/project_delete.html", {"project": summary, "nav": "projects"})
+
+
+def _overview(request: HttpRequest, query: QueryDict) -> HttpResponse:
     htmx = request.htmx
     fragment = bool(htmx and htmx.target == "results" and not htmx.history_restore_request)
     with timezone.override(_viewer_zone(request)):
-        trace_filter = TraceFilter.from_query(request.GET)
+        trace_filter = TraceFilter.from_query(query)
         context = _overview_context(request, trace_filter, full_page=not fragment)
         template = "studio/trace_list.html#results" if fragment else "studio/trace_list.html"
         response = render(request, template, context)
@@ -130,9 +188,22 @@ def trace_delete(request: HttpRequest) -> HttpResponse:
         if not request.htmx:
             return redirect(back)
         notice = f"Deleted {deleted} trace{pluralize(deleted)}." if ids else "Select traces first."
-        trace_filter = TraceFilter.from_query(QueryDict(urlsplit(back).query))
+        trace_filter = _filter_of_url(back)
         context = _overview_context(request, trace_filter, full_page=False, notice=notice)
         return render(request, "studio/trace_list.html#results", context)
+
+
+def _filter_of_url(url: str) -> TraceFilter:
+    """The filter of an overview URL, a project's home included."""
+    parts = urlsplit(url)
+    query = QueryDict(parts.query, mutable=True)
+    try:
+        match = resolve(unquote(parts.path))
+    except Resolver404:
+        match = None
+    if match is not None and match.url_name == "project_home":
+        query["project"] = match.kwargs["project"]
+    return TraceFilter.from_query(query)
 
 
 def _overview_context(
@@ -185,9 +256,13 @@ def _viewer_zone(request: HttpRequest) -> tzinfo:
 
 
 def _overview_url(url: str) -> str:
-    """`url` if it is this Studio's overview (with any filter), else the plain overview."""
+    """`url` if it is this Studio's overview (with any filter, or a project's), else the plain
+    overview."""
     home = reverse("trace_list")
-    if url.startswith(home) and url_has_allowed_host_and_scheme(url, allowed_hosts=None):
+    projects_prefix = reverse("project_list")
+    if url.startswith((home, projects_prefix)) and url_has_allowed_host_and_scheme(
+        url, allowed_hosts=None
+    ):
         return url
     return home
 

@@ -58,6 +58,10 @@ def test_a_react_agent_runs_unchanged_against_studio(
     trace = studio_server.trace(trace_id)
     assert trace["name"] == "invoke_agent Treasurer"
     assert trace["conversation_id"] == run_id
+    # The run's traces take its project, and the project's home lists them.
+    assert trace["project"] == "studio-tests"
+    listed = studio_server.api("/api/traces/", project="studio-tests")["results"]
+    assert trace_id in {t["trace_id"] for t in listed}
     assert run["models"][0]["model"] == "scripted-model" and run["models"][0]["calls"] == 2
     assert run["total_tokens"] == 36 and run["trace_count"] == 1
 

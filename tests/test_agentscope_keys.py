@@ -87,7 +87,7 @@ def test_each_form_of_the_key_registers_the_run_in_the_keys_project(
     page = member.get("/runs/run-k1/").content.decode()
     assert "the application calls it “studio-tests”" in page
     # agentscope prints "View the run at: {studio_url}/projects/{its project name}".
-    assert member.get("/projects/studio-tests")["Location"] == "/runs/?project=team-a"
+    assert member.get("/projects/studio-tests")["Location"] == "/projects/team-a/"
 
 
 @pytest.mark.parametrize("key", [None, "studio_wrong", "revoked", "read"])

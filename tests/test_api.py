@@ -53,6 +53,7 @@ def test_the_list_has_every_documented_field(client: Client, stored: None) -> No
         "conversation_id": "FBR8Y7LSqV7pXo8fzTZ8TV",
         "input_preview": "How much is 120 EUR in JPY?",
         "output_preview": "120 EUR is about 19,500 JPY.",
+        "project": "default",
     }
 
 

@@ -93,6 +93,13 @@ def stored(secured: dict[str, Any], trace_id: str, wait: float = 0.0) -> bool:
         time.sleep(0.05)
 
 
+def project_of(secured: dict[str, Any], trace_id: str) -> str:
+    server: StudioServer = secured["server"]
+    headers = {"Authorization": f"Bearer {secured['read']}"}
+    response = requests.get(f"{server.url}/api/traces/{trace_id}/", headers=headers, timeout=30)
+    return response.json()["project"]
+
+
 @pytest.mark.parametrize("form", ["bearer", "x-api-key", "url-basic"])
 def test_each_http_form_of_the_key_is_accepted(secured: dict[str, Any], form: str) -> None:
     server: StudioServer = secured["server"]
@@ -109,6 +116,7 @@ def test_each_http_form_of_the_key_is_accepted(secured: dict[str, Any], form: st
     response = requests.post(url, data=body(trace_id), headers=headers, timeout=30)
     assert response.status_code == 200
     assert stored(secured, trace_id)
+    assert project_of(secured, trace_id) == "team-a"  # the key's project
 
 
 def test_the_official_http_exporter_sends_its_key_in_headers(secured: dict[str, Any]) -> None:
@@ -137,6 +145,7 @@ def test_the_official_grpc_exporter_sends_its_key_as_metadata(secured: dict[str,
         trace_id = f"{span.get_span_context().trace_id:032x}"
     provider.shutdown()
     assert stored(secured, trace_id, wait=10)
+    assert project_of(secured, trace_id) == "team-a"
 
 
 @pytest.mark.parametrize("key", [None, "studio_wrong", "read"])

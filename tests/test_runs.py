@@ -102,8 +102,11 @@ def test_an_empty_run_list_says_how_to_get_runs(client: Client, db: None) -> Non
 
 
 def test_the_agentscope_project_link_leads_to_its_runs(client: Client, db: None) -> None:
-    response = client.get("/projects/my%20project/")
-    assert response.status_code == 302 and response["Location"] == "/runs/?project=my+project"
+    # What AgentScope prints (no slash) lands on the project's home, which links to its runs.
+    response = client.get("/projects/my%20project")
+    assert response.status_code == 302 and response["Location"] == "/projects/my%20project/"
+    html = client.get(response["Location"]).content.decode()
+    assert 'href="/runs/?project=my%20project"' in html
 
 
 def test_the_run_page_shows_the_transcript_beside_the_traces(
@@ -427,10 +430,14 @@ def test_the_link_agentscope_prints_shows_that_projects_runs(
     # agentscope logs "View the run at: {studio_url}/projects/{project}", no trailing slash.
     writes.register_run(run_id="mine", project=project, name="the run of this project")
     writes.register_run(run_id="other", project="elsewhere", name="another project's run")
+    # It lands on the project's home (its overview), whose link leads to the project's runs.
     response = client.get(path, follow=True)
     assert response.status_code == 200
-    assert response.redirect_chain[-1][0].startswith("/runs/?project=")
-    html = response.content.decode()
+    assert response.request["PATH_INFO"].startswith("/projects/")
+    assert response.context["filter"].project == project
+    runs_link = re.search(r'class="project-runs" href="([^"]+)"', response.content.decode())
+    assert runs_link and runs_link[1].startswith("/runs/?project=")
+    html = client.get(runs_link[1]).content.decode()
     assert "the run of this project" in html and "another project's run" not in html
 
 

@@ -403,9 +403,25 @@ def test_the_indexer_indexes_new_spans_in_order_once(client: Client, db: None) -
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_indexes_spans_stored_before_it(client: Client) -> None:
     executor = MigrationExecutor(connection)
-    executor.migrate([("tracing", "0005_trace_label_output_preview")])
+    before = [("tracing", "0005_trace_label_output_preview")]
+    executor.migrate(before)
     try:
-        store([span(WEATHER, "a" * 16, "old span", attributes={"note": "stored before"})])
+        # Stored as the code of that time did: today's writer names columns added since.
+        old = executor.loader.project_state(before).apps
+        body = json.dumps(
+            {"resourceSpans": [{"resource": {"attributes": key_values({"service.name": "svc"})},
+             "scopeSpans": [{"spans": [span(WEATHER, "a" * 16, "old span",
+                                            attributes={"note": "stored before"})]}]}]}
+        ).encode()  # fmt: skip
+        (record,) = decode_json(body).records
+        old_span = old.get_model("tracing", "Span")
+        columns = [f.name for f in old_span._meta.concrete_fields if not f.primary_key]
+        old_span.objects.create(**{name: getattr(record, name) for name in columns})
+        old.get_model("tracing", "Trace").objects.create(
+            trace_id=WEATHER, name="old span", root_span_id=record.span_id, has_root=True,
+            service_name="svc", start_ns=record.start_ns, end_ns=record.end_ns,
+            duration_ns=record.end_ns - record.start_ns, span_count=1,
+        )  # fmt: skip
         with connection.cursor() as cursor:
             assert search.TABLE not in connection.introspection.table_names(cursor)
     finally:

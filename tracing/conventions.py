@@ -87,6 +87,12 @@ MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 AGENT_NAME_KEYS = ("gen_ai.agent.name",)
 TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
+# The project a trace belongs to when no ingest key names it: Studio's own resource attribute,
+# then the one Phoenix users already set.
+PROJECT_KEYS = ("studio.project", "openinference.project.name")
+DEFAULT_PROJECT = "default"
+# Longer names are cut: a project is a path segment and a menu entry.
+MAX_PROJECT_LENGTH = 200
 
 
 def is_hex_id(value: str, length: int) -> bool:
@@ -154,6 +160,11 @@ def first_int(attributes: Attributes, keys: tuple[str, ...]) -> int:
         if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
             return int(value)
     return 0
+
+
+def project(resource_attributes: Attributes) -> str:
+    """The project a resource names, or "" when it names none."""
+    return first_str(resource_attributes, PROJECT_KEYS).strip()[:MAX_PROJECT_LENGTH]
 
 
 def model(attributes: Attributes) -> str:

@@ -160,6 +160,9 @@ WITH RECURSIVE s (name) AS (
 SELECT name FROM s WHERE name IS NOT NULL LIMIT %s
 """
 
+# Distinct projects the same way, on the (project, start) index.
+_PROJECTS_SQL = _SERVICES_SQL.replace("service_name", "project")
+
 
 class TraceQuerySet(models.QuerySet["Trace"]):
     def matching(
@@ -181,11 +184,12 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         error_type: str = "",
         model: str = "",
         agent: str = "",
+        project: str = "",
     ) -> TraceQuerySet:
         """The overview's filters, shared by the page and the API. `q` is full text over every
         span of a trace (tracing.search), `clauses` attribute clauses that one span must all
         match; the span-level filters are semi-joins on partial span indexes."""
-        qs = self
+        qs = self.filter(project=project) if project else self
         q = q.strip()
         if q:
             lowered = q.lower()
@@ -316,6 +320,14 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             cursor.execute(_SERVICES_SQL.format(table=table), [limit])
             return [name for (name,) in cursor.fetchall()]
 
+    def project_names(self, limit: int = 1000) -> list[str]:
+        """Every trace's project (at most `limit`), sorted, by skip-scan like service_names."""
+        connection = connections[self.db]
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(_PROJECTS_SQL.format(table=table), [limit])
+            return [name for (name,) in cursor.fetchall()]
+
     def delete_with_spans(self) -> int:
         """Delete these traces and every span of theirs; returns how many traces went."""
         ids = list(self.values_list("trace_id", flat=True))
@@ -349,6 +361,8 @@ class Trace(TimedRow, models.Model):
     # The root span's label (see conventions.label) and the start of its final answer.
     label = models.TextField(default="")
     output_preview = models.TextField(default="")
+    # Set when the trace is first stored and kept (see tracing.projects).
+    project = models.TextField(default=conventions.DEFAULT_PROJECT)
 
     objects = TraceQuerySet.as_manager()
 
@@ -361,6 +375,8 @@ class Trace(TimedRow, models.Model):
             models.Index(fields=["-span_count", "-trace_id"], name="trace_span_count_idx"),
             models.Index(fields=["-total_tokens", "-trace_id"], name="trace_tokens_idx"),
             models.Index(fields=["conversation_id", "start_ns"], name="trace_conversation_idx"),
+            # A project's overview, newest first, and the list of projects by skip-scan.
+            models.Index(fields=["project", "-start_ns", "-trace_id"], name="trace_project_idx"),
             # Covers the overview's cards: sums and counts over a time range (or everything)
             # read this narrow index instead of the trace rows with their names and previews.
             models.Index(
@@ -437,6 +453,10 @@ class Span(TimedRow, models.Model):
     links_json = models.TextField(default="[]")
     resource_json = models.TextField(default="{}")
     scope_json = models.TextField(default="{}")
+    # The project the span claimed when it arrived (its key's or its resource's); the trace's
+    # project is that of the spans that created it. Nullable only so that adding it alters the
+    # table in place: SQLite would otherwise rebuild it, dropping the search index's triggers.
+    project = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     objects = SpanQuerySet.as_manager()
 
