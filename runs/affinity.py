@@ -72,12 +72,20 @@ def _target(scope: dict[str, Any], port: int, scheme: str) -> str:
 
 async def forward_http(scope: dict[str, Any], receive: Any, send: Any, port: int) -> None:
     global _client
+    from runs.sockets import sio
+
+    # Held in memory before it is passed on: no more than Engine.IO itself would take.
+    limit = sio.eio.max_http_buffer_size
     body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
         body += message.get("body", b"")
+        if len(body) > limit:
+            await send({"type": "http.response.start", "status": 413, "headers": []})
+            await send({"type": "http.response.body", "body": b"payload too large"})
+            return
         if not message.get("more_body"):
             break
     if _client is None:

@@ -215,6 +215,13 @@ class TraceListConsumer(AsyncJsonWebsocketConsumer):
         changed, overflow, catch_up = self.changed, self.overflow, self.catch_up
         self.changed, self.overflow, self.catch_up = set(), False, False
         with_cards = self.cards_due and loop.time() - self.last_cards >= CARDS_INTERVAL
+        if (changed or overflow or catch_up or with_cards) and not await websocket_allowed(
+            self.scope
+        ):
+            # Signed out, disabled or its key revoked since it connected: nothing more is sent.
+            self.flush_task = None
+            await self.close(code=4001)
+            return
         if changed or overflow or catch_up or with_cards:
             try:
                 update = await database_sync_to_async(build_update)(

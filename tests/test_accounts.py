@@ -9,11 +9,12 @@ import re
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.db import connection
 from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -487,3 +488,29 @@ def test_runstudio_turns_sign_in_on_for_a_public_host_unless_told(settings: Any)
     err = io.StringIO()
     Command(stderr=err).check_auth("0.0.0.0", insecure=True)
     assert settings.STUDIO_AUTH == "none" and "WARNING: sign-in is off" in err.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_socket_stops_once_its_read_key_is_revoked(login_mode: None) -> None:
+    from tests.test_live import commit, has, receive_until, spans, subscribe
+
+    key, raw = keys.create_key(ApiKey.Kind.READ, user=make_user("watcher", Role.VIEWER))
+    headers = [(b"authorization", f"Bearer {raw}".encode())]
+
+    async def main() -> None:
+        socket = WebsocketCommunicator("/ws/traces/", headers=headers)
+        assert await socket.connect() == "websocket.accept"
+        await subscribe(socket)
+        await commit(spans(901))
+        await receive_until(socket, has("trace-row"))
+        await sync_to_async(keys.revoke)(key)
+        await commit(spans(902))
+        # The next push finds the key gone: the socket closes instead of sending the row.
+        message = await socket.app.receive_output(10)
+        while message["type"] == "websocket.send":
+            assert f"{902:032x}" not in message["text"]
+            message = await socket.app.receive_output(10)
+        assert message == {"type": "websocket.close", "code": 4001}
+
+    async_to_sync(main)()
+    keys._lookups.submit(lambda: connection.close()).result()
