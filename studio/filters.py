@@ -37,7 +37,7 @@ from tracing.models import (
 
 PAGE_SIZE = 50
 # A broad search's cards count this many matches at most ("200+"): each is a trace walked.
-STATS_BOUND = 200
+STATS_BOUND = 100
 
 RANGES: dict[str, tuple[str, timedelta | None]] = {
     "15m": ("Last 15 minutes", timedelta(minutes=15)),
@@ -399,10 +399,15 @@ class TraceFilter:
         walking the traces in the page's order, and its cards count up to STATS_BOUND."""
         return bool(self.q) and not self.trace_id and search.is_broad(self.q)
 
+    @cached_property
+    def broad_clauses(self) -> bool:
+        """The same for the attribute clauses (tracing.search.clauses_broad)."""
+        return bool(self.clauses) and not self.trace_id and search.clauses_broad(self.clauses)
+
     def stats(self, traces: TraceQuerySet) -> TraceStats:
         """The cards: over every match, or for a broad search over the first STATS_BOUND in the
         page's order (the count then reads "at least")."""
-        if self.broad_search:
+        if self.broad_search or self.broad_clauses:
             return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
         return traces.stats()
 
@@ -434,6 +439,7 @@ class TraceFilter:
             model=self.model,
             agent=self.agent,
             broad_text=self.broad_search,
+            broad_clauses=self.broad_clauses,
         )
 
     def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:

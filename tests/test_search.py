@@ -225,14 +225,14 @@ def test_a_row_shows_the_match_escaped_and_opens_the_trace_at_that_span(
 def test_the_page_with_a_search_costs_one_query_more(
     client: Client, stored: None, django_assert_num_queries: Any
 ) -> None:
-    # SQLite first asks the index how broad the search is (one bounded read).
+    # SQLite first asks the index how broad the search, and the clauses, are (bounded reads).
     probe = 1 if connection.vendor == "sqlite" else 0
     with django_assert_num_queries(4 + probe):  # rows, the rows' snippets, cards, services
         client.get("/traces/", {"q": "Tokyo"})
-    with django_assert_num_queries(2):  # rows, cards
+    with django_assert_num_queries(2 + probe):  # rows, cards
         client.get("/traces/", {"attr": "gen_ai.request.model = gpt-4o"}, headers={
             "HX-Request": "true", "HX-Target": "results"})  # fmt: skip
-    with django_assert_num_queries(2 + probe):  # the API: rows, count
+    with django_assert_num_queries(2 + 2 * probe):  # the API: rows, count
         client.get("/api/traces/", {"q": "Tokyo", "attr": "stream = true", "min_spans": 2})
 
 
@@ -286,11 +286,26 @@ def test_a_broad_search_walks_the_traces_and_counts_its_cards_up_to_a_bound(
         ("gen_ai.tool.name = get_weather_forecast", [WEATHER]),
     ],
 )
-def test_each_operator(client: Client, stored: None, clause: str, expected: list[str]) -> None:
+@pytest.mark.parametrize("plan", ["collected", "walked"])
+def test_each_operator(
+    client: Client,
+    stored: None,
+    clause: str,
+    expected: list[str],
+    plan: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if plan == "walked":  # as if the clause held on many spans: the traces walked
+        monkeypatch.setattr(search, "BROAD_SPANS", 1)
     assert ids(client, attr=clause) == sorted(expected)
 
 
-def test_every_clause_must_hold_on_one_span(client: Client, stored: None) -> None:
+@pytest.mark.parametrize("plan", ["collected", "walked"])
+def test_every_clause_must_hold_on_one_span(
+    client: Client, stored: None, plan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if plan == "walked":
+        monkeypatch.setattr(search, "BROAD_SPANS", 1)
     same_span = ["gen_ai.request.model = gpt-4o", "llm.token_count.total > 1000"]
     assert ids(client, attr=same_span) == [WEATHER]
     different_spans = ["gen_ai.request.model = gpt-4o", "error.type exists"]

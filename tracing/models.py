@@ -184,12 +184,14 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         model: str = "",
         agent: str = "",
         broad_text: bool = False,
+        broad_clauses: bool = False,
     ) -> TraceQuerySet:
         """The overview's filters, shared by the page and the API. `q` is full text over every
         span of a trace (tracing.search), `clauses` attribute clauses that one span must all
         match; the span-level filters are semi-joins on partial span indexes. `broad_text`
         (search.is_broad) checks each trace's spans as the rows are read instead of collecting
-        every match first: for a first page ordered by an index, of a word in many spans."""
+        every match first: for a first page ordered by an index, of a word in many spans;
+        `broad_clauses` (search.clauses_broad) the same for attribute clauses."""
         qs = self
         q = q.strip()
         if q:
@@ -210,7 +212,10 @@ class TraceQuerySet(models.QuerySet["Trace"]):
                 qs = qs.filter(models.Q(trace_id=lowered) | named)
             else:
                 qs = qs.filter(named)
-        if clauses:
+        if clauses and broad_clauses:
+            table = connections[self.db].ops.quote_name(self.model._meta.db_table)
+            qs = qs.filter(search.clauses_exist(clauses, table, using=self.db))
+        elif clauses:
             qs = qs.filter(trace_id__in=search.clause_trace_ids(clauses, using=self.db))
         if min_spans is not None:
             qs = qs.filter(span_count__gte=min_spans)

@@ -572,6 +572,30 @@ def _attr_condition(clause: Clause, a: str) -> tuple[str, list[Any]] | None:
 _RANK = {"=": 0, ">": 1, ">=": 1, "<": 1, "<=": 1, "exists": 2, "!=": 3}
 
 
+def _split(clauses: Sequence[Clause]) -> tuple[str, list[Any], list[Clause]]:
+    """The conditions the attribute table answers, on its row `a0` (the most selective clause)
+    and on the same span's other rows, and the clauses it cannot answer."""
+    parts: list[str] = []
+    params: list[Any] = []
+    rest: list[Clause] = []
+    for clause in sorted(clauses, key=lambda c: _RANK.get(c.op, 9)):
+        n = len(parts)
+        condition = _attr_condition(clause, f"a{n}")
+        if condition is None:
+            rest.append(clause)
+            continue
+        sql, condition_params = condition
+        if n == 0:
+            parts.append(f"a0.key = %s AND {sql}")
+        else:
+            parts.append(
+                f"EXISTS (SELECT 1 FROM {ATTRS} a{n} WHERE a{n}.span = a0.span "
+                f"AND a{n}.key = %s AND {sql})"
+            )
+        params += [clause.key, *condition_params]
+    return " AND ".join(parts), params, rest
+
+
 def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQL | None:
     """The trace ids with a span matching every clause: for `trace_id__in`. The attribute table
     answers what it can (one index range, then a primary key probe per other clause); what it
@@ -580,33 +604,16 @@ def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQ
     if not clauses:
         return None
     vendor = _vendor(using)
-    indexed: list[tuple[Clause, tuple[str, list[Any]]]] = []
-    rest: list[Clause] = []
-    for clause in sorted(clauses, key=lambda c: _RANK.get(c.op, 9)):
-        condition = _attr_condition(clause, f"a{len(indexed)}")
-        if condition is None:
-            rest.append(clause)
-        else:
-            indexed.append((clause, condition))
+    indexed, params, rest = _split(clauses)
     span_sql, span_params = span_condition(clauses, vendor)
     if indexed:
-        parts, params = [], []
-        for n, (clause, (condition, condition_params)) in enumerate(indexed):
-            if n == 0:
-                parts.append(f"a0.key = %s AND {condition}")
-            else:
-                parts.append(
-                    f"EXISTS (SELECT 1 FROM {ATTRS} a{n} WHERE a{n}.span = a0.span "
-                    f"AND a{n}.key = %s AND {condition})"
-                )
-            params += [clause.key, *condition_params]
         sql = f"SELECT a0.trace_id FROM {ATTRS} a0"
         if rest:
             rest_sql, rest_params = span_condition(rest, vendor)
             sql += " JOIN tracing_span s ON s.id = a0.span"
-            parts.append(rest_sql)
+            indexed += f" AND {rest_sql}"
             params += rest_params
-        sql += " WHERE " + " AND ".join(parts)
+        sql += f" WHERE {indexed}"
     else:
         narrow = [term for clause in clauses for term in _clause_terms(clause)]
         text_sql, text_params = _text_condition(TABLE, narrow, vendor)
@@ -624,6 +631,47 @@ def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQ
         )
         params += span_params
     return RawSQL(sql, params)
+
+
+def clauses_broad(clauses: Sequence[Clause], using: str = "default") -> bool:
+    """True if the clauses' table part holds on at least BROAD_SPANS of the newest PROBE_SPANS
+    spans indexed (SQLite; a bounded read of the table's primary key), so walking the traces
+    finds a page sooner than collecting every match."""
+    if not clauses or _vendor(using) != "sqlite":
+        return False
+    indexed, params, _ = _split(clauses)
+    if not indexed:
+        return False
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {ATTRS} a0 NOT INDEXED "
+            f"WHERE a0.span > (SELECT last_id FROM {STATE}) - %s AND {indexed} LIMIT %s)",
+            [PROBE_SPANS, *params, BROAD_SPANS],
+        )
+        return cursor.fetchone()[0] >= BROAD_SPANS
+
+
+def clauses_exist(clauses: Sequence[Clause], outer: str, using: str = "default") -> RawSQL:
+    """A condition on the trace row `outer`.trace_id: one of its spans matches every clause,
+    checked per trace (see text_exists): its spans through span_tree_idx, their rows in the
+    attribute table by primary key, the spans not indexed yet on their JSON (SQLite)."""
+    vendor = _vendor(using)
+    indexed, params, rest = _split(clauses)
+    span_sql, span_params = span_condition(clauses, vendor)
+    if rest:
+        rest_sql, rest_params = span_condition(rest, vendor)
+        indexed += f" AND {rest_sql}"
+        params += rest_params
+    sql = (
+        # CROSS JOIN and NOT INDEXED keep SQLite on this trace's spans, then their rows by
+        # primary key, instead of the key's whole range for every trace.
+        f"(EXISTS (SELECT 1 FROM tracing_span s CROSS JOIN {ATTRS} a0 NOT INDEXED "
+        f"ON a0.span = s.id "
+        f"WHERE s.trace_id = {outer}.trace_id AND {indexed}) OR EXISTS (SELECT 1 FROM "
+        f"tracing_span s WHERE s.trace_id = {outer}.trace_id "
+        f"AND s.id > (SELECT last_id FROM {STATE}) AND {span_sql}))"
+    )
+    return RawSQL(sql, [*params, *span_params], output_field=BooleanField())
 
 
 # ---------------------------------------------------------------------------------------------
