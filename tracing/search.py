@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -829,6 +830,8 @@ def attribute_values(key: str, prefix: str = "", using: str = "default") -> list
 # SQLite: indexing after the commit.
 
 INDEX_CHUNK = 500
+# Seconds paused per second spent indexing.
+INDEX_PAUSE = 1.0
 
 
 def index_pending(limit: int = INDEX_CHUNK, using: str = "default") -> int:
@@ -889,8 +892,14 @@ class Indexer:
             self._wake.wait()
             self._wake.clear()
             try:
-                while index_pending():
-                    pass
+                while True:
+                    started = time.monotonic()
+                    if not index_pending():
+                        break
+                    # SQLite has one write lock: between chunks the writer gets it for as long
+                    # as the chunk held it, so ingest keeps most of its pace while the index
+                    # catches up (searches read what it has not reached on the fly).
+                    time.sleep((time.monotonic() - started) * INDEX_PAUSE)
             except Exception:
                 # Searches still see unindexed spans (built on the fly); the next commit retries.
                 logger.exception("indexing spans for search failed")
