@@ -180,11 +180,13 @@ def disk_usage() -> str:
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             cursor.execute(
                 "SELECT CASE WHEN name LIKE 'tracing_span_search%%' THEN 'search index' "
+                "WHEN name LIKE 'tracing_span_attr%%' THEN 'attribute table' "
                 "ELSE 'everything else' END, SUM(pgsize) FROM dbstat GROUP BY 1"
             )
         else:
             cursor.execute(
                 "SELECT 'search index', pg_total_relation_size('tracing_span_search') UNION ALL "
+                "SELECT 'attribute table', pg_total_relation_size('tracing_span_attr') UNION ALL "
                 "SELECT 'everything else', pg_total_relation_size('tracing_span') + "
                 "pg_total_relation_size('tracing_trace')"
             )
@@ -192,10 +194,12 @@ def disk_usage() -> str:
         cursor.execute("SELECT COUNT(*) FROM tracing_span")
         spans = cursor.fetchone()[0]
     before = sizes.get("everything else", 0) / spans
-    after = (sizes.get("everything else", 0) + sizes.get("search index", 0)) / spans
+    text = sizes.get("search index", 0) / spans
+    attrs = sizes.get("attribute table", 0) / spans
+    after = before + text + attrs
     return (
-        f"bytes on disk per span: {before:,.0f} without the search index, {after:,.0f} with it "
-        f"(x{after / before:.2f})"
+        f"bytes on disk per span: {before:,.0f} without the search tables, {after:,.0f} with them "
+        f"(x{after / before:.2f}: full text {text:,.0f}, attributes {attrs:,.0f})"
     )
 
 

@@ -304,7 +304,7 @@ def build_update(
             update.replaced = matched
         update.touched = bool(matched or update.gone or update.new_count)
         if with_cards:
-            update.cards = traces.stats()
+            update.cards = subscription.filter.stats(traces)
     return update
 
 

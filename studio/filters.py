@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tracing import clauses as attribute_clauses
-from tracing import conventions
+from tracing import conventions, search
 from tracing.clauses import Clause
 from tracing.models import (
     STATUS_CODES,
@@ -30,10 +31,13 @@ from tracing.models import (
     Trace,
     TracePage,
     TraceQuerySet,
+    TraceStats,
     datetime_to_ns,
 )
 
 PAGE_SIZE = 50
+# A broad search's cards count this many matches at most ("200+"): each is a trace walked.
+STATS_BOUND = 100
 
 RANGES: dict[str, tuple[str, timedelta | None]] = {
     "15m": ("Last 15 minutes", timedelta(minutes=15)),
@@ -394,6 +398,24 @@ class TraceFilter:
             return None, None
         return datetime_to_ns((now or timezone.now()) - span), None
 
+    @cached_property
+    def broad_search(self) -> bool:
+        """A search for a word in many spans (tracing.search.is_broad): its rows are found by
+        walking the traces in the page's order, and its cards count up to STATS_BOUND."""
+        return bool(self.q) and not self.trace_id and search.is_broad(self.q)
+
+    @cached_property
+    def broad_clauses(self) -> bool:
+        """The same for the attribute clauses (tracing.search.clauses_broad)."""
+        return bool(self.clauses) and not self.trace_id and search.clauses_broad(self.clauses)
+
+    def stats(self, traces: TraceQuerySet) -> TraceStats:
+        """The cards: over every match, or for a broad search over the first STATS_BOUND in the
+        page's order (the count then reads "at least")."""
+        if self.broad_search or self.broad_clauses:
+            return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
+        return traces.stats()
+
     def traces(self, now: datetime | None = None) -> TraceQuerySet:
         # A pasted trace id means "that trace", wherever it is in the project: the other filters
         # would only hide it (they stay in the URL, for when the search box is cleared).
@@ -422,6 +444,8 @@ class TraceFilter:
             error_type=self.error_type,
             model=self.model,
             agent=self.agent,
+            broad_text=self.broad_search,
+            broad_clauses=self.broad_clauses,
         )
 
     def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:

@@ -218,7 +218,7 @@ def _overview_context(
         found = search.snippets([trace.trace_id for trace in page.rows], trace_filter.q)
         for trace in page.rows:
             trace.snippet = found.get(trace.trace_id)
-    stats = traces.stats()
+    stats = trace_filter.stats(traces)
     empty_studio = stats.traces == 0 and not (trace_filter.narrows and Trace.objects.exists())
     context: dict[str, Any] = {
         "nav": "traces",

@@ -195,9 +195,17 @@ def ids(client: Client, **params: Any) -> list[str]:
         ("كيف", [ARABIC]),
     ],
 )
+@pytest.mark.parametrize("plan", ["collected", "walked"])
 def test_full_text_matches_any_field_of_any_span(
-    client: Client, stored: None, q: str, expected: list[str]
+    client: Client,
+    stored: None,
+    q: str,
+    expected: list[str],
+    plan: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if plan == "walked":  # as if every word were in many spans: the traces walked, not collected
+        monkeypatch.setattr(search, "BROAD_SPANS", 1)
     assert ids(client, q=q) == expected
     html = client.get("/traces/", {"q": q}).content.decode()
     assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == expected
@@ -217,13 +225,37 @@ def test_a_row_shows_the_match_escaped_and_opens_the_trace_at_that_span(
 def test_the_page_with_a_search_costs_one_query_more(
     client: Client, stored: None, django_assert_num_queries: Any
 ) -> None:
-    with django_assert_num_queries(4):  # rows, the rows' snippets, cards, the service list
+    # SQLite first asks the index how broad the search, and the clauses, are (bounded reads).
+    probe = 1 if connection.vendor == "sqlite" else 0
+    with django_assert_num_queries(4 + probe):  # rows, the rows' snippets, cards, services
         client.get("/traces/", {"q": "Tokyo"})
-    with django_assert_num_queries(2):  # rows, cards
+    with django_assert_num_queries(2 + probe):  # rows, cards
         client.get("/traces/", {"attr": "gen_ai.request.model = gpt-4o"}, headers={
             "HX-Request": "true", "HX-Target": "results"})  # fmt: skip
-    with django_assert_num_queries(2):  # the API: rows, count
+    with django_assert_num_queries(2 + 2 * probe):  # the API: rows, count
         client.get("/api/traces/", {"q": "Tokyo", "attr": "stream = true", "min_spans": 2})
+
+
+def test_a_broad_search_walks_the_traces_and_counts_its_cards_up_to_a_bound(
+    client: Client, stored: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    from studio import filters
+
+    monkeypatch.setattr(filters, "STATS_BOUND", 2)
+    monkeypatch.setattr(search, "BROAD_SPANS", 1)
+    everywhere = [WEATHER, CJK, ARABIC]  # the resource's service.name=svc is in every span
+    # How broad: read from the index (SQLite), so not before the indexer has run.
+    broad = connection.vendor == "sqlite" and request.node.callspec.params["stored"] == "indexed"
+    assert TraceFilter.from_query({"q": "svc"}).broad_search == broad
+    assert ids(client, q="svc") == everywhere  # the API still counts every match
+    assert client.get("/api/traces/", {"q": "svc"}).json()["count"] == 3
+    html = client.get("/traces/", {"q": "svc"}).content.decode()
+    assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == everywhere
+    cards = re.search(r"<dt>Traces</dt><dd[^>]*>([^<]*)</dd>", html)
+    assert cards and cards[1] == ("2+" if broad else "3"), cards
+    # A narrow search is counted whole.
+    html = client.get("/traces/", {"q": "旅行助手"}).content.decode()
+    assert re.search(r"<dt>Traces</dt><dd>1</dd>", html)
 
 
 # Attribute clauses.
@@ -254,11 +286,26 @@ def test_the_page_with_a_search_costs_one_query_more(
         ("gen_ai.tool.name = get_weather_forecast", [WEATHER]),
     ],
 )
-def test_each_operator(client: Client, stored: None, clause: str, expected: list[str]) -> None:
+@pytest.mark.parametrize("plan", ["collected", "walked"])
+def test_each_operator(
+    client: Client,
+    stored: None,
+    clause: str,
+    expected: list[str],
+    plan: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if plan == "walked":  # as if the clause held on many spans: the traces walked
+        monkeypatch.setattr(search, "BROAD_SPANS", 1)
     assert ids(client, attr=clause) == sorted(expected)
 
 
-def test_every_clause_must_hold_on_one_span(client: Client, stored: None) -> None:
+@pytest.mark.parametrize("plan", ["collected", "walked"])
+def test_every_clause_must_hold_on_one_span(
+    client: Client, stored: None, plan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if plan == "walked":
+        monkeypatch.setattr(search, "BROAD_SPANS", 1)
     same_span = ["gen_ai.request.model = gpt-4o", "llm.token_count.total > 1000"]
     assert ids(client, attr=same_span) == [WEATHER]
     different_spans = ["gen_ai.request.model = gpt-4o", "error.type exists"]
@@ -400,6 +447,85 @@ def test_the_indexer_indexes_new_spans_in_order_once(client: Client, db: None) -
     assert ids(client, attr="n >= 7") == [WEATHER]
 
 
+def test_a_broad_search_with_cased_letters_beyond_ascii_uses_the_index(
+    client: Client, db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The walk compares with LIKE, which folds ASCII only; the trigram index folds every case.
+    monkeypatch.setattr(search, "BROAD_SPANS", 1)
+    store([span(WEATHER, "a" * 16, "Élan vital", attributes={"city": "ЖЕНЕВА"})])
+    search.index_pending()
+    for q in ("élan", "женева"):
+        assert not search.is_broad(q)
+        assert ids(client, q=q) == [WEATHER]
+    assert search.is_broad("vital") == (connection.vendor == "sqlite")
+    assert ids(client, q="VITAL") == [WEATHER]
+
+
+def attr_rows(trace_id: str) -> dict[tuple[str, str], tuple[str, Any, Any]]:
+    """The attribute table's rows of a trace: (span id, key) -> (type, str, num)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.span_id, a.key, a.t, a.str, a.num FROM {search.ATTRS} a "
+            "JOIN tracing_span s ON s.id = a.span WHERE a.trace_id = %s",
+            [trace_id],
+        )
+        return {(row[0], row[1]): (row[2], row[3], row[4]) for row in cursor.fetchall()}
+
+
+def test_the_attribute_table_is_kept_in_step_with_ingest(client: Client, db: None) -> None:
+    long = "x" * (search.SHORT + 1)
+    store(
+        [
+            span(WEATHER, "a" * 16, "one", attributes={
+                "n": 7, "f": 2.5, "s": "short", "long": long, "flag": True, "list": [1, 2],
+                "deployment.environment": "from the span",
+            }),
+        ],
+        resource={"deployment.environment": "from the resource"},
+    )  # fmt: skip
+    if connection.vendor == "sqlite":
+        assert attr_rows(WEATHER) == {}  # after the commit, with the search text
+        assert ids(client, attr="n = 7") == [WEATHER]  # meanwhile from the unindexed tail
+        search.index_pending()
+    rows = {key: value for (_, key), value in attr_rows(WEATHER).items()}
+    assert {key: (t, value) for key, (t, value, _) in rows.items()} == {
+        "n": ("n", None),
+        "f": ("n", None),
+        "s": ("s", "short"),
+        "long": ("l", None),
+        "flag": ("b", "true"),
+        "list": ("o", None),
+        # A span attribute wins over the resource's, as in the clauses.
+        "deployment.environment": ("s", "from the span"),
+        "service.name": ("s", "svc"),
+    }
+    assert float(rows["n"][2]) == 7 and float(rows["f"][2]) == 2.5
+    assert ids(client, attr="deployment.environment = from the span") == [WEATHER]
+    assert ids(client, attr="deployment.environment = from the resource") == []
+    assert ids(client, attr=f"long = {long}") == [WEATHER]  # too long for the table: the JSON
+    assert ids(client, attr=["long exists", "s != other", "f < 3", "flag = true"]) == [WEATHER]
+    assert ids(client, attr=["long exists", "s ~ hor", "f > 3"]) == []
+
+
+def test_deleting_and_purging_spans_removes_their_attribute_rows(db: None) -> None:
+    from tracing import retention
+    from tracing.models import Trace
+
+    store([span(WEATHER, "a" * 16, "one", attributes={"n": 1})])
+    store([span(CJK, "b" * 16, "two", attributes={"n": 2})])
+    while search.index_pending():
+        pass
+    assert attr_rows(WEATHER) and attr_rows(CJK)
+    Trace.objects.filter(trace_id=WEATHER).delete_with_spans()
+    assert attr_rows(WEATHER) == {} and attr_rows(CJK)
+    # Retention deletes with SQL of its own: the rows go with the spans all the same.
+    retention.purge(retention.Policy(days=1, max_spans=0), pacer=retention.Pacer(duty=1))
+    assert attr_rows(CJK) == {}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {search.ATTRS}")
+        assert cursor.fetchone()[0] == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_indexes_spans_stored_before_it(client: Client) -> None:
     executor = MigrationExecutor(connection)
@@ -434,6 +560,8 @@ def test_the_migration_indexes_spans_stored_before_it(client: Client) -> None:
     assert trace_id == WEATHER and "note=stored before" in body
     assert ids(client, q="stored before") == [WEATHER]
     assert ids(client, attr="note ~ before") == [WEATHER]
+    assert ids(client, attr="note = stored before") == [WEATHER]  # from the attribute table
+    assert attr_rows(WEATHER)[("a" * 16, "note")] == ("s", "stored before", None)
 
 
 # The clause parser: anything typed is a clause or a ClauseError, never another exception.

@@ -99,6 +99,8 @@ class TraceStats:
     duration_p50_ns: int | None
     duration_p95_ns: int | None
     newest_start_ns: int | None
+    # True when the totals stop at a bound (a broad search): `traces` is then "at least".
+    capped: bool = False
 
 
 # Totals and exact nearest-rank percentiles (rank = ceil(p * n)) in one statement, in SQL that
@@ -185,10 +187,15 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         model: str = "",
         agent: str = "",
         project: str = "",
+        broad_text: bool = False,
+        broad_clauses: bool = False,
     ) -> TraceQuerySet:
         """The overview's filters, shared by the page and the API. `q` is full text over every
         span of a trace (tracing.search), `clauses` attribute clauses that one span must all
-        match; the span-level filters are semi-joins on partial span indexes."""
+        match; the span-level filters are semi-joins on partial span indexes. `broad_text`
+        (search.is_broad) checks each trace's spans as the rows are read instead of collecting
+        every match first: for a first page ordered by an index, of a word in many spans;
+        `broad_clauses` (search.clauses_broad) the same for attribute clauses."""
         qs = self.filter(project=project) if project else self
         q = q.strip()
         if q:
@@ -196,8 +203,12 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             # Every span's text holds its name and label (the display name is either), so the
             # root's are found there too: the search index drives the query, never a scan of
             # the trace rows.
-            text = search.text_trace_ids(q, using=self.db)
-            if text is not None:
+            table = connections[self.db].ops.quote_name(self.model._meta.db_table)
+            walk = search.text_exists(q, table, using=self.db) if broad_text else None
+            text = None if walk is not None else search.text_trace_ids(q, using=self.db)
+            if walk is not None:
+                named = models.Q(walk)
+            elif text is not None:
                 named = models.Q(trace_id__in=text)
             else:
                 named = models.Q(name__icontains=q) | models.Q(label__icontains=q)
@@ -205,7 +216,10 @@ class TraceQuerySet(models.QuerySet["Trace"]):
                 qs = qs.filter(models.Q(trace_id=lowered) | named)
             else:
                 qs = qs.filter(named)
-        if clauses:
+        if clauses and broad_clauses:
+            table = connections[self.db].ops.quote_name(self.model._meta.db_table)
+            qs = qs.filter(search.clauses_exist(clauses, table, using=self.db))
+        elif clauses:
             qs = qs.filter(trace_id__in=search.clause_trace_ids(clauses, using=self.db))
         if min_spans is not None:
             qs = qs.filter(span_count__gte=min_spans)
@@ -293,23 +307,40 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             (getattr(last, field), last.trace_id) if has_next else None,
         )
 
-    def stats(self) -> TraceStats:
-        """Counts, tokens and exact duration p50/p95 of the matched traces, in one statement."""
+    def stats(self, first: tuple[str, bool, int] | None = None) -> TraceStats:
+        """Counts, tokens and exact duration p50/p95 of the matched traces, in one statement.
+        With `first` (field, descending, n), of the first n in that order only (a broad search,
+        whose every match would take a walk over every trace): `capped` if n were found."""
         connection = connections[self.db]
         table = connection.ops.quote_name(self.model._meta.db_table)
         if self.query.where:
             columns = ("duration_ns", "span_count", "error_count", "status_code")
             columns += ("input_tokens", "output_tokens", "start_ns")
-            matching, params = self.order_by().values(*columns).query.sql_with_params()
+            rows = self.order_by()
+            if first is not None:
+                field, descending, _ = first
+                prefix = "-" if descending else ""
+                rows = self.order_by(f"{prefix}{field}", f"{prefix}trace_id")
+            values = rows.values(*columns)
+            if first is not None:
+                values = values[: first[2]]
+            matching, params = values.query.sql_with_params()
             sql = _STATS_SQL.format(matching=matching)
         else:
             sql, params = _ALL_STATS_SQL.format(table=table), ()
+            first = None
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None)
         totals = [int(value) for value in row[:6]]
         newest, p50, p95 = (None if value is None else int(value) for value in row[6:])
-        return TraceStats(*totals, duration_p50_ns=p50, duration_p95_ns=p95, newest_start_ns=newest)
+        return TraceStats(
+            *totals,
+            duration_p50_ns=p50,
+            duration_p95_ns=p95,
+            newest_start_ns=newest,
+            capped=first is not None and totals[0] >= first[2],
+        )
 
     def service_names(self, limit: int = 500) -> list[str]:
         """Every service of every trace (at most `limit`), sorted, whatever this queryset filters:

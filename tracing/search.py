@@ -21,6 +21,12 @@ its own, and records the last id indexed. Searches read the index up to that id 
 of the few newer spans on the fly, so a search never misses an acknowledged span, however far the
 indexer lags. PostgreSQL: a table kept by a trigger in the writer's transaction, with a pg_trgm
 GIN index, and ILIKE, which uses the index for terms of 3 characters or more in the same way.
+
+Attribute clauses read an attribute table (ATTRS: one typed row per span and key), filled and
+emptied alongside the search text. A search or clauses that hold on many spans (is_broad,
+clauses_broad: a bounded read of the newest spans indexed) are not collected whole: the page's
+query checks each trace as it walks them in its order (text_exists, clauses_exist), so a first
+page costs about a page of traces, and its cards count a bounded number of matches.
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections, connections, transaction
+from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 
-from tracing.clauses import Clause
+from tracing.clauses import ORDERED, Clause
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +195,122 @@ POSTGRES_DROP = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------
+# The attribute table: one row per (span, key) of the span's attributes merged over its
+# resource's (a span attribute wins, as in the clauses), typed, so a clause is an index range
+# instead of a JSON parse of every candidate span. Filled with the search text (SQLite: by the
+# indexer, in the same transaction that moves last_id; PostgreSQL: by a trigger), removed with
+# the span. `t` is the JSON type: n(umber), s(hort text, in `str`), l(ong text: only its
+# existence is indexed), b(oolean, 'true'/'false' in `str`), o(bject, array or null).
+
+ATTRS = "tracing_span_attr"
+# Texts up to this many characters are indexed by value (ids, names, models, statuses); longer
+# ones (messages, documents) are compared on the span's JSON.
+SHORT = 100
+
+
+def _sqlite_attr_rows(source: str, where: str) -> str:
+    """SELECT the attribute rows of the spans `s` matching `where`, from json_each `source`."""
+    return (
+        f"SELECT s.id, a.key, s.trace_id, CASE a.type WHEN 'integer' THEN 'n' "
+        f"WHEN 'real' THEN 'n' WHEN 'text' THEN CASE WHEN length(a.value) <= {SHORT} "
+        f"THEN 's' ELSE 'l' END WHEN 'true' THEN 'b' WHEN 'false' THEN 'b' ELSE 'o' END, "
+        f"CASE WHEN a.type = 'text' AND length(a.value) <= {SHORT} THEN a.value "
+        f"WHEN a.type IN ('true', 'false') THEN a.type END, "
+        f"CASE WHEN a.type IN ('integer', 'real') THEN a.value END "
+        f"FROM tracing_span s, {source} a WHERE {where}"
+    )
+
+
+def sqlite_fill_attrs(where: str) -> list[str]:
+    """The span's own attributes first: OR IGNORE then keeps them over the resource's."""
+    insert = f"INSERT OR IGNORE INTO {ATTRS} (span, key, trace_id, t, str, num) "
+    return [
+        insert + _sqlite_attr_rows("json_each(s.attributes_json)", where),
+        insert + _sqlite_attr_rows("json_each(s.resource_json, '$.attributes')", where),
+    ]
+
+
+SQLITE_ATTRS_CREATE = [
+    f"CREATE TABLE {ATTRS} (span INTEGER NOT NULL, key TEXT NOT NULL, trace_id TEXT NOT NULL, "
+    "t TEXT NOT NULL, str TEXT, num, PRIMARY KEY (span, key)) WITHOUT ROWID",
+    # Covers every indexed clause: key (exists), key + str (text, booleans), key + str IS NULL +
+    # num (numbers), and gives the trace id without a visit to the span.
+    f"CREATE INDEX {ATTRS}_value ON {ATTRS} (key, str, num, t, trace_id)",
+    f"DROP TRIGGER IF EXISTS {TABLE}_delete",
+    f"""CREATE TRIGGER {TABLE}_delete AFTER DELETE ON tracing_span BEGIN
+        DELETE FROM {TABLE} WHERE rowid = OLD.id;
+        DELETE FROM {ATTRS} WHERE span = OLD.id;
+    END""",
+    # Spans already indexed; the indexer does the rest.
+    *sqlite_fill_attrs(f"s.id <= (SELECT last_id FROM {STATE})"),
+]
+SQLITE_ATTRS_DROP = [
+    f"DROP TRIGGER IF EXISTS {TABLE}_delete",
+    f"""CREATE TRIGGER {TABLE}_delete AFTER DELETE ON tracing_span BEGIN
+        DELETE FROM {TABLE} WHERE rowid = OLD.id;
+    END""",
+    f"DROP TABLE IF EXISTS {ATTRS}",
+]
+
+_PG_ATTR_ROWS = f"""SELECT n.id, e.key, n.trace_id,
+        CASE jsonb_typeof(e.value) WHEN 'number' THEN 'n' WHEN 'boolean' THEN 'b'
+            WHEN 'string' THEN CASE WHEN length(e.value #>> '{{}}') <= {SHORT} THEN 's' ELSE 'l' END
+            ELSE 'o' END,
+        CASE WHEN jsonb_typeof(e.value) = 'boolean'
+            OR (jsonb_typeof(e.value) = 'string' AND length(e.value #>> '{{}}') <= {SHORT})
+            THEN e.value #>> '{{}}' END,
+        CASE WHEN jsonb_typeof(e.value) = 'number' THEN (e.value #>> '{{}}')::numeric END
+    FROM jsonb_each(
+        coalesce(CASE WHEN jsonb_typeof(replace(n.resource_json, '\\u0000', '')::jsonb
+                     -> 'attributes') = 'object'
+                 THEN replace(n.resource_json, '\\u0000', '')::jsonb -> 'attributes' END,
+                 '{{}}'::jsonb)
+        || CASE WHEN left(n.attributes_json, 1) = '{{'
+               THEN replace(n.attributes_json, '\\u0000', '')::jsonb ELSE '{{}}'::jsonb END) e"""
+
+POSTGRES_ATTRS_CREATE = [
+    # numeric, not float8: a JSON number beyond float8's range must not fail the writer's insert.
+    f"CREATE TABLE {ATTRS} (span bigint NOT NULL, key text NOT NULL, "
+    "trace_id varchar(32) NOT NULL, t char(1) NOT NULL, str text, num numeric, "
+    "PRIMARY KEY (span, key))",
+    f"CREATE INDEX {ATTRS}_value ON {ATTRS} (key, str, num) INCLUDE (t, trace_id)",
+    f"""CREATE FUNCTION tracing_span_attr_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            DELETE FROM {ATTRS} WHERE span = OLD.id;
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        INSERT INTO {ATTRS} (span, key, trace_id, t, str, num)
+        {_PG_ATTR_ROWS.replace("n.", "NEW.")};
+        RETURN NEW;
+    END $$""",
+    f"""CREATE TRIGGER {ATTRS}_sync AFTER INSERT OR UPDATE OR DELETE ON tracing_span
+        FOR EACH ROW EXECUTE FUNCTION tracing_span_attr_sync()""",
+    f"INSERT INTO {ATTRS} (span, key, trace_id, t, str, num) SELECT q.* FROM tracing_span n, "
+    f"LATERAL ({_PG_ATTR_ROWS}) q",
+]
+POSTGRES_ATTRS_DROP = [
+    f"DROP TRIGGER IF EXISTS {ATTRS}_sync ON tracing_span",
+    "DROP FUNCTION IF EXISTS tracing_span_attr_sync()",
+    f"DROP TABLE IF EXISTS {ATTRS}",
+]
+
+
+def create_attrs(apps: Any, schema_editor: Any) -> None:
+    sqlite = schema_editor.connection.vendor == "sqlite"
+    for statement in SQLITE_ATTRS_CREATE if sqlite else POSTGRES_ATTRS_CREATE:
+        schema_editor.execute(statement, params=None)
+
+
+def drop_attrs(apps: Any, schema_editor: Any) -> None:
+    sqlite = schema_editor.connection.vendor == "sqlite"
+    for statement in SQLITE_ATTRS_DROP if sqlite else POSTGRES_ATTRS_DROP:
+        schema_editor.execute(statement, params=None)
+
+
 def create_index(apps: Any, schema_editor: Any) -> None:
     statements = SQLITE_CREATE if schema_editor.connection.vendor == "sqlite" else POSTGRES_CREATE
     for statement in statements:
@@ -257,6 +381,71 @@ def text_trace_ids(q: str, using: str = "default") -> RawSQL | None:
         sql += f" UNION ALL SELECT t.trace_id FROM ({_TAIL}) t WHERE {tail}"
         params += [_like(w) for w in words]
     return RawSQL(sql, params)
+
+
+# A broad search (a word in many spans) is answered by walking the traces in the page's order
+# and checking each one's spans, stopping at the page's end, instead of collecting every match
+# first: how broad a search is, is read from the newest spans indexed (SQLite).
+PROBE_SPANS = 20_000
+BROAD_SPANS = 400  # 2 % of the newest spans
+
+
+def is_broad(q: str, using: str = "default") -> bool:
+    """True if walking the traces finds a page of matches sooner than collecting every match
+    would: on SQLite, a search of short terms only (a scan either way), or one whose index terms
+    match at least BROAD_SPANS of the newest PROBE_SPANS spans indexed (one bounded index read).
+    PostgreSQL always collects (its planner picks the index or a scan by itself)."""
+    words = terms(q)
+    if not words or _vendor(using) != "sqlite" or conventions_trace_id(q):
+        return False
+    if any(_folds_beyond_ascii(w) for w in words):
+        return False
+    long = [w for w in words if len(w) >= 3]
+    if not long:
+        return True
+    match = " AND ".join('"' + w.replace('"', '""') + '"' for w in long)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s "
+            f"AND rowid > (SELECT last_id FROM {STATE}) - %s LIMIT %s)",
+            [match, PROBE_SPANS, BROAD_SPANS],
+        )
+        return cursor.fetchone()[0] >= BROAD_SPANS
+
+
+def _folds_beyond_ascii(word: str) -> bool:
+    """True if `word` has a cased letter outside ASCII (É, Ж): the index folds its case, LIKE
+    does not."""
+    return any(ord(c) > 127 and c.lower() != c.upper() for c in word)
+
+
+def conventions_trace_id(q: str) -> bool:
+    """A 32-hex search means that trace: no walk."""
+    return bool(re.fullmatch(r"[0-9a-fA-F]{32}", q.strip()))
+
+
+def text_exists(q: str, outer: str, using: str = "default") -> RawSQL | None:
+    """A condition on the trace row `outer`.trace_id: one of its spans holds every word of `q`.
+    Evaluated per trace, so a query ordered by an index with a LIMIT stops at the page's end
+    (SQLite: the indexed spans through the index, by rowid, and the ones not indexed yet with
+    their text built on the fly)."""
+    words = terms(q)
+    if not words:
+        return None
+    # LIKE on the indexed text, read by rowid (a MATCH correlated with each span would read the
+    # whole posting list every time): it folds the case of ASCII only, which is why is_broad()
+    # leaves words with other cased letters to the index.
+    like = " AND ".join("f.body LIKE %s ESCAPE '\\'" for _ in words)
+    tail = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
+    sql = (
+        f"(EXISTS (SELECT 1 FROM tracing_span s JOIN {TABLE} f ON f.rowid = s.id "
+        f"WHERE s.trace_id = {outer}.trace_id AND {like}) OR EXISTS (SELECT 1 FROM "
+        f"(SELECT {_sqlite_text('s')} AS body FROM tracing_span s "
+        f"WHERE s.trace_id = {outer}.trace_id AND s.id > (SELECT last_id FROM {STATE})) t "
+        f"WHERE {tail}))"
+    )
+    params = [_like(w) for w in words] * 2
+    return RawSQL(sql, params, output_field=BooleanField())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,27 +548,137 @@ def span_condition(clauses: Sequence[Clause], vendor: str) -> tuple[str, list[An
     return " AND ".join(parts) or "1 = 1", params
 
 
+def _attr_condition(clause: Clause, a: str) -> tuple[str, list[Any]] | None:
+    """`clause` as a condition on the attribute row `a` (of the same key), or None when the
+    attribute table cannot answer it (contains, and texts longer than it holds)."""
+    op, value = clause.op, clause.value
+    if op == "exists":
+        return "1 = 1", []
+    if op == "~" or (isinstance(value, str) and len(value) > SHORT):
+        return None
+    if op in ORDERED:
+        # Numbers have no `str`: the IS NULL keeps the (key, str, num) index usable for a range.
+        return f"{a}.str IS NULL AND {a}.t = 'n' AND {a}.num {op} %s", [value]
+    if isinstance(value, bool):
+        condition, params = f"{a}.str = %s AND {a}.t = 'b'", [clause.text]
+    elif isinstance(value, float):
+        # A number equals a stored number, or a stored text that reads the same.
+        condition = (
+            f"(({a}.str IS NULL AND {a}.t = 'n' AND {a}.num = %s) "
+            f"OR ({a}.str = %s AND {a}.t = 's'))"
+        )
+        params = [value, clause.text]
+    else:
+        condition, params = f"{a}.str = %s AND {a}.t = 's'", [value]
+    if op == "!=":
+        return f"NOT ({condition})", params
+    return condition, params
+
+
+# The most selective first: it drives the query, the others are checked on its spans.
+_RANK = {"=": 0, ">": 1, ">=": 1, "<": 1, "<=": 1, "exists": 2, "!=": 3}
+
+
+def _split(clauses: Sequence[Clause]) -> tuple[str, list[Any], list[Clause]]:
+    """The conditions the attribute table answers, on its row `a0` (the most selective clause)
+    and on the same span's other rows, and the clauses it cannot answer."""
+    parts: list[str] = []
+    params: list[Any] = []
+    rest: list[Clause] = []
+    for clause in sorted(clauses, key=lambda c: _RANK.get(c.op, 9)):
+        n = len(parts)
+        condition = _attr_condition(clause, f"a{n}")
+        if condition is None:
+            rest.append(clause)
+            continue
+        sql, condition_params = condition
+        if n == 0:
+            parts.append(f"a0.key = %s AND {sql}")
+        else:
+            parts.append(
+                f"EXISTS (SELECT 1 FROM {ATTRS} a{n} WHERE a{n}.span = a0.span "
+                f"AND a{n}.key = %s AND {sql})"
+            )
+        params += [clause.key, *condition_params]
+    return " AND ".join(parts), params, rest
+
+
 def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQL | None:
-    """The trace ids with a span matching every clause: for `trace_id__in`."""
+    """The trace ids with a span matching every clause: for `trace_id__in`. The attribute table
+    answers what it can (one index range, then a primary key probe per other clause); what it
+    cannot (`~`, long texts) is checked on the span's JSON; with no clause it can answer, the
+    search text narrows the spans instead."""
     if not clauses:
         return None
     vendor = _vendor(using)
-    narrow = [term for clause in clauses for term in _clause_terms(clause)]
-    text_sql, text_params = _text_condition(TABLE, narrow, vendor)
+    indexed, params, rest = _split(clauses)
     span_sql, span_params = span_condition(clauses, vendor)
-    if vendor == "sqlite":
-        join = f"JOIN tracing_span s ON s.id = {TABLE}.rowid"
+    if indexed:
+        sql = f"SELECT a0.trace_id FROM {ATTRS} a0"
+        if rest:
+            rest_sql, rest_params = span_condition(rest, vendor)
+            sql += " JOIN tracing_span s ON s.id = a0.span"
+            indexed += f" AND {rest_sql}"
+            params += rest_params
+        sql += f" WHERE {indexed}"
     else:
-        join = f"JOIN tracing_span s ON s.id = {TABLE}.id"
-    sql = f"SELECT s.trace_id FROM {TABLE} {join} WHERE {text_sql} AND {span_sql}"
-    params = [*text_params, *span_params]
+        narrow = [term for clause in clauses for term in _clause_terms(clause)]
+        text_sql, text_params = _text_condition(TABLE, narrow, vendor)
+        if vendor == "sqlite":
+            join = f"JOIN tracing_span s ON s.id = {TABLE}.rowid"
+        else:
+            join = f"JOIN tracing_span s ON s.id = {TABLE}.id"
+        sql = f"SELECT s.trace_id FROM {TABLE} {join} WHERE {text_sql} AND {span_sql}"
+        params = [*text_params, *span_params]
     if vendor == "sqlite":
+        # Spans the indexer has not reached: neither table has them yet.
         sql += (
             f" UNION ALL SELECT s.trace_id FROM tracing_span s "
             f"WHERE s.id > (SELECT last_id FROM {STATE}) AND {span_sql}"
         )
         params += span_params
     return RawSQL(sql, params)
+
+
+def clauses_broad(clauses: Sequence[Clause], using: str = "default") -> bool:
+    """True if the clauses' table part holds on at least BROAD_SPANS of the newest PROBE_SPANS
+    spans indexed (SQLite; a bounded read of the table's primary key), so walking the traces
+    finds a page sooner than collecting every match."""
+    if not clauses or _vendor(using) != "sqlite":
+        return False
+    indexed, params, _ = _split(clauses)
+    if not indexed:
+        return False
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {ATTRS} a0 NOT INDEXED "
+            f"WHERE a0.span > (SELECT last_id FROM {STATE}) - %s AND {indexed} LIMIT %s)",
+            [PROBE_SPANS, *params, BROAD_SPANS],
+        )
+        return cursor.fetchone()[0] >= BROAD_SPANS
+
+
+def clauses_exist(clauses: Sequence[Clause], outer: str, using: str = "default") -> RawSQL:
+    """A condition on the trace row `outer`.trace_id: one of its spans matches every clause,
+    checked per trace (see text_exists): its spans through span_tree_idx, their rows in the
+    attribute table by primary key, the spans not indexed yet on their JSON (SQLite)."""
+    vendor = _vendor(using)
+    indexed, params, rest = _split(clauses)
+    span_sql, span_params = span_condition(clauses, vendor)
+    if rest:
+        rest_sql, rest_params = span_condition(rest, vendor)
+        indexed += f" AND {rest_sql}"
+        params += rest_params
+    sql = (
+        # CROSS JOIN and NOT INDEXED keep SQLite on this trace's spans, then their rows by
+        # primary key, instead of the key's whole range for every trace.
+        f"(EXISTS (SELECT 1 FROM tracing_span s CROSS JOIN {ATTRS} a0 NOT INDEXED "
+        f"ON a0.span = s.id "
+        f"WHERE s.trace_id = {outer}.trace_id AND {indexed}) OR EXISTS (SELECT 1 FROM "
+        f"tracing_span s WHERE s.trace_id = {outer}.trace_id "
+        f"AND s.id > (SELECT last_id FROM {STATE}) AND {span_sql}))"
+    )
+    return RawSQL(sql, [*params, *span_params], output_field=BooleanField())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -537,6 +836,8 @@ def attribute_values(key: str, prefix: str = "", using: str = "default") -> list
 # SQLite: indexing after the commit.
 
 INDEX_CHUNK = 500
+# Seconds paused per second spent indexing.
+INDEX_PAUSE = 1.0
 
 
 def index_pending(limit: int = INDEX_CHUNK, using: str = "default") -> int:
@@ -562,6 +863,8 @@ def index_pending(limit: int = INDEX_CHUNK, using: str = "default") -> int:
             f"{_sqlite_text('s')} FROM tracing_span s WHERE s.id > %s AND s.id <= %s",
             [last, upto],
         )
+        for statement in sqlite_fill_attrs("s.id > %s AND s.id <= %s"):
+            cursor.execute(statement, [last, upto])
         cursor.execute(f"UPDATE {STATE} SET last_id = %s", [upto])
     return int(count)
 
@@ -595,8 +898,14 @@ class Indexer:
             self._wake.wait()
             self._wake.clear()
             try:
-                while index_pending():
-                    pass
+                while True:
+                    started = time.monotonic()
+                    if not index_pending():
+                        break
+                    # SQLite has one write lock: between chunks the writer gets it for as long
+                    # as the chunk held it, so ingest keeps most of its pace while the index
+                    # catches up (searches read what it has not reached on the fly).
+                    time.sleep((time.monotonic() - started) * INDEX_PAUSE)
             except Exception:
                 # Searches still see unindexed spans (built on the fly); the next commit retries.
                 logger.exception("indexing spans for search failed")
