@@ -12,6 +12,7 @@ from concurrent import futures
 
 import grpc
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from accounts.keys import KeyDenied, ingest_project
 from ingest import otlp
@@ -31,6 +32,9 @@ def export(request: bytes, context: grpc.ServicerContext) -> bytes:
         project = ingest_project(dict(context.invocation_metadata()))
     except KeyDenied as exc:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    except (OperationalError, InterfaceError):
+        # The key could not be looked up (the database restarting): exporters retry UNAVAILABLE.
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
     try:
         batch, future = accept(request, otlp.PROTOBUF, project)
     except Unavailable as exc:

@@ -11,6 +11,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -97,6 +98,14 @@ async def export_traces(request: HttpRequest) -> HttpResponse:
         return response
     except KeyDenied as exc:
         return _unauthenticated(str(exc), content_type)
+    except (OperationalError, InterfaceError):
+        # The key could not be looked up (the database restarting): a 503, which exporters retry.
+        return _error(
+            503,
+            "the database is unavailable; retry",
+            content_type,
+            Retry_After=str(RETRY_AFTER_SECONDS),
+        )
     finally:
         if not lookup.done():
             lookup.cancel()

@@ -514,3 +514,35 @@ def test_a_live_socket_stops_once_its_read_key_is_revoked(login_mode: None) -> N
 
     async_to_sync(main)()
     keys._lookups.submit(lambda: connection.close()).result()
+
+
+def test_a_key_lookup_the_database_cannot_answer_is_a_503_not_a_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    from ingest import grpc as ingest_grpc
+
+    def unavailable(raw: str) -> str | None:
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(keys, "_ingest_key_project", unavailable)
+    response = Client().post(
+        "/v1/traces", b"{}", content_type="application/json", headers={"X-API-Key": "studio_x"}
+    )
+    assert response.status_code == 503 and response["Retry-After"]
+
+    class Context:
+        code = None
+
+        def invocation_metadata(self) -> list[tuple[str, str]]:
+            return [("authorization", "Bearer studio_x")]
+
+        def abort(self, code: Any, details: str) -> None:
+            self.code = code
+            raise RuntimeError(details)
+
+    context = Context()
+    with pytest.raises(RuntimeError):
+        ingest_grpc.export(b"", context)
+    assert context.code == ingest_grpc.grpc.StatusCode.UNAVAILABLE

@@ -627,3 +627,32 @@ def test_values_are_typed() -> None:
     assert clauses.parse("a ~ 12").value == "12"  # contains is always text
     assert clauses.parse("a.b >= 3").op == ">="
     assert clauses.parse("a EXISTS") == Clause("a", "exists")
+
+
+# A NUL a span carried, and the text `\u0000`, never fail the writer (review finding: on
+# PostgreSQL the index trigger's cast to jsonb failed the insert, a permanent 500).
+
+
+@pytest.mark.django_db
+def test_nuls_and_their_escaped_text_are_stored_and_searchable(client: Client) -> None:
+    nul = "6" * 32
+    store(
+        [
+            span(
+                nul,
+                "6" * 16,
+                "nul-span",
+                attributes={
+                    "prompt": "escape NUL in JSON as \\u0000 please",
+                    "raw": "a\x00b shimmer",
+                },
+                events=[{"name": "note \\u0000", "timeUnixNano": str(BASE)}],
+            )
+        ],
+        resource={"deploy": "x\x00y \\u0000 glimmer"},
+    )
+    assert ids(client, q="please") == [nul]
+    assert ids(client, attr="prompt ~ please") == [nul]
+    assert ids(client, attr="deploy exists") == [nul]
+    keys = client.get("/api/attributes/keys/", {"prefix": "pro"}).json()["keys"]
+    assert "prompt" in keys

@@ -126,6 +126,22 @@ SQLITE_DROP = [
 
 _PG_KINDS = _KINDS.format(n="n")
 POSTGRES_CREATE = [
+    # A stored JSON column as jsonb, never failing the writer's insert: a NUL a span carried is
+    # `\u0000` in JSON, which jsonb refuses; it is dropped (an escaped backslash before `u0000` is
+    # text, and kept), and whatever still fails to cast reads as `fallback`. Only that rare path
+    # enters the exception block (a subtransaction).
+    r"""CREATE FUNCTION tracing_jsonb(t text, fallback jsonb) RETURNS jsonb LANGUAGE plpgsql
+    IMMUTABLE AS $$
+    BEGIN
+        IF strpos(t, '\u0000') = 0 THEN
+            RETURN t::jsonb;
+        END IF;
+        BEGIN
+            RETURN regexp_replace(t, '((?:^|[^\\])(?:\\\\)*)\\u0000', '\1', 'g')::jsonb;
+        EXCEPTION WHEN others THEN
+            RETURN fallback;
+        END;
+    END $$""",
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, trace_id varchar(32) NOT NULL, "
     "body text NOT NULL)",
@@ -155,7 +171,6 @@ POSTGRES_CREATE = [
         END IF;
         RETURN coalesce(s, '');
     END $$""",
-    # \\u0000 is valid JSON but not jsonb: dropped, so no span fails for it.
     f"""CREATE FUNCTION tracing_span_search_text(n tracing_span) RETURNS text LANGUAGE sql STABLE
     AS $$
         SELECT concat_ws(E'\\n', n.name, n.label, n.span_id || ' ' || n.trace_id,
@@ -163,11 +178,11 @@ POSTGRES_CREATE = [
             n.status_message,
             (SELECT string_agg(a.key || '=' || tracing_search_value(a.value), E'\\n')
              FROM jsonb_each(CASE WHEN left(n.attributes_json, 1) = '{{'
-                 THEN replace(n.attributes_json, '\\u0000', '')::jsonb ELSE '{{}}' END) a),
-            left(tracing_json_leaves(replace(n.events_json, '\\u0000', '')::jsonb), {2 * CUT}),
+                 THEN tracing_jsonb(n.attributes_json, '{{}}'::jsonb) ELSE '{{}}' END) a),
+            left(tracing_json_leaves(tracing_jsonb(n.events_json, '[]'::jsonb)), {2 * CUT}),
             (SELECT string_agg(r.key || '=' || tracing_search_value(r.value), E'\\n')
              FROM jsonb_each(coalesce(
-                 replace(n.resource_json, '\\u0000', '')::jsonb -> 'attributes', '{{}}')) r))
+                 tracing_jsonb(n.resource_json, '{{}}'::jsonb) -> 'attributes', '{{}}')) r))
     $$""",
     f"""CREATE FUNCTION tracing_span_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -191,6 +206,7 @@ POSTGRES_DROP = [
     "DROP FUNCTION IF EXISTS tracing_span_search_text(tracing_span)",
     "DROP FUNCTION IF EXISTS tracing_search_value(jsonb)",
     "DROP FUNCTION IF EXISTS tracing_json_leaves(jsonb)",
+    "DROP FUNCTION IF EXISTS tracing_jsonb(text, jsonb)",
     f"DROP TABLE IF EXISTS {TABLE}",
 ]
 
@@ -262,12 +278,12 @@ _PG_ATTR_ROWS = f"""SELECT n.id, e.key, n.trace_id,
             THEN e.value #>> '{{}}' END,
         CASE WHEN jsonb_typeof(e.value) = 'number' THEN (e.value #>> '{{}}')::numeric END
     FROM jsonb_each(
-        coalesce(CASE WHEN jsonb_typeof(replace(n.resource_json, '\\u0000', '')::jsonb
+        coalesce(CASE WHEN jsonb_typeof(tracing_jsonb(n.resource_json, '{{}}'::jsonb)
                      -> 'attributes') = 'object'
-                 THEN replace(n.resource_json, '\\u0000', '')::jsonb -> 'attributes' END,
+                 THEN tracing_jsonb(n.resource_json, '{{}}'::jsonb) -> 'attributes' END,
                  '{{}}'::jsonb)
         || CASE WHEN left(n.attributes_json, 1) = '{{'
-               THEN replace(n.attributes_json, '\\u0000', '')::jsonb ELSE '{{}}'::jsonb END) e"""
+               THEN tracing_jsonb(n.attributes_json, '{{}}'::jsonb) ELSE '{{}}'::jsonb END) e"""
 
 POSTGRES_ATTRS_CREATE = [
     # numeric, not float8: a JSON number beyond float8's range must not fail the writer's insert.
@@ -497,8 +513,8 @@ def _clause_sql(clause: Clause, vendor: str) -> tuple[str, list[Any]]:
         like = "LIKE"
     else:
         raw = (
-            f"COALESCE((s.attributes_json::jsonb) -> '{key}', "
-            f"(s.resource_json::jsonb) -> 'attributes' -> '{key}')"
+            f"COALESCE(tracing_jsonb(s.attributes_json, '{{}}') -> '{key}', "
+            f"tracing_jsonb(s.resource_json, '{{}}') -> 'attributes' -> '{key}')"
         )
         type_ = f"jsonb_typeof({raw})"
         as_text = f"({raw} #>> '{{}}')"
@@ -790,9 +806,11 @@ def attribute_keys(prefix: str = "", using: str = "default") -> list[str]:
         )
     else:
         sql = (
-            "SELECT DISTINCT k FROM (SELECT jsonb_object_keys(attributes_json::jsonb) AS k FROM "
+            "SELECT DISTINCT k FROM (SELECT "
+            "jsonb_object_keys(tracing_jsonb(attributes_json, '{}')) AS k FROM "
             f"(SELECT attributes_json FROM tracing_span ORDER BY id DESC LIMIT {SAMPLE_SPANS}) s "
-            "UNION SELECT jsonb_object_keys(coalesce(resource_json::jsonb -> 'attributes', "
+            "UNION SELECT jsonb_object_keys(coalesce(tracing_jsonb(resource_json, '{}') "
+            "-> 'attributes', "
             f"'{{}}')) FROM (SELECT resource_json FROM tracing_span ORDER BY id DESC "
             f"LIMIT {SAMPLE_SPANS}) s2) keys "
             f"WHERE k LIKE %s ESCAPE '\\' ORDER BY k LIMIT {MAX_SUGGESTIONS}"
@@ -818,7 +836,10 @@ def attribute_values(key: str, prefix: str = "", using: str = "default") -> list
             f"AND CAST(v AS TEXT) LIKE %s ESCAPE '\\' ORDER BY 1 LIMIT {MAX_SUGGESTIONS}"
         )
     else:
-        value = "COALESCE(attributes_json::jsonb -> %s, resource_json::jsonb -> 'attributes' -> %s)"
+        value = (
+            "COALESCE(tracing_jsonb(attributes_json, '{}') -> %s, "
+            "tracing_jsonb(resource_json, '{}') -> 'attributes' -> %s)"
+        )
         params = [key, key]
         sql = (
             f"SELECT DISTINCT v FROM (SELECT ({value}) #>> '{{}}' AS v FROM tracing_span "
