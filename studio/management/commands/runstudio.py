@@ -36,6 +36,8 @@ logger = logging.getLogger("studio")
 SHUTDOWN_GRACE_SECONDS = 10
 # A worker's exit status when its writer did not drain in time.
 WRITER_BUSY_STATUS = 3
+# After SIGTERM a worker has its grace, its writer's drain (60 s) and a margin; then it is killed.
+STOP_DEADLINE_SECONDS = SHUTDOWN_GRACE_SECONDS + 60 + 20
 
 # glibc's malloc options (mallopt): buffers from this size up are mapped on their own and given
 # back to the OS when freed; at most this many arenas serve the server's many threads.
@@ -246,12 +248,15 @@ class Command(BaseCommand):
             for n in range(workers)
         ]
         stopping = False
+        deadline = float("inf")
 
         def stop_workers(signum: int, frame: Any) -> None:
-            nonlocal stopping
+            nonlocal stopping, deadline
             for process in processes:
                 if process.pid is not None and process.exitcode is None:
                     os.kill(process.pid, signal.SIGKILL if stopping else signal.SIGTERM)
+            if not stopping:
+                deadline = time.monotonic() + STOP_DEADLINE_SECONDS
             stopping = True
 
         signal.signal(signal.SIGTERM, stop_workers)
@@ -264,6 +269,12 @@ class Command(BaseCommand):
         failed: multiprocessing.process.BaseProcess | None = None
         while running := [p for p in processes if p.exitcode is None]:
             multiprocessing.connection.wait([p.sentinel for p in running], timeout=1)
+            if time.monotonic() > deadline:
+                # A worker past its grace and its writer's drain is stuck: what it acknowledged
+                # is committed, what it did not, its exporters send again.
+                logger.error("a worker did not stop in %d s; killing it", STOP_DEADLINE_SECONDS)
+                stop_workers(signal.SIGKILL, None)
+                deadline = float("inf")
             for process in processes:
                 if process.exitcode is not None and not stopping and failed is None:
                     failed = process
@@ -408,7 +419,15 @@ def run_worker(
     grpc_server, _ = make_server(host, grpc_port, share_port=True)
     runtime.grpc_listening = True
     drained = serve([http_socket, private_socket], grpc_server, purge=index == 0)
-    sys.exit(0 if drained else WRITER_BUSY_STATUS)
+    from ingest import writer
+
+    if writer._pool is not None:
+        writer._pool.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything acknowledged is committed: exit now rather than wait at interpreter exit for
+    # threads (the live publisher's, a client's) that a supervisor cannot see and nobody needs.
+    os._exit(0 if drained else WRITER_BUSY_STATUS)
 
 
 def _stop_when_orphaned(parent: int) -> None:
