@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracing.costs import MODEL_SPAN_TYPES, total
+from tracing.analysis import SpanFacts
+from tracing.costs import total
 
 # As tracing.models has them (this module imports no Django).
 STATUS_ERROR = 2
@@ -30,19 +31,9 @@ BIGGEST = 20
 
 
 @dataclass(slots=True)
-class CompareFacts:
-    span_id: str
-    parent_span_id: str
-    start_ns: int
-    end_ns: int
-    span_type: str = ""
-    name: str = ""
-    label: str = ""
-    model: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    status_code: int = 0
-    cost_usd: float | None = None
+class CompareFacts(SpanFacts):
+    """The analysis's facts of a span, plus its request parameters (`gen_ai.request.*`)."""
+
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -108,8 +99,8 @@ class Comparison:
 
 
 def _side(spans: Sequence[CompareFacts]) -> Side:
-    cost = total([span.cost_usd for span in spans if span.span_type in MODEL_SPAN_TYPES])
-    model_calls = [span for span in spans if span.span_type in MODEL_SPAN_TYPES]
+    model_calls = [span for span in spans if span.is_model_call]
+    cost = total([span.cost_usd for span in model_calls])
     start = min((span.start_ns for span in spans), default=0)
     end = max((span.end_ns for span in spans), default=0)
     return Side(

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, connection
 from django.db.models import Count, F, QuerySet, Sum
 
 from tracing import analysis, compare, conventions, costs, messages, search
@@ -506,20 +506,9 @@ def _event(event: Any, span_start_ns: int) -> Event:
 def trace_spans(trace_id: str, *, after: SpanCursor | None = None, limit: int) -> list[Span]:
     """At most `limit` spans of a trace in start order (ties by span id), those after `after`:
     one index seek, so a reader can walk a trace of any size a bounded chunk at a time."""
-    spans = Span.objects.for_trace(trace_id).after(after)[:limit]
-    rows = list(spans)
-    _release_page_cache(spans.db)
-    return rows
-
-
-def _release_page_cache(using: str) -> None:
-    # A SQLite connection keeps the pages it read, up to its cache_size (64 MB in settings). A
-    # walk through a big trace reads each page once, so a kept page is never read again: it
-    # only holds memory, a cache's worth per reader.
-    connection = connections[using]
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA shrink_memory")
+    # A walk through a big trace reads each page once: kept pages would only hold memory.
+    with read_once():
+        return list(Span.objects.for_trace(trace_id).after(after)[:limit])
 
 
 def find_span(trace_id: str, span_id: str) -> Span | None:

@@ -61,22 +61,33 @@ def limit_heap_growth() -> None:
         pass
 
 
-def bind_http(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, option: int, what: str, hint: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    # Lets a restarted Studio take its port back from TIME_WAIT; on Linux it still refuses a
-    # port another process listens on.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, option, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise CommandError(
-                f"Port {port} on {host} is already in use (HTTP). Stop the other program, "
-                f"or start Studio with --port <another port> (env PORT)."
+                f"Port {port} on {host} is already in use ({what}). Stop the other program, "
+                f"or start Studio with {hint}."
             ) from None
         raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    # SO_REUSEADDR lets a restarted Studio take its port back from TIME_WAIT; on Linux it still
+    # refuses a port another process listens on.
+    sock = _bind(
+        host,
+        port,
+        option=socket.SO_REUSEADDR,
+        what="HTTP",
+        hint="--port <another port> (env PORT)",
+    )
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -86,20 +97,13 @@ def reserve_grpc_port(host: str, port: int) -> socket.socket:
     """Binds (without listening) the port the workers' gRPC servers will share: a port another
     program holds is a clear error here, once, and port 0 becomes a real port. SO_REUSEPORT lets
     the workers bind it too; a bound socket that does not listen gets no connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise CommandError(
-                f"Port {port} on {host} is already in use (OTLP/gRPC). Stop the other program, "
-                f"or start Studio with --grpc-port <another port> (env OTEL_GRPC_PORT)."
-            ) from None
-        raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
-    return sock
+    return _bind(
+        host,
+        port,
+        option=socket.SO_REUSEPORT,
+        what="OTLP/gRPC",
+        hint="--grpc-port <another port> (env OTEL_GRPC_PORT)",
+    )
 
 
 class Stop(Exception):
