@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from studio import projects
 from studio.filters import TraceFilter
-from tracing import analysis, compare, conventions, costs, selectors
+from tracing import analysis, conventions, costs, selectors
 from tracing.models import Cursor, Span, SpanCursor, Trace, ns_to_datetime
 
 
@@ -384,5 +384,5 @@ class TraceCompare(APIView):
         )
         if not set(ids.values()) <= found:
             raise Http404("no such trace")
-        comparison = selectors.trace_comparison(ids["a"], ids["b"])
-        return _json({"a": ids["a"], "b": ids["b"], **compare.as_dict(comparison)})
+        document = selectors.comparison_document(ids["a"], ids["b"])
+        return _json({"a": ids["a"], "b": ids["b"], **document})

@@ -40,6 +40,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("traces/", views.trace_list, name="trace_list"),
     path("traces/delete/", views.trace_delete, name="trace_delete"),
+    path("traces/compare/", views.trace_compare, name="trace_compare"),
     path("prices/", views.prices, name="prices"),
     path("traces/<trace_id:trace_id>/", views.trace_detail, name="trace_detail"),
     path("traces/<trace_id:trace_id>/tree/", views.trace_tree_data, name="trace_tree_data"),

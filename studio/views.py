@@ -31,7 +31,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import requires_admin, requires_member
 from ingest.views import export_traces
-from studio import extensions, live, projects, trace_page
+from studio import compare_page, extensions, live, projects, trace_page
 from studio.api import span_to_dict
 from studio.filters import (
     PAGE_SIZE,
@@ -425,6 +425,99 @@ def trace_otlp_json(request: HttpRequest, trace_id: str) -> HttpResponse:
     filename = f"trace-{trace.trace_id}.otlp.json"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def trace_compare(request: HttpRequest) -> HttpResponse:
+    """`/traces/compare/?a=<id>&b=<id>`: two traces side by side (studio.compare_page).
+    Two ticked `trace_id`s (the overview's table form POSTs them, a conversation's GET form
+    sends them) go to the canonical URL, the earlier trace as A; `?a=` alone picks B. Bad ids
+    are a 400 page, missing traces a 404 page."""
+    if request.method == "POST" or ("a" not in request.GET and "trace_id" in request.GET):
+        query = request.POST if request.method == "POST" else request.GET
+        ticked = [tid for raw in query.getlist("trace_id") if (tid := as_trace_id(raw))]
+        return _compare_ticked(request, ticked)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+    raw_a, raw_b = request.GET.get("a", ""), request.GET.get("b", "")
+    a, b = as_trace_id(raw_a), as_trace_id(raw_b)
+    if not a or (raw_b.strip() and not b):
+        bad = "A" if not a else "B"
+        return _compare_error(
+            request,
+            400,
+            f"Trace {bad} is not a trace id",
+            "A trace id is 32 hexadecimal characters.",
+        )
+    # Tens of thousands of small objects and no cycles: the collector would only slow it down.
+    with timezone.override(_viewer_zone(request)), selectors.collector_paused():
+        if not b:
+            return _compare_pick(request, a)
+        traces = {trace.trace_id: trace for trace in Trace.objects.filter(trace_id__in={a, b})}
+        if a not in traces or b not in traces:
+            missing = " and ".join(f"<{tid}>" for tid in dict.fromkeys((a, b)) if tid not in traces)
+            return _compare_error(
+                request, 404, "Trace not found", f"This Studio has no trace {missing}."
+            )
+        start = request.GET.get("start", "")
+        page = compare_page.build(
+            traces[a],
+            traces[b],
+            start=int(start) if start.isdecimal() and len(start) < 10 else 0,
+            changes_only=request.GET.get("changes") == "1",
+        )
+        context = {"page": page, "nav": "traces"}
+        if request.htmx and request.htmx.target == "rows-more":
+            response = render(request, "studio/trace_compare.html#rows", context)
+        else:
+            response = render(request, "studio/trace_compare.html", context)
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
+
+
+def _compare_ticked(request: HttpRequest, ticked: list[str]) -> HttpResponse:
+    ticked = list(dict.fromkeys(ticked))
+    if len(ticked) != 2:
+        return _compare_error(
+            request,
+            400,
+            "Pick two traces",
+            f"Tick exactly two traces to compare ({len(ticked)} ticked).",
+        )
+    found = list(
+        Trace.objects.filter(trace_id__in=ticked)
+        .order_by("start_ns", "trace_id")
+        .values_list("trace_id", flat=True)
+    )
+    if len(found) != 2:
+        return _compare_error(request, 404, "Trace not found", "One of the ticked traces is gone.")
+    # 303: after the overview's POST, the browser GETs the comparison.
+    response = redirect(compare_page.page_url(found[0], found[1]))
+    response.status_code = 303
+    return response
+
+
+def _compare_pick(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """Trace A chosen, B to pick: recent traces of the same name, or any id pasted."""
+    trace = Trace.objects.filter(trace_id=trace_id).first()
+    if trace is None:
+        return _compare_error(
+            request, 404, "Trace not found", f"This Studio has no trace <{trace_id}>."
+        )
+    context = {"picking": trace, "suggestions": compare_page.suggestions(trace), "nav": "traces"}
+    if request.htmx and request.htmx.target == "compare-with":
+        return render(request, "studio/trace_compare.html#suggestions", context)
+    return render(request, "studio/trace_compare.html", context)
+
+
+def _compare_error(request: HttpRequest, status: int, title: str, error: str) -> HttpResponse:
+    context = {
+        "error_title": title,
+        "error": error,
+        "a_value": request.GET.get("a", "")[:100],
+        "b_value": request.GET.get("b", "")[:100],
+        "nav": "traces",
+    }
+    return render(request, "studio/trace_compare.html", context, status=status)
 
 
 def prices(request: HttpRequest) -> HttpResponse:

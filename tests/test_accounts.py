@@ -111,6 +111,7 @@ def test_the_tests_run_without_sign_in() -> None:
 def test_the_walk_finds_the_routes_that_matter() -> None:
     names = {name for name, _ in all_paths()}
     assert {"trace_list", "api_trace_list", "trace_delete", "run_answer", "settings"} <= names
+    assert {"trace_compare", "api_trace_compare"} <= names
     assert {"healthz", "login", "otlp_traces", "trpc_register_run"} <= names
 
 
@@ -220,6 +221,28 @@ def test_only_members_and_admins_delete_traces(login_mode: None, role: str, stat
     )
     assert response.status_code == status
     assert Trace.objects.filter(trace_id=TRACE_ID).exists() is (status == 403)
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.MEMBER, Role.ADMIN])
+def test_every_role_compares_traces_and_an_outsider_none(login_mode: None, role: str) -> None:
+    other = "ef" * 16
+    for trace_id in (TRACE_ID, other):
+        Trace.objects.create(trace_id=trace_id, name="t", start_ns=1, end_ns=2, duration_ns=1)
+    page = f"/traces/compare/?a={TRACE_ID}&b={other}"
+    client = signed_in(role)
+    assert client.get(page).status_code == 200
+    ticked = client.post("/traces/compare/", {"trace_id": [TRACE_ID, other]})
+    assert ticked.status_code == 303
+    assert client.get(f"/api/traces/compare/?a={TRACE_ID}&b={other}").status_code == 200
+    outsider = Client()
+    for response in (
+        outsider.get(page),
+        outsider.post("/traces/compare/", {"trace_id": [TRACE_ID, other]}),
+        outsider.get(f"/traces/compare/?a={TRACE_ID}", headers={"HX-Request": "true"}),
+    ):
+        assert response.status_code in (302, 401), response.status_code
+        assert b"<table" not in response.content
+    assert outsider.get(f"/api/traces/compare/?a={TRACE_ID}&b={other}").status_code == 401
 
 
 def test_a_superuser_is_an_admin(login_mode: None) -> None:

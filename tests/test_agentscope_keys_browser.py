@@ -94,4 +94,6 @@ def test_a_viewer_sees_the_request_but_no_answer_form(
     page.goto(f"{server.url}/traces/")
     expect(page.locator("#read-only-note")).to_be_visible()
     expect(page.locator("#delete-selected")).to_have_count(0)
-    expect(page.locator("#trace-rows input[name=trace_id]").first).to_be_hidden()
+    # A viewer ticks rows to compare them (issue 13), not to delete them.
+    expect(page.locator("#trace-rows input[name=trace_id]").first).to_be_visible()
+    expect(page.locator("#compare-selected")).to_be_disabled()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from tracing.analysis import SpanFacts
@@ -114,6 +115,9 @@ def _side(spans: Sequence[CompareFacts]) -> Side:
     )
 
 
+_by_start = attrgetter("start_ns", "span_id")
+
+
 def _paths(
     spans: Sequence[CompareFacts], keys: dict[tuple[int, str, str, int], int]
 ) -> tuple[dict[int, CompareFacts], dict[int, int], dict[int, int]]:
@@ -123,7 +127,7 @@ def _paths(
     children: dict[str, list[CompareFacts]] = {}
     top: list[CompareFacts] = []
     # Appending in start order leaves every list of siblings sorted by start.
-    for span in sorted(spans, key=lambda s: (s.start_ns, s.span_id)):
+    for span in sorted(spans, key=_by_start):
         parent = span.parent_span_id
         if parent and parent in index and parent != span.span_id:
             children.setdefault(parent, []).append(span)
@@ -138,12 +142,14 @@ def _paths(
         counts: dict[tuple[str, str], int] = {}
         placed = []
         for span in siblings:
-            if span.span_id in seen:
+            span_id = span.span_id
+            if span_id in seen:
                 continue
-            seen.add(span.span_id)
-            nth = counts.get((span.name, span.span_type), 0)
-            counts[(span.name, span.span_type)] = nth + 1
-            key = keys.setdefault((parent_key, span.name, span.span_type, nth), len(keys))
+            seen.add(span_id)
+            kind = (span.name, span.span_type)
+            nth = counts.get(kind, 0)
+            counts[kind] = nth + 1
+            key = keys.setdefault((parent_key, *kind, nth), len(keys))
             by_path[key] = span
             parents[key] = parent_key
             depths[key] = depth
@@ -168,8 +174,19 @@ def _paths(
 
 
 def _changes(a: CompareFacts, b: CompareFacts) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
     duration_a, duration_b = a.duration_ns, b.duration_ns
+    if (
+        # Most pairs of a rerun differ in nothing but time: answer those first.
+        duration_a == duration_b
+        and a.input_tokens == b.input_tokens
+        and a.output_tokens == b.output_tokens
+        and a.cost_usd == b.cost_usd
+        and a.status_code == b.status_code
+        and a.model == b.model
+        and a.params == b.params
+    ):
+        return {}
+    changes: dict[str, Any] = {}
     if duration_a != duration_b:
         changes["duration_ms"] = {
             "a": duration_a / 1e6,
@@ -258,14 +275,15 @@ def compare(spans_a: Sequence[CompareFacts], spans_b: Sequence[CompareFacts]) ->
         span = a or b
         assert span is not None
         row = Row(
-            depth=depth_a[key] if key in depth_a else depth_b[key],
-            name=span.name,
-            span_type=span.span_type,
-            a=a,
-            b=b,
-            changes=_changes(a, b) if a and b else {},
+            depth_a[key] if key in depth_a else depth_b[key],
+            span.name,
+            span.span_type,
+            a,
+            b,
+            _changes(a, b) if a and b else {},
         )
-        row.score = _score(row, whole)
+        if row.changes or a is None or b is None:
+            row.score = _score(row, whole)
         rows.append(row)
         kids = children.get(key)
         if kids:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from tracing import analysis, compare, conventions, costs, messages, search
 from tracing.models import STATUS_ERROR, Span, SpanCursor, Trace
@@ -612,6 +612,10 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+# For a page building its view model and markup from a big trace's facts.
+collector_paused = _collector_paused
+
+
 def price_table() -> PriceTable:
     """The shipped prices with `STUDIO_PRICES` on top (read once per settings value)."""
     global _price_cache
@@ -701,7 +705,11 @@ def _param(value: Any) -> str | None:
     # As text, so that 0.2 and "0.2" (attributes arrive typed or as strings) compare equal.
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)  # as JSON writes it, and without json.dumps's cost per call
+    return orjson.dumps(value).decode()
 
 
 def compare_facts(trace_id: str) -> list[compare.CompareFacts]:
@@ -709,17 +717,18 @@ def compare_facts(trace_id: str) -> list[compare.CompareFacts]:
     table = price_table()
     keys = _USAGE_KEYS + PARAM_KEYS
     facts = []
+    Facts = compare.CompareFacts
+    first_param = len(_USAGE_KEYS)
     for row, values in _span_rows("s.trace_id = %s", [trace_id], keys):
-        params = {}
-        if values is not None:
-            params = {
-                key: _param(value)
-                for key, value in zip(PARAM_KEYS, values[len(_USAGE_KEYS) :], strict=True)
-                if value is not None
-            }
-        facts.append(
-            compare.CompareFacts(*row, cost_usd=_row_cost(row, values, table), params=params)
-        )
+        if values is None:
+            facts.append(Facts(*row))
+            continue
+        params = {
+            key: _param(value)
+            for key, value in zip(PARAM_KEYS, values[first_param:], strict=True)
+            if value is not None
+        }
+        facts.append(Facts(*row, _row_cost(row, values, table), params))
     return facts
 
 
@@ -738,45 +747,66 @@ def _message_text(conversation: messages.Conversation | None) -> str:
     return "\n".join(lines)
 
 
-def _texts(trace_id: str, span_ids: list[str]) -> dict[str, tuple[str, str]]:
-    texts = {}
-    for span_id, attributes_json, events_json in Span.objects.filter(
-        trace_id=trace_id, span_id__in=span_ids
-    ).values_list("span_id", "attributes_json", "events_json"):
-        attributes = _loads(attributes_json, {})
-        events = _loads(events_json, [])
-        texts[span_id] = (
-            _message_text(messages.input_messages(attributes, events)),
-            _message_text(messages.output_messages(attributes, events)),
-        )
-    return texts
-
-
-def trace_comparison(trace_a: str, trace_b: str) -> compare.Comparison:
-    """Two traces aligned, with text diffs of the first MAX_TEXT_DIFFS aligned model calls and
-    agents (in tree order): four queries."""
-    with _collector_paused():
-        return _comparison(trace_a, trace_b)
-
-
-def _comparison(trace_a: str, trace_b: str) -> compare.Comparison:
-    comparison = compare.compare(compare_facts(trace_a), compare_facts(trace_b))
-    pairs = [
+def _text_pairs(trace_a: str, trace_b: str, rows: Iterable[compare.Row]) -> list[compare.Row]:
+    return [
         row
-        for row in comparison.rows
+        for row in rows
         if row.a is not None and row.b is not None and row.span_type in _TEXT_TYPES
-    ][:MAX_TEXT_DIFFS]
-    if pairs:
-        texts_a = _texts(trace_a, [row.a.span_id for row in pairs if row.a])
-        texts_b = _texts(trace_b, [row.b.span_id for row in pairs if row.b])
-        for row in pairs:
-            assert row.a is not None and row.b is not None
-            in_a, out_a = texts_a.get(row.a.span_id, ("", ""))
-            in_b, out_b = texts_b.get(row.b.span_id, ("", ""))
-            diff = {"input": compare.text_diff(in_a, in_b)}
-            diff["output"] = compare.text_diff(out_a, out_b)
-            row.text_diff = {side: lines for side, lines in diff.items() if lines}
-    return comparison
+    ]
+
+
+def add_text_diffs(trace_a: str, trace_b: str, rows: Iterable[compare.Row]) -> None:
+    """Line diffs of the input and output message texts of the aligned model calls and agents
+    among `rows`: one query for both traces, none without such a pair. A pair whose stored
+    attributes and events are the same text is not parsed at all; the others are parsed once."""
+    pairs = _text_pairs(trace_a, trace_b, rows)
+    if not pairs:
+        return
+    ids_a = [row.a.span_id for row in pairs if row.a]
+    ids_b = [row.b.span_id for row in pairs if row.b]
+    stored: dict[tuple[str, str], tuple[str, str]] = {}
+    query = Span.objects.filter(
+        Q(trace_id=trace_a, span_id__in=ids_a) | Q(trace_id=trace_b, span_id__in=ids_b)
+    ).values_list("trace_id", "span_id", "attributes_json", "events_json")
+    for trace_id, span_id, attributes_json, events_json in query:
+        stored[(trace_id, span_id)] = (attributes_json, events_json)
+    for row in pairs:
+        assert row.a is not None and row.b is not None
+        raw_a = stored.get((trace_a, row.a.span_id), ("", ""))
+        raw_b = stored.get((trace_b, row.b.span_id), ("", ""))
+        if raw_a == raw_b:
+            continue
+        in_a, out_a = _texts_of(raw_a)
+        in_b, out_b = _texts_of(raw_b)
+        diff = {"input": compare.text_diff(in_a, in_b), "output": compare.text_diff(out_a, out_b)}
+        row.text_diff = {side: lines for side, lines in diff.items() if lines}
+
+
+def _texts_of(stored: tuple[str, str]) -> tuple[str, str]:
+    attributes = _loads(stored[0], {})
+    events = _loads(stored[1], [])
+    return (
+        _message_text(messages.input_messages(attributes, events)),
+        _message_text(messages.output_messages(attributes, events)),
+    )
+
+
+def trace_comparison(trace_a: str, trace_b: str, *, texts: bool = True) -> compare.Comparison:
+    """Two traces aligned, with (`texts`) the text diffs of the first MAX_TEXT_DIFFS aligned
+    model calls and agents in tree order: three queries (two without `texts`)."""
+    with _collector_paused():
+        comparison = compare.compare(compare_facts(trace_a), compare_facts(trace_b))
+        if texts:
+            pairs = _text_pairs(trace_a, trace_b, comparison.rows)[:MAX_TEXT_DIFFS]
+            add_text_diffs(trace_a, trace_b, pairs)
+        return comparison
+
+
+def comparison_document(trace_a: str, trace_b: str) -> dict[str, Any]:
+    """The comparison as `/api/traces/compare/` serves it (tracing.compare.as_dict), built with
+    the collector paused too: at 10,000 spans a side that is tens of thousands of dicts."""
+    with _collector_paused():
+        return compare.as_dict(trace_comparison(trace_a, trace_b))
 
 
 def cost_of_traces(trace_ids: Any) -> costs.Total:

@@ -94,7 +94,7 @@
     });
   }
 
-  // ---- Selection and deleting.
+  // ---- Selection: deleting, and comparing two.
 
   function updateSelection() {
     const boxes = Array.from(document.querySelectorAll("#trace-rows input[name=trace_id]"));
@@ -107,6 +107,8 @@
     }
     const button = $("delete-selected");
     if (button) button.disabled = chosen === 0;
+    const compare = $("compare-selected");
+    if (compare) compare.disabled = chosen !== 2;
     const count = $("selection-count");
     if (count) count.textContent = chosen ? chosen + " selected" : "";
   }
