@@ -262,20 +262,22 @@ def compare(spans_a: Sequence[CompareFacts], spans_b: Sequence[CompareFacts]) ->
     start_b = min((span.start_ns for span in spans_b), default=0)
     # The merged tree of paths, siblings by their start offset in A (B for added ones).
     children: dict[int, list[tuple[int, str, int]]] = {}
-    for key in set(path_a) | set(path_b):
-        parent = parents_a[key] if key in parents_a else parents_b[key]
-        span = path_a.get(key)
-        offset = span.start_ns - start_a if span else path_b[key].start_ns - start_b
-        children.setdefault(parent, []).append((offset, (span or path_b[key]).span_id, key))
+    for key, span in path_a.items():
+        children.setdefault(parents_a[key], []).append((span.start_ns - start_a, span.span_id, key))
+    for key, span in path_b.items():
+        if key not in path_a:
+            offset = span.start_ns - start_b
+            children.setdefault(parents_b[key], []).append((offset, span.span_id, key))
     rows: list[Row] = []
     stack = sorted(children.get(-1, []), reverse=True)
     while stack:
-        _, _, key = stack.pop()
-        a, b = path_a.get(key), path_b.get(key)
+        key = stack.pop()[2]
+        a = path_a.get(key)
+        b = path_b.get(key)
         span = a or b
         assert span is not None
         row = Row(
-            depth_a[key] if key in depth_a else depth_b[key],
+            depth_a[key] if a is not None else depth_b[key],
             span.name,
             span.span_type,
             a,
