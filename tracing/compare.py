@@ -162,7 +162,7 @@ def _paths(
         kids = children.get(span.span_id)
         if kids:
             stack.extend(place(kids, key, depth + 1))
-    rest = [span for span in spans if span.span_id not in seen]
+    rest = [span for span in spans if span.span_id not in seen] if len(seen) < len(spans) else []
     while rest:
         # Spans whose parents only point at each other: the earliest enters at the top level.
         stack = place([min(rest, key=lambda s: (s.start_ns, s.span_id))], -1, 0)

@@ -782,9 +782,19 @@ def add_text_diffs(trace_a: str, trace_b: str, rows: Iterable[compare.Row]) -> N
         row.text_diff = {side: lines for side, lines in diff.items() if lines}
 
 
+def _fast_loads(text: str, default: Any) -> Any:
+    # orjson first (several times faster on a model call's kilobytes); json for what it refuses
+    # and json takes (NaN), which the panel shows too.
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _loads(text, default)
+    return value if isinstance(value, type(default)) else default
+
+
 def _texts_of(stored: tuple[str, str]) -> tuple[str, str]:
-    attributes = _loads(stored[0], {})
-    events = _loads(stored[1], [])
+    attributes = _fast_loads(stored[0], {})
+    events = _fast_loads(stored[1], [])
     return (
         _message_text(messages.input_messages(attributes, events)),
         _message_text(messages.output_messages(attributes, events)),
