@@ -23,43 +23,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
-    ExportTraceServiceRequest,
-)
 
 from benchmarks.bench_ingest import SPANS_PER_TRACE, build_bodies, peak_memory_mb  # noqa: E402
-from benchmarks.common import cpu_seconds, send_all, tree_cpu_seconds  # noqa: E402
+from benchmarks.common import cpu_seconds, rows_of, send_all, tree_cpu_seconds  # noqa: E402
 from tests.conftest import start_studio  # noqa: E402
-
-
-def rows_of(body: bytes) -> list[tuple[object, ...]]:
-    from ingest.otlp import key_values
-
-    request = ExportTraceServiceRequest.FromString(body)
-    rows = []
-    for resource_spans in request.resource_spans:
-        resource = orjson.dumps(key_values(resource_spans.resource.attributes)).decode()
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                rows.append(
-                    (
-                        span.trace_id.hex(),
-                        span.span_id.hex(),
-                        span.parent_span_id.hex(),
-                        span.name,
-                        span.start_time_unix_nano,
-                        span.end_time_unix_nano,
-                        span.status.code,
-                        orjson.dumps(key_values(span.attributes)).decode(),
-                        resource,
-                    )
-                )
-    return rows
 
 
 def postgres_floor(bodies: list[bytes], database_url: str) -> float:

@@ -120,6 +120,38 @@ def send_all(
     return sent
 
 
+def rows_of(body: bytes) -> list[tuple[object, ...]]:
+    """The floors' decoding of an OTLP/protobuf body: a row per span of the columns that carry
+    its weight, JSON made by the same library as Studio's, so ratios compare like with like."""
+    import orjson
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from ingest.otlp import key_values
+
+    request = ExportTraceServiceRequest.FromString(body)
+    rows = []
+    for resource_spans in request.resource_spans:
+        resource = orjson.dumps(key_values(resource_spans.resource.attributes)).decode()
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                rows.append(
+                    (
+                        span.trace_id.hex(),
+                        span.span_id.hex(),
+                        span.parent_span_id.hex(),
+                        span.name,
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
+                        span.status.code,
+                        orjson.dumps(key_values(span.attributes)).decode(),
+                        resource,
+                    )
+                )
+    return rows
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (0 once it is gone)."""
     try:
