@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+from typing import Any
+
+from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import keys
@@ -20,6 +28,49 @@ class LoginView(auth_views.LoginView):
 
 
 logout = auth_views.LogoutView.as_view()
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The address sign-in failures are counted against (settings.AXES_CLIENT_IP_CALLABLE):
+    the connection's, which uvicorn takes from X-Forwarded-For only when the peer is a trusted
+    proxy (FORWARDED_ALLOW_IPS, default 127.0.0.1), so a client cannot choose its own."""
+    return request.META.get("REMOTE_ADDR")
+
+
+def lockout_remaining(address: str | None) -> timedelta:
+    """How long `address` stays locked out: the cool-off from its last counted failure."""
+    last = (
+        AccessAttempt.objects.filter(ip_address=address)
+        .order_by("-attempt_time")
+        .values_list("attempt_time", flat=True)
+        .first()
+    )
+    cool_off: timedelta = settings.AXES_COOLOFF_TIME
+    if last is None:
+        return cool_off
+    return max(last + cool_off - timezone.now(), timedelta(seconds=1))
+
+
+def locked_out(request: HttpRequest, *args: Any) -> HttpResponse:
+    """django-axes' answer to a sign-in from an address with too many failures (its
+    AXES_LOCKOUT_CALLABLE): the sign-in page, saying when to try again, as 429 + Retry-After."""
+    seconds = math.ceil(
+        lockout_remaining(getattr(request, "axes_ip_address", None)).total_seconds()
+    )
+    wait = f"{seconds} seconds" if seconds < 120 else f"{math.ceil(seconds / 60)} minutes"
+    form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
+    response = render(
+        request,
+        "accounts/login.html",
+        {
+            "form": form,
+            "next": request.POST.get("next", ""),
+            "throttled": f"Too many failed sign-ins from your address. Try again in {wait}.",
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def _settings_page(request: HttpRequest, *, status: int = 200, **context: object) -> HttpResponse:

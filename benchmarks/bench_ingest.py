@@ -35,11 +35,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import orjson
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +47,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
     ExportTraceServiceRequest,
 )
 
+from benchmarks.common import rows_of, send_all  # noqa: E402
 from tests.conftest import start_studio  # noqa: E402
 
 SPANS_PER_TRACE = 10
@@ -116,7 +115,6 @@ def build_bodies(total: int, per_request: int, seed: int = 7) -> list[bytes]:
 
 def floor(bodies: list[bytes]) -> float:
     """Decode and executemany in one process: what this machine can do with no server at all."""
-    from ingest.otlp import key_values
 
     with tempfile.TemporaryDirectory() as tmp:
         db = sqlite3.connect(Path(tmp) / "floor.sqlite3", isolation_level=None)
@@ -130,26 +128,7 @@ def floor(bodies: list[bytes]) -> float:
         started = time.perf_counter()
         count = 0
         for body in bodies:
-            request = ExportTraceServiceRequest.FromString(body)
-            rows = []
-            for resource_spans in request.resource_spans:
-                # The same JSON library as Studio, so the ratio compares like with like.
-                resource = orjson.dumps(key_values(resource_spans.resource.attributes)).decode()
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        rows.append(
-                            (
-                                span.trace_id.hex(),
-                                span.span_id.hex(),
-                                span.parent_span_id.hex(),
-                                span.name,
-                                span.start_time_unix_nano,
-                                span.end_time_unix_nano,
-                                span.status.code,
-                                orjson.dumps(key_values(span.attributes)).decode(),
-                                resource,
-                            )
-                        )
+            rows = rows_of(body)
             db.execute("BEGIN")
             db.executemany("INSERT OR IGNORE INTO span VALUES (?,?,?,?,?,?,?,?,?)", rows)
             db.execute("COMMIT")
@@ -210,42 +189,12 @@ def studio(
             return response.json()
 
         try:
-            queue = list(reversed(bodies))
-            lock = threading.Lock()
-            failures: list[str] = []
-
-            def send() -> None:
-                session = requests.Session()
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        body = queue.pop()
-                    while True:
-                        response = session.post(
-                            f"{server.url}/v1/traces",
-                            data=body,
-                            headers=headers,
-                            timeout=120,
-                        )
-                        if response.status_code == 503:
-                            time.sleep(float(response.headers.get("Retry-After", "1")))
-                            continue
-                        if response.status_code != 200:
-                            failures.append(f"{response.status_code} {response.text[:200]}")
-                        break
-
             started = time.perf_counter()
-            threads = [threading.Thread(target=send) for _ in range(senders)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            send_all(server.url, bodies, senders, headers)
             traces = total // SPANS_PER_TRACE
             while api("/api/traces/", limit=1)["count"] < traces:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - started
-            assert not failures, failures[:3]
             for trace_no in (0, traces // 2, traces - 1):
                 trace = api(f"/api/traces/{trace_no + 1:032x}/")
                 assert trace["span_count"] == SPANS_PER_TRACE, trace["span_count"]

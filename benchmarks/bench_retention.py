@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_ingest import SPANS_PER_TRACE, build_bodies, text  # noqa: E402
+from common import send_all  # noqa: E402
 
 from tests.conftest import start_studio  # noqa: E402
 
@@ -110,43 +111,6 @@ def build_template(directory: Path, old_spans: int) -> float:
     return (directory / "studio.sqlite3").stat().st_size / 1e6
 
 
-def send_all(url: str, bodies: list[bytes], senders: int) -> float:
-    """Post every body from `senders` threads (retrying 503s); seconds until the last 200."""
-    queue = list(reversed(bodies))
-    lock = threading.Lock()
-    failures: list[str] = []
-
-    def send() -> None:
-        session = requests.Session()
-        while True:
-            with lock:
-                if not queue:
-                    return
-                body = queue.pop()
-            while True:
-                response = session.post(
-                    f"{url}/v1/traces",
-                    data=body,
-                    headers={"Content-Type": "application/x-protobuf"},
-                    timeout=120,
-                )
-                if response.status_code == 503:
-                    time.sleep(float(response.headers.get("Retry-After", "1")))
-                    continue
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text[:200]}")
-                break
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=send) for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not failures, failures[:3]
-    return time.perf_counter() - started
-
-
 def old_traces_left(url: str, cutoff_iso: str) -> int:
     response = requests.get(
         f"{url}/api/traces/", params={"until": cutoff_iso, "limit": 1}, timeout=60
@@ -171,7 +135,7 @@ def one_round(
         reader = threading.Thread(target=lambda: lines.extend(server.process.stdout), daemon=True)
         reader.start()
         try:
-            elapsed = send_all(server.url, bodies, senders)
+            elapsed = send_all(server.url, bodies, senders).seconds
             ingest_ended = time.perf_counter() - started
             left = old_traces_left(server.url, cutoff) if purge else 0
             if purge and wait:

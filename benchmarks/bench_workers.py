@@ -15,49 +15,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-import orjson
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
-    ExportTraceServiceRequest,
-)
 
 from benchmarks.bench_ingest import SPANS_PER_TRACE, build_bodies, peak_memory_mb  # noqa: E402
+from benchmarks.common import cpu_seconds, rows_of, send_all, tree_cpu_seconds  # noqa: E402
 from tests.conftest import start_studio  # noqa: E402
-
-
-def rows_of(body: bytes) -> list[tuple[object, ...]]:
-    from ingest.otlp import key_values
-
-    request = ExportTraceServiceRequest.FromString(body)
-    rows = []
-    for resource_spans in request.resource_spans:
-        resource = orjson.dumps(key_values(resource_spans.resource.attributes)).decode()
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                rows.append(
-                    (
-                        span.trace_id.hex(),
-                        span.span_id.hex(),
-                        span.parent_span_id.hex(),
-                        span.name,
-                        span.start_time_unix_nano,
-                        span.end_time_unix_nano,
-                        span.status.code,
-                        orjson.dumps(key_values(span.attributes)).decode(),
-                        resource,
-                    )
-                )
-    return rows
 
 
 def postgres_floor(bodies: list[bytes], database_url: str) -> float:
@@ -94,46 +66,88 @@ def postgres_floor(bodies: list[bytes], database_url: str) -> float:
     return count / elapsed
 
 
-def studio(bodies: list[bytes], senders: int, total: int, workers: int = 1) -> tuple[float, float]:
+class LockSampler:
+    """Samples pg_stat_activity of Studio's database every `interval` seconds: how many client
+    backends were active, and how many of those waited for a lock (the writer's advisory locks,
+    `lock_traces`, or any other)."""
+
+    def __init__(self, database_url: str, interval: float = 0.02) -> None:
+        self.url, self.interval = database_url, interval
+        self.samples = self.active = self.advisory = self.other_locks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LockSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as db:
+            while not self._stop.wait(self.interval):
+                active, advisory, other = db.execute(
+                    "SELECT count(*) FILTER (WHERE state = 'active'), "
+                    "count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'), "
+                    "count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event <> 'advisory') "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                ).fetchone()
+                self.samples += 1
+                self.active += active
+                self.advisory += advisory
+                self.other_locks += other
+
+    def backend_pids(self) -> list[int]:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as db:
+            rows = db.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return [pid for (pid,) in rows]
+
+
+@dataclass
+class Round:
+    workers: int
+    rate: float  # spans/s, until readable
+    seconds: float
+    sender_cpu: float
+    studio_cpu: float
+    postgres_cpu: float
+    advisory_wait: float  # share of active backend samples waiting on an advisory lock
+    memory: float
+    load: float
+
+
+def studio(
+    bodies: list[bytes], senders: int, processes: int, total: int, workers: int = 1
+) -> Round:
     with tempfile.TemporaryDirectory() as tmp:
         server, cleanup = start_studio(Path(tmp), args=("--workers", str(workers)))
         try:
-            queue = list(reversed(bodies))
-            lock = threading.Lock()
-            failures: list[str] = []
-
-            def send() -> None:
-                session = requests.Session()
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        body = queue.pop()
-                    while True:
-                        response = session.post(
-                            f"{server.url}/v1/traces",
-                            data=body,
-                            headers={"Content-Type": "application/x-protobuf"},
-                            timeout=120,
-                        )
-                        if response.status_code == 503:
-                            time.sleep(float(response.headers.get("Retry-After", "1")))
-                            continue
-                        if response.status_code != 200:
-                            failures.append(f"{response.status_code} {response.text[:200]}")
-                        break
-
-            started = time.perf_counter()
-            threads = [threading.Thread(target=send) for _ in range(senders)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            sampler = LockSampler(server.env["DATABASE_URL"])
             traces = total // SPANS_PER_TRACE
-            while server.api("/api/traces/", limit=1)["count"] < traces:
-                time.sleep(0.01)
-            elapsed = time.perf_counter() - started
-            assert not failures, failures[:3]
+            load = os.getloadavg()[0]
+            studio_cpu = tree_cpu_seconds(server.process.pid)
+            pg_before = {pid: cpu_seconds(pid) for pid in sampler.backend_pids()}
+            with sampler:
+                started = time.perf_counter()
+                sent = send_all(server.url, bodies, senders, processes=processes)
+                # Polled gently: this process shares the two cores with Studio.
+                while server.api("/api/traces/", limit=1)["count"] < traces:
+                    time.sleep(0.1)
+                elapsed = time.perf_counter() - started
+            studio_cpu = tree_cpu_seconds(server.process.pid) - studio_cpu
+            postgres_cpu = sum(
+                cpu_seconds(pid) - pg_before.get(pid, 0.0) for pid in sampler.backend_pids()
+            )
             for trace_no in (0, traces // 2, traces - 1):
                 trace = server.trace(f"{trace_no + 1:032x}")
                 assert trace["span_count"] == SPANS_PER_TRACE, trace["span_count"]
@@ -144,7 +158,17 @@ def studio(bodies: list[bytes], senders: int, total: int, workers: int = 1) -> t
         finally:
             server.stop()
             cleanup()
-    return total / elapsed, memory
+    return Round(
+        workers,
+        total / elapsed,
+        elapsed,
+        sent.sender_cpu,
+        studio_cpu,
+        postgres_cpu,
+        sampler.advisory / max(sampler.active, 1),
+        memory,
+        load,
+    )
 
 
 def main() -> None:
@@ -152,7 +176,11 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--per-request", type=int, default=500)
     parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument(
+        "--sender-processes", type=int, default=2, help="processes the sender threads share"
+    )
     parser.add_argument("--workers", default="1,2", help="comma-separated: 1,2")
+    parser.add_argument("--rounds", type=int, default=3, help="each round runs every --workers")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         parser.error("set DATABASE_URL to a PostgreSQL database")
@@ -160,24 +188,59 @@ def main() -> None:
 
     bodies = build_bodies(args.spans, args.per_request)
     size = sum(len(b) for b in bodies)
+    counts = [int(n) for n in args.workers.split(",")]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print("PostgreSQL (a fresh database beside DATABASE_URL's)")
+    print("PostgreSQL (a fresh database beside DATABASE_URL's for each Studio)")
     print(f"payload: {args.spans} spans in {len(bodies)} requests, {size / 1e6:.1f} MB protobuf")
-    floor_rate = postgres_floor(bodies, os.environ["DATABASE_URL"])
-    print(f"floor (decode + psycopg executemany, one process): {floor_rate:,.0f} spans/s")
-    rates = {}
-    for workers in (int(n) for n in args.workers.split(",")):
-        rate, memory = studio(bodies, args.senders, args.spans, workers)
-        rates[workers] = rate
+    print(
+        f"senders: {args.senders} threads in {args.sender_processes} processes; "
+        f"{args.rounds} rounds, the order of --workers alternating"
+    )
+    print(
+        f"{'round':>5} {'workers':>7} {'spans/s':>9} {'wall s':>7} {'senders':>8} {'studio':>7} "
+        f"{'pg':>6} {'advisory':>8} {'MB':>5} {'load':>5}   (CPU seconds; advisory: share of "
+        "active backends waiting on lock_traces)"
+    )
+    floors, rounds = [], []
+    for number in range(args.rounds):
+        floors.append(postgres_floor(bodies, os.environ["DATABASE_URL"]))
+        print(f"{number + 1:>5} {'floor':>7} {floors[-1]:9,.0f}")
+        order = counts if number % 2 == 0 else list(reversed(counts))
+        for workers in order:
+            r = studio(bodies, args.senders, args.sender_processes, args.spans, workers)
+            rounds.append(r)
+            print(
+                f"{number + 1:>5} {workers:>7} {r.rate:9,.0f} {r.seconds:7.1f} "
+                f"{r.sender_cpu:8.1f} {r.studio_cpu:7.1f} {r.postgres_cpu:6.1f} "
+                f"{r.advisory_wait:8.1%} {r.memory:5.0f} {r.load:5.1f}"
+            )
+    floor = statistics.median(floors)
+    print(f"floor (decode + psycopg executemany, one process), median: {floor:,.0f} spans/s")
+    medians = {}
+    for workers in counts:
+        mine = [r for r in rounds if r.workers == workers]
+        medians[workers] = statistics.median(r.rate for r in mine)
         print(
-            f"studio, {workers} worker(s) (OTLP/HTTP, {args.senders} senders, until readable): "
-            f"{rate:,.0f} spans/s, ratio to floor {rate / floor_rate:.2f}, "
-            f"peak memory (VmHWM) {memory:.0f} MB"
+            f"studio, {workers} worker(s), median of {len(mine)}: {medians[workers]:,.0f} spans/s, "
+            f"{medians[workers] / floor:.2f} of the floor; studio CPU per 1,000 spans "
+            f"{statistics.median(r.studio_cpu for r in mine) / args.spans * 1000:.3f} s"
         )
-    if 1 in rates:
-        for workers, rate in rates.items():
-            if workers != 1:
-                print(f"{workers} workers / 1 worker: {rate / rates[1]:.2f}x")
+    if 1 in medians:
+        for workers in counts:
+            if workers == 1:
+                continue
+            pairs = [
+                b.rate / a.rate
+                for a, b in zip(
+                    [r for r in rounds if r.workers == 1],
+                    [r for r in rounds if r.workers == workers],
+                    strict=False,
+                )
+            ]
+            print(
+                f"{workers} workers / 1 worker: {medians[workers] / medians[1]:.2f}x of medians;"
+                f" per round {', '.join(f'{p:.2f}x' for p in pairs)}"
+            )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def export(request: bytes, context: grpc.ServicerContext) -> bytes:
     except Exception:
         logger.exception("storing %d spans failed", len(batch.records))
         context.abort(grpc.StatusCode.INTERNAL, "storing the spans failed; see the Studio log")
+    batch.count_refused()
     return otlp.response_message(batch).SerializeToString()
 
 

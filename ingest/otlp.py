@@ -88,10 +88,18 @@ class SpanRecord:
     # The trace's project as this span claims it: the sending key's, else its resource's (see
     # Batch.set_project). The writer gives a trace the project of the spans that created it.
     project: str = conventions.DEFAULT_PROJECT
+    # Not columns, for ingest.ownership: `keyed`, the project is an ingest key's (a key may add
+    # spans only to its own project's traces); `refused`, set by the writer's last attempt when
+    # the span was not stored for that reason.
+    keyed: bool = False
+    refused: bool = False
 
 
+_NOT_COLUMNS = ("keyed", "refused")
 # The column order of a record, for the writer's INSERT: the dataclass fields, in order.
-SPAN_COLUMNS: tuple[str, ...] = tuple(SpanRecord.__dataclass_fields__)
+SPAN_COLUMNS: tuple[str, ...] = tuple(
+    name for name in SpanRecord.__dataclass_fields__ if name not in _NOT_COLUMNS
+)
 
 
 @dataclass
@@ -108,6 +116,17 @@ class Batch:
         if project:
             for record in self.records:
                 record.project = project
+                record.keyed = True
+
+    def count_refused(self) -> None:
+        """Once the writer committed: count the spans it refused (ingest.ownership) as rejected,
+        for partial_success. The trace's project is not named: it is another key's business."""
+        for record in self.records:
+            if record.refused:
+                self.reject(
+                    f"span {record.span_id}: trace {record.trace_id} belongs to another project "
+                    "than this ingest key's"
+                )
 
     def reject(self, message: str) -> None:
         self.rejected += 1

@@ -174,4 +174,5 @@ async def _export(
     except Exception:
         logger.exception("storing %d spans failed", len(batch.records))
         return _error(500, "storing the spans failed; see the Studio log", content_type)
+    batch.count_refused()
     return HttpResponse(otlp.encode_response(batch, content_type), content_type=content_type)

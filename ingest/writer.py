@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from ingest import otlp, workers
+from ingest import otlp, ownership, workers
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
 from tracing import conventions, messages, projects
 from tracing.signals import traces_changed
@@ -190,6 +190,8 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
     previews = output_previews(records)
     with transaction.atomic():
         with connection.cursor() as cursor:
+            # Spans a key may not add to their traces are refused (ingest/ownership.py).
+            records, previews = ownership.admit(cursor, records, trace_ids, previews)
             # Rows made one at a time as the driver binds them: a list of them all would double
             # the memory of a large batch.
             cursor.executemany(_INSERT_SQL, map(_row, records))

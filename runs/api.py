@@ -102,7 +102,7 @@ class RunDetail(APIView):
         data = run_to_dict(run)
         data["connected"] = sockets.is_connected(run.id)
         data["trace_ids"] = list(
-            selectors.conversation_traces(run.id).values_list("trace_id", flat=True)
+            selectors.conversation_traces(run.id, run.project).values_list("trace_id", flat=True)
         )
         data["messages"] = [message_to_dict(m) for m in run.messages.order_by("id")]
         data["input_requests"] = [
@@ -116,6 +116,6 @@ class RunDetail(APIView):
                 "output_tokens": usage.output_tokens,
                 "duration_ms": usage.duration_ms,
             }
-            for usage in selectors.model_usage(run.id)
+            for usage in selectors.model_usage(run.id, run.project)
         ]
         return Response(data)

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class RunsConfig(AppConfig):
@@ -41,6 +42,12 @@ def _finish_orphaned_runs(**kwargs: Any) -> None:
     # No socket is connected to this process yet: runs marked running lost theirs with the last
     # Studio, unless another process (a worker, a host) holds them now.
     writes.finish_orphaned_runs(sockets.live_runs)
+    # Then now and again, for the runs of a Studio process killed since (kill -9 releases
+    # nothing): once its holder keys expire. In the process that sent `serving`, the only one
+    # (or, with --workers, the parent, which lives as long as they do).
+    interval = settings.STUDIO_RUN_SWEEP_INTERVAL
+    if interval:
+        writes.sweep_orphaned_runs(sockets.live_runs, interval, grace=sockets.RedisSockets.TTL)
 
 
 def _delete_project_runs(*, project: str, **kwargs: Any) -> None:

@@ -26,7 +26,11 @@ class RunQuerySet(models.QuerySet["Run"]):
     def with_trace_totals(self) -> RunQuerySet:
         """Each run with the count and tokens of its traces, as correlated subqueries (one
         query for the whole page, using the (conversation_id, start_ns) index)."""
-        traces = Trace.objects.filter(conversation_id=models.OuterRef("pk")).order_by()
+        # Of the run's project only: a trace of another project naming the run as its
+        # conversation is not the run's.
+        traces = Trace.objects.filter(
+            conversation_id=models.OuterRef("pk"), project=models.OuterRef("project")
+        ).order_by()
         count = traces.values("conversation_id").annotate(n=models.Count("*")).values("n")
         tokens = traces.values("conversation_id").annotate(n=models.Sum("total_tokens")).values("n")
         return self.annotate(
@@ -38,7 +42,9 @@ class RunQuerySet(models.QuerySet["Run"]):
         """For annotating traces: the name of the run whose id is the trace's conversation id,
         or None when it is no run's (so a trace page links to its run without another query)."""
         return models.Subquery(
-            self.filter(id=models.OuterRef("conversation_id")).values("name")[:1]
+            self.filter(
+                id=models.OuterRef("conversation_id"), project=models.OuterRef("project")
+            ).values("name")[:1]
         )
 
     def per_project(self) -> dict[str, tuple[int, datetime | None]]:

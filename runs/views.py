@@ -52,7 +52,7 @@ def _live_context(run: Run) -> dict[str, Any]:
     newest = list(run.messages.order_by("-id")[:RUN_MESSAGES_SHOWN])
     newest.reverse()
     hidden = run.messages.count() - len(newest) if len(newest) == RUN_MESSAGES_SHOWN else 0
-    traces = list(selectors.conversation_traces(run.id).reverse()[:RUN_TRACES_SHOWN])
+    traces = list(selectors.conversation_traces(run.id, run.project).reverse()[:RUN_TRACES_SHOWN])
     traces.reverse()
     return {
         "transcript": [
@@ -63,7 +63,7 @@ def _live_context(run: Run) -> dict[str, Any]:
         "message_count": hidden + len(newest),
         "traces": traces,
         "hidden_traces": run.trace_count - len(traces),
-        "usage": selectors.model_usage(run.id),
+        "usage": selectors.model_usage(run.id, run.project),
     }
 
 

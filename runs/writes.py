@@ -7,17 +7,22 @@ validated values; everything here is a short transaction, since the clients bloc
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from runs.models import Message, Run, UserInputRequest
 from tracing.conventions import DEFAULT_PROJECT
 from tracing.models import Trace
 from tracing.signals import traces_changed
+
+logger = logging.getLogger(__name__)
 
 
 class OtherProject(Exception):
@@ -224,13 +229,46 @@ def mark_finished(run_id: str) -> None:
     Run.objects.filter(id=run_id, finished_at=None).update(finished_at=timezone.now())
 
 
-def finish_orphaned_runs(is_live: Callable[[Collection[str]], Collection[str]]) -> int:
+def finish_orphaned_runs(
+    is_live: Callable[[Collection[str]], Collection[str]], started_before: datetime | None = None
+) -> int:
     """At start-up this process holds no socket: runs still marked running lost theirs when a
     Studio process stopped, unless `is_live` says another process holds it now (several workers
     or hosts, through Redis). The others are finished; one whose application still lives
-    reconnects (AgentScope's client retries) and is running again."""
-    running = list(Run.objects.filter(finished_at=None).values_list("id", flat=True))
+    reconnects (AgentScope's client retries) and is running again. `started_before`: leave
+    younger runs alone (the periodic sweep: a run registers before its socket connects)."""
+    running_runs = Run.objects.filter(finished_at=None)
+    if started_before is not None:
+        running_runs = running_runs.filter(started_at__lt=started_before)
+    running = list(running_runs.values_list("id", flat=True))
     orphans = set(running) - set(is_live(running))
     if not orphans:
         return 0
     return Run.objects.filter(id__in=orphans, finished_at=None).update(finished_at=timezone.now())
+
+
+def sweep_orphaned_runs(
+    is_live: Callable[[Collection[str]], Collection[str]], interval: float, grace: float
+) -> tuple[threading.Thread, threading.Event]:
+    """Every `interval` seconds, finishes the running runs that no process holds a socket for
+    (a Studio process killed with -9 never releases its runs, and its holder keys expire with
+    their TTL), leaving runs younger than `grace` seconds alone. One thread; set the event to
+    stop it."""
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(interval):
+            try:
+                cutoff = timezone.now() - timedelta(seconds=grace)
+                finished = finish_orphaned_runs(is_live, started_before=cutoff)
+                if finished:
+                    logger.info("finished %d runs that no process holds any more", finished)
+            except Exception:
+                # The database or Redis may be away for a moment: the next sweep tries again.
+                logger.exception("sweeping orphaned runs failed")
+            finally:
+                connection.close()  # this thread's: a pooled one goes back between sweeps
+
+    thread = threading.Thread(target=sweep, name="studio-run-sweep", daemon=True)
+    thread.start()
+    return thread, stop

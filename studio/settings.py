@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,7 @@ INSTALLED_APPS = [
     "ingest",
     "studio",
     "runs",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +190,8 @@ MIDDLEWARE = [
     "accounts.middleware.require_sign_in",
     "studio.middleware.content_security_policy",
     "studio.middleware.remember_project",
+    # Last, as django-axes asks: it turns a sign-in refused for too many failures into a 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "studio.urls"
@@ -342,6 +346,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(STUDIO_MAX_OTHER_BODY_BYTES, STUDIO_MAX_TRPC_B
 STUDIO_RETENTION_DAYS = env_int("STUDIO_RETENTION_DAYS", 30, maximum=36500)
 STUDIO_RETENTION_MAX_SPANS = env_int("STUDIO_RETENTION_MAX_SPANS", 1_000_000)
 STUDIO_RETENTION_INTERVAL = env_int("STUDIO_RETENTION_INTERVAL", 300)
+# Seconds between sweeps that finish AgentScope runs no process holds a socket for any more (a
+# Studio process killed with -9 releases none); 0: only at start.
+STUDIO_RUN_SWEEP_INTERVAL = env_int("STUDIO_RUN_SWEEP_INTERVAL", 60)
 
 PORT = env_int("PORT", 3000, maximum=65535)
 OTEL_GRPC_PORT = env_int("OTEL_GRPC_PORT", 4317, maximum=65535)
@@ -359,6 +366,28 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 SESSION_COOKIE_AGE = env_int("STUDIO_SESSION_AGE", 14 * 24 * 3600, minimum=60)
 
+# Password guessing (django-axes, counted in the database, so every worker and host sees the same
+# counts): STUDIO_SIGNIN_FAILURES failed sign-ins from one client address within
+# STUDIO_SIGNIN_LOCKOUT seconds of each other lock that address out of sign-in until
+# STUDIO_SIGNIN_LOCKOUT seconds after its last counted failure (429 "try again in ..."); attempts
+# while locked out neither count nor prolong it. By address only, not by username: a lock per
+# username would let anyone lock any user out of Studio from anywhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("STUDIO_SIGNIN_FAILURES", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("STUDIO_SIGNIN_LOCKOUT", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not forgive an address its failures: an attacker with an account of their own
+# could otherwise sign in between guesses.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "accounts.views.client_address"
+AXES_ENABLE_ADMIN = False
+
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
@@ -370,5 +399,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # One line per request passed on between workers (runs/affinity.py) is noise.
         "httpx": {"level": "WARNING"},
+        # django-axes announces itself at start; its warnings (each failed sign-in) stay.
+        "axes": {"level": "WARNING"},
     },
 }

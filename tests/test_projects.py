@@ -103,7 +103,9 @@ def test_the_keys_project_outranks_the_resources(db: None) -> None:
 
 def test_the_first_commit_of_a_trace_decides_its_project(db: None) -> None:
     store(body(1, span=1, resource={"studio.project": "first"}))
-    store(body(1, span=2, resource={"studio.project": "second"}), key_project="keyed")
+    store(body(1, span=2, resource={"studio.project": "second"}))
+    # A span sent with another project's key is refused (tests/test_trace_ownership.py).
+    store(body(1, span=3, resource={"studio.project": "second"}), key_project="keyed")
     trace = Trace.objects.get(trace_id=tid(1))
     assert (trace.project, trace.span_count) == ("first", 2)
 

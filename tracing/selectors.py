@@ -48,13 +48,14 @@ TRACE_LIST_FIELDS = (
 MAX_TURNS = 500
 
 
-def conversation_traces(conversation_id: str) -> QuerySet[Trace]:
-    """The traces of a conversation (or of a run), oldest first."""
-    return (
-        Trace.objects.filter(conversation_id=conversation_id)
-        .order_by("start_ns", "trace_id")
-        .only(*TRACE_LIST_FIELDS)
-    )
+def conversation_traces(conversation_id: str, project: str | None = None) -> QuerySet[Trace]:
+    """The traces of a conversation (or of a run), oldest first; a run's are those of its
+    project (`project`), so another project's key cannot put traces on its page by naming its
+    id as their conversation."""
+    traces = Trace.objects.filter(conversation_id=conversation_id)
+    if project is not None:
+        traces = traces.filter(project=project)
+    return traces.order_by("start_ns", "trace_id").only(*TRACE_LIST_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,13 @@ class ModelUsage:
         return self.duration_ns / 1e6
 
 
-def model_usage(conversation_id: str) -> list[ModelUsage]:
+def model_usage(conversation_id: str, project: str | None = None) -> list[ModelUsage]:
     """LLM calls of a conversation's traces, per model: one aggregate over narrow columns.
 
     Spans are found through their traces (the unique (trace_id, span_id) index), not through
     their own conversation id: many instrumentations put it on the root span only.
     """
-    trace_ids = Trace.objects.filter(conversation_id=conversation_id).values("trace_id")
+    trace_ids = conversation_traces(conversation_id, project).order_by().values("trace_id")
     rows = (
         Span.objects.filter(trace_id__in=trace_ids, span_type=conventions.LLM)
         .values("model")
