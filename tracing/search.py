@@ -450,11 +450,18 @@ def is_broad(q: str, using: str = "default") -> bool:
     """True if walking the traces finds a page of matches sooner than collecting every match
     would: on SQLite, a search of short terms only (a scan either way), or one whose index terms
     match at least BROAD_SPANS of the newest PROBE_SPANS spans indexed (one bounded index read);
-    on PostgreSQL, one that PG_BROAD_SPANS of the newest PG_PROBE_SPANS spans' texts hold."""
+    on PostgreSQL, likewise short terms only, or one that PG_BROAD_SPANS of the newest
+    PG_PROBE_SPANS spans' texts hold."""
     words = terms(q)
     if not words or conventions_trace_id(q):
         return False
-    if _vendor(using) != "sqlite":
+    sqlite = _vendor(using) == "sqlite"
+    if sqlite and any(_folds_beyond_ascii(w) for w in words):
+        return False
+    long = [w for w in words if len(w) >= 3]
+    if not long:
+        return True  # no trigram to look up: collecting would read every text
+    if not sqlite:
         condition = " AND ".join("f.body ILIKE %s" for _ in words)
         with connections[using].cursor() as cursor:
             cursor.execute(
@@ -463,11 +470,6 @@ def is_broad(q: str, using: str = "default") -> bool:
                 [PG_PROBE_SPANS, *(_like(w) for w in words), PG_BROAD_SPANS],
             )
             return cursor.fetchone()[0] >= PG_BROAD_SPANS
-    if any(_folds_beyond_ascii(w) for w in words):
-        return False
-    long = [w for w in words if len(w) >= 3]
-    if not long:
-        return True
     match = " AND ".join('"' + w.replace('"', '""') + '"' for w in long)
     with connections[using].cursor() as cursor:
         cursor.execute(
@@ -498,10 +500,13 @@ def text_exists(q: str, outer: str, using: str = "default") -> RawSQL | None:
     if not words:
         return None
     if _vendor(using) != "sqlite":
-        # The trace's rows of the search table through its trace_id index.
+        # The trace's rows of the search table through its trace_id index. A scalar subquery,
+        # not EXISTS: the planner would turn EXISTS into a join and, misjudging how many texts
+        # an ILIKE holds on, read every text first; this it evaluates per trace, in page order.
         condition = " AND ".join("f.body ILIKE %s" for _ in words)
         sql = (
-            f"EXISTS (SELECT 1 FROM {TABLE} f WHERE f.trace_id = {outer}.trace_id AND {condition})"
+            f"COALESCE((SELECT TRUE FROM {TABLE} f WHERE f.trace_id = {outer}.trace_id "
+            f"AND {condition} LIMIT 1), FALSE)"
         )
         return RawSQL(sql, [_like(w) for w in words], output_field=BooleanField())
     # LIKE on the indexed text, read by rowid (a MATCH correlated with each span would read the
