@@ -28,6 +28,7 @@ from tracing.clauses import Clause
 from tracing.models import (
     STATUS_CODES,
     Cursor,
+    Span,
     Trace,
     TracePage,
     TraceQuerySet,
@@ -409,10 +410,24 @@ class TraceFilter:
         """The same for the attribute clauses (tracing.search.clauses_broad)."""
         return bool(self.clauses) and not self.trace_id and search.clauses_broad(self.clauses)
 
+    @cached_property
+    def walked_spans(self) -> frozenset[str]:
+        """The span-level filters (error span type, model, agent) that hold on many spans: their
+        traces are walked in the page's order too (one bounded index read each to tell)."""
+        if self.trace_id:
+            return frozenset()
+        filtered = Span.objects.trace_filters(
+            error_type=self.error_type, model=self.model, agent=self.agent
+        )
+        return frozenset(name for name, spans in filtered.items() if spans.holds_widely())
+
     def stats(self, traces: TraceQuerySet) -> TraceStats:
         """The cards: over every match, or for a broad search over the first STATS_BOUND in the
-        page's order (the count then reads "at least")."""
-        if self.broad_search or self.broad_clauses:
+        page's order (the count then reads "at least"). Span-level filters that are walked count
+        up to the bound only when none of them is narrow (a narrow one bounds the matches)."""
+        span_filters = sum(1 for name in ("error_type", "model", "agent") if getattr(self, name))
+        walked = bool(self.walked_spans) and len(self.walked_spans) == span_filters
+        if self.broad_search or self.broad_clauses or walked:
             return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
         return traces.stats()
 
@@ -446,6 +461,7 @@ class TraceFilter:
             agent=self.agent,
             broad_text=self.broad_search,
             broad_clauses=self.broad_clauses,
+            walked_spans=self.walked_spans,
         )
 
     def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:

@@ -19,7 +19,7 @@ from ingest.otlp import decode_json, decode_protobuf
 from ingest.writer import write_batch
 from studio.filters import TraceFilter
 from tests.conftest import fixture_bytes
-from tracing import clauses, search
+from tracing import clauses, models, search
 from tracing.clauses import Clause, ClauseError
 from tracing.otlp_json import key_values
 
@@ -206,9 +206,47 @@ def test_full_text_matches_any_field_of_any_span(
 ) -> None:
     if plan == "walked":  # as if every word were in many spans: the traces walked, not collected
         monkeypatch.setattr(search, "BROAD_SPANS", 1)
+        monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
     assert ids(client, q=q) == expected
     html = client.get("/traces/", {"q": q}).content.decode()
     assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == expected
+
+
+FAILED = "4" * 32
+
+
+def store_failed() -> None:
+    """A trace whose one failed span says nothing of an error in its text."""
+    store([
+        span(FAILED, "f" * 16, "plan trip", attributes={"gen_ai.operation.name": "invoke_agent"}),
+        span(FAILED, "0" * 15 + "1", "fetch quota", "f" * 16, start=5,
+             status={"code": 2, "message": "quota exceeded"}),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+@pytest.mark.parametrize("plan", ["collected", "walked"])
+def test_error_finds_the_failed_spans_though_no_text_says_it(
+    client: Client, db: None, indexed: bool, plan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_failed()
+    store([span("5" * 32, "e" * 16, "all fine", status={"code": 1})])
+    if indexed:
+        while search.index_pending():
+            pass
+    if plan == "walked":
+        monkeypatch.setattr(search, "BROAD_SPANS", 1)
+        monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
+    for q in ("error", "ERROR", "quota error", "Error fetch"):
+        assert ids(client, q=q) == [FAILED], q
+    assert ids(client, q="error plan") == []  # one span must hold every word
+    html = client.get("/traces/", {"q": "error"}).content.decode()
+    assert f"/traces/{FAILED}/?span={'0' * 15}1" in unescape(html)
+    assert "<mark>ERROR</mark>" in html
+    # The span finder inside the trace: the failed span only.
+    assert client.get(f"/traces/{FAILED}/find", {"q": "error"}).json()["matches"] == [
+        "0" * 15 + "1"
+    ]
 
 
 def test_a_row_shows_the_match_escaped_and_opens_the_trace_at_that_span(
@@ -225,14 +263,14 @@ def test_a_row_shows_the_match_escaped_and_opens_the_trace_at_that_span(
 def test_the_page_with_a_search_costs_one_query_more(
     client: Client, stored: None, django_assert_num_queries: Any
 ) -> None:
-    # SQLite first asks the index how broad the search, and the clauses, are (bounded reads).
+    # First a bounded read says how broad the search is (both), and the clauses (SQLite).
     probe = 1 if connection.vendor == "sqlite" else 0
-    with django_assert_num_queries(4 + probe):  # rows, the rows' snippets, cards, services
+    with django_assert_num_queries(5):  # how broad, rows, the rows' snippets, cards, services
         client.get("/traces/", {"q": "Tokyo"})
     with django_assert_num_queries(2 + probe):  # rows, cards
         client.get("/traces/", {"attr": "gen_ai.request.model = gpt-4o"}, headers={
             "HX-Request": "true", "HX-Target": "results"})  # fmt: skip
-    with django_assert_num_queries(2 + 2 * probe):  # the API: rows, count
+    with django_assert_num_queries(3 + probe):  # the API: how broad, rows, count
         client.get("/api/traces/", {"q": "Tokyo", "attr": "stream = true", "min_spans": 2})
 
 
@@ -243,9 +281,12 @@ def test_a_broad_search_walks_the_traces_and_counts_its_cards_up_to_a_bound(
 
     monkeypatch.setattr(filters, "STATS_BOUND", 2)
     monkeypatch.setattr(search, "BROAD_SPANS", 1)
+    monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
     everywhere = [WEATHER, CJK, ARABIC]  # the resource's service.name=svc is in every span
-    # How broad: read from the index (SQLite), so not before the indexer has run.
-    broad = connection.vendor == "sqlite" and request.node.callspec.params["stored"] == "indexed"
+    # How broad: read from the index (SQLite), so not before the indexer has run; PostgreSQL's
+    # texts are written with the spans.
+    indexed = request.node.callspec.params["stored"] == "indexed"
+    broad = connection.vendor != "sqlite" or indexed
     assert TraceFilter.from_query({"q": "svc"}).broad_search == broad
     assert ids(client, q="svc") == everywhere  # the API still counts every match
     assert client.get("/api/traces/", {"q": "svc"}).json()["count"] == 3
@@ -297,6 +338,7 @@ def test_each_operator(
 ) -> None:
     if plan == "walked":  # as if the clause held on many spans: the traces walked
         monkeypatch.setattr(search, "BROAD_SPANS", 1)
+        monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
     assert ids(client, attr=clause) == sorted(expected)
 
 
@@ -306,6 +348,7 @@ def test_every_clause_must_hold_on_one_span(
 ) -> None:
     if plan == "walked":
         monkeypatch.setattr(search, "BROAD_SPANS", 1)
+        monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
     same_span = ["gen_ai.request.model = gpt-4o", "llm.token_count.total > 1000"]
     assert ids(client, attr=same_span) == [WEATHER]
     different_spans = ["gen_ai.request.model = gpt-4o", "error.type exists"]
@@ -367,14 +410,44 @@ def test_clauses_round_trip_through_urls_and_api_links(client: Client, stored: N
         ({"agent": "Planner"}, [WEATHER]),
         ({"agent": "旅行助手"}, [CJK]),
         ({"max_duration": 2}, [WEATHER, CJK, ARABIC]),
+        ({"agent": "Planner", "model": "gpt-4o", "error_type": "tool"}, [WEATHER]),
+        ({"agent": "Planner", "model": "qwen-max"}, []),
     ],
 )
+@pytest.mark.parametrize("plan", ["collected", "walked"])
 def test_trace_level_filters(
-    client: Client, stored: None, params: dict[str, Any], expected: list[str]
+    client: Client,
+    stored: None,
+    params: dict[str, Any],
+    expected: list[str],
+    plan: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if plan == "walked":  # as if each span-level filter held on many spans
+        monkeypatch.setattr(models, "WALK_SPANS", 1)
     assert ids(client, **params) == sorted(expected)
     html = client.get("/traces/", params).content.decode()
     assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == sorted(expected)
+
+
+def test_a_wide_span_level_filter_walks_the_traces_and_counts_its_cards_up_to_a_bound(
+    client: Client, stored: None, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    from studio import filters
+
+    monkeypatch.setattr(filters, "STATS_BOUND", 1)
+    # AS1 has three qwen-max spans: at 2 it walks; WEATHER's one gpt-4o span is collected.
+    monkeypatch.setattr(models, "WALK_SPANS", 2)
+    assert TraceFilter.from_query({"model": "qwen-max"}).walked_spans == {"model"}
+    assert TraceFilter.from_query({"model": "gpt-4o"}).walked_spans == set()
+    with django_assert_num_queries(4):  # how wide, rows, cards, services
+        html = client.get("/traces/", {"model": "qwen-max"}).content.decode()
+    assert re.findall(r'id="trace-([0-9a-f]{32})"', html) == [AS1]
+    assert re.search(r"<dt>Traces</dt><dd[^>]*>1\+</dd>", html)
+    # A narrow one beside it bounds the matches: counted whole.
+    html = client.get("/traces/", {"model": "qwen-max", "agent": "Treasurer"}).content.decode()
+    assert re.findall(r'id="trace-([0-9a-f]{32})"', html) == [AS1]
+    assert re.search(r"<dt>Traces</dt><dd>1</dd>", html)
 
 
 def test_a_bad_trace_level_value_is_a_400(client: Client, stored: None) -> None:
@@ -452,12 +525,14 @@ def test_a_broad_search_with_cased_letters_beyond_ascii_uses_the_index(
 ) -> None:
     # The walk compares with LIKE, which folds ASCII only; the trigram index folds every case.
     monkeypatch.setattr(search, "BROAD_SPANS", 1)
+    monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
     store([span(WEATHER, "a" * 16, "Élan vital", attributes={"city": "ЖЕНЕВА"})])
     search.index_pending()
     for q in ("élan", "женева"):
-        assert not search.is_broad(q)
+        # PostgreSQL walks with ILIKE, as it collects.
+        assert search.is_broad(q) == (connection.vendor != "sqlite")
         assert ids(client, q=q) == [WEATHER]
-    assert search.is_broad("vital") == (connection.vendor == "sqlite")
+    assert search.is_broad("vital")
     assert ids(client, q="VITAL") == [WEATHER]
 
 
@@ -562,6 +637,28 @@ def test_the_migration_indexes_spans_stored_before_it(client: Client) -> None:
     assert ids(client, attr="note ~ before") == [WEATHER]
     assert ids(client, attr="note = stored before") == [WEATHER]  # from the attribute table
     assert attr_rows(WEATHER)[("a" * 16, "note")] == ("s", "stored before", None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_indexes_failed_spans_again_to_name_their_status(client: Client) -> None:
+    executor = MigrationExecutor(connection)
+    before = [("tracing", "0009_span_attributes")]
+    executor.migrate(before)
+    try:
+        store_failed()
+        search.index_pending()
+        # As the text was before it named the status.
+        where = "rowid" if connection.vendor == "sqlite" else "id"
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {search.TABLE} SET body = replace(body, 'ERROR', '')")
+            cursor.execute(f"SELECT {where} FROM {search.TABLE} WHERE body LIKE '%%ERROR%%'")
+            assert cursor.fetchall() == []
+        assert ids(client, q="error") == []
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert ids(client, q="error") == [FAILED]
 
 
 # The clause parser: anything typed is a clause or a ClauseError, never another exception.

@@ -61,6 +61,15 @@ def test_a_message_word_finds_the_trace_and_opens_it_at_the_matching_span(
     page.locator(".filter-more summary").click()
     page.locator("#filter-attr").focus()
     expect(page.locator('#attribute-keys option[value="gen_ai.input.messages"]')).to_have_count(1)
+    # Then, once a key and an operator are typed, whole clauses with that key's stored values.
+    page.locator("#filter-attr").fill("gen_ai.request.model = gp")
+    suggested = page.locator('#attribute-keys option[value="gen_ai.request.model = gpt-4o"]')
+    expect(suggested).to_have_count(1)
+    expect(page.locator('#attribute-keys option[value="gen_ai.input.messages"]')).to_have_count(0)
+    # And keys again without the operator.
+    page.locator("#filter-attr").fill("gen_ai.")
+    expect(page.locator('#attribute-keys option[value="gen_ai.input.messages"]')).to_have_count(1)
+    expect(suggested).to_have_count(0)
 
     snippet.click()
     expect(page).to_have_url(re.compile(rf"/traces/{trace_id}/\?span={span_id}$"))

@@ -9,7 +9,7 @@ that read only the narrow columns never touch the overflow pages holding the bod
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -189,13 +189,16 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         project: str = "",
         broad_text: bool = False,
         broad_clauses: bool = False,
+        walked_spans: Collection[str] = (),
     ) -> TraceQuerySet:
         """The overview's filters, shared by the page and the API. `q` is full text over every
         span of a trace (tracing.search), `clauses` attribute clauses that one span must all
         match; the span-level filters are semi-joins on partial span indexes. `broad_text`
         (search.is_broad) checks each trace's spans as the rows are read instead of collecting
         every match first: for a first page ordered by an index, of a word in many spans;
-        `broad_clauses` (search.clauses_broad) the same for attribute clauses."""
+        `broad_clauses` (search.clauses_broad) the same for attribute clauses, and
+        `walked_spans` names the span-level filters (SpanQuerySet.trace_filters) to check the same
+        way, each trace's spans through the filter's partial index (SpanQuerySet.holds_widely)."""
         qs = self.filter(project=project) if project else self
         q = q.strip()
         if q:
@@ -231,16 +234,14 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             qs = qs.filter(total_tokens__lte=max_tokens)
         if max_duration_ns is not None:
             qs = qs.filter(duration_ns__lte=max_duration_ns)
-        spans = Span.objects.using(self.db)
-        if error_type:
-            errors = spans.filter(status_code=STATUS_ERROR, span_type=error_type)
-            qs = qs.filter(trace_id__in=errors.values("trace_id"))
-        if model:
-            models_ = spans.filter(model=model).exclude(model="")
-            qs = qs.filter(trace_id__in=models_.values("trace_id"))
-        if agent:
-            agents = spans.filter(span_type=conventions.AGENT, label=agent)
-            qs = qs.filter(trace_id__in=agents.values("trace_id"))
+        filtered = Span.objects.using(self.db).trace_filters(
+            error_type=error_type, model=model, agent=agent
+        )
+        for name, spans in filtered.items():
+            if name in walked_spans:
+                qs = qs.filter(models.Exists(spans.filter(trace_id=models.OuterRef("trace_id"))))
+            else:
+                qs = qs.filter(trace_id__in=spans.values("trace_id"))
         if service:
             qs = qs.filter(service_name=service)
         if status:
@@ -396,6 +397,9 @@ class Trace(TimedRow, models.Model):
     project = models.TextField(default=conventions.DEFAULT_PROJECT)
 
     objects = TraceQuerySet.as_manager()
+    # Where a search matched in this trace, set by the overview; a class default, because the
+    # template's lookup of an attribute an instance lacks costs a dir() of the model per row.
+    snippet: search.Snippet | None = None
 
     class Meta:
         indexes = [
@@ -436,7 +440,32 @@ class Trace(TimedRow, models.Model):
 SpanCursor = tuple[int, str]
 
 
+# A span-level trace filter that holds on at least this many spans is checked trace by trace in
+# the page's order (a page of 50 then costs about 50 * traces / matches index probes), instead of
+# collecting every matching trace and sorting them (one probe and row read per match).
+WALK_SPANS = 2000
+
+
 class SpanQuerySet(models.QuerySet["Span"]):
+    def trace_filters(
+        self, *, error_type: str = "", model: str = "", agent: str = ""
+    ) -> dict[str, SpanQuerySet]:
+        """The spans each given span-level trace filter asks for (a trace matches when it has
+        one), each answered by its partial index (span_error_type_idx, span_model_idx,
+        span_agent_idx)."""
+        found: dict[str, SpanQuerySet] = {}
+        if error_type:
+            found["error_type"] = self.filter(status_code=STATUS_ERROR, span_type=error_type)
+        if model:
+            found["model"] = self.filter(model=model).exclude(model="")
+        if agent:
+            found["agent"] = self.filter(span_type=conventions.AGENT, label=agent)
+        return found
+
+    def holds_widely(self) -> bool:
+        """True if at least WALK_SPANS spans match: a bounded read of a partial index."""
+        return self.order_by()[:WALK_SPANS].count() >= WALK_SPANS
+
     def for_trace(self, trace_id: str) -> SpanQuerySet:
         return self.filter(trace_id=trace_id).order_by("start_ns", "span_id")
 

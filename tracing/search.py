@@ -59,6 +59,13 @@ _KINDS = "CASE {n}.kind WHEN 1 THEN 'INTERNAL' WHEN 2 THEN 'SERVER' WHEN 3 THEN 
     "WHEN 4 THEN 'PRODUCER' WHEN 5 THEN 'CONSUMER' ELSE '' END"  # fmt: skip
 
 
+# A failed span says so in its text, as the UI names its status: a search for "error" finds it
+# even when no name, message or attribute does.
+STATUS_WORD = "ERROR"
+_SQLITE_STATUS = f"CASE WHEN {{n}}.status_code = 2 THEN ' {STATUS_WORD}' ELSE '' END"
+_PG_STATUS = f"CASE WHEN n.status_code = 2 THEN '{STATUS_WORD}' END"
+
+
 def _sqlite_leaf(value: str, type_: str) -> str:
     """The text of one JSON value of json_each: leaves of a list, an object or a JSON string."""
     tree = "(SELECT group_concat(t.atom, ' ') FROM json_tree({v}) t WHERE t.atom IS NOT NULL)"
@@ -96,7 +103,7 @@ def _sqlite_text(n: str) -> str:
             f"{n}.label",
             f"{n}.span_id || ' ' || {n}.trace_id",
             f"{_KINDS.format(n=n)} || ' ' || {n}.span_type || ' ' || {n}.operation || ' ' || "
-            f"{n}.model || ' ' || {n}.service_name",
+            f"{n}.model || ' ' || {n}.service_name || {_SQLITE_STATUS.format(n=n)}",
             f"{n}.status_message",
             attributes,
             events,
@@ -125,6 +132,21 @@ SQLITE_DROP = [
 ]
 
 _PG_KINDS = _KINDS.format(n="n")
+# The text of a span (replaced, not dropped, when it changes: the trigger function calls it).
+PG_SEARCH_TEXT = f"""CREATE OR REPLACE FUNCTION tracing_span_search_text(n tracing_span)
+    RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT concat_ws(E'\\n', n.name, n.label, n.span_id || ' ' || n.trace_id,
+            concat_ws(' ', {_PG_KINDS}, n.span_type, n.operation, n.model, n.service_name,
+                {_PG_STATUS}),
+            n.status_message,
+            (SELECT string_agg(a.key || '=' || tracing_search_value(a.value), E'\\n')
+             FROM jsonb_each(CASE WHEN left(n.attributes_json, 1) = '{{'
+                 THEN tracing_jsonb(n.attributes_json, '{{}}'::jsonb) ELSE '{{}}' END) a),
+            left(tracing_json_leaves(tracing_jsonb(n.events_json, '[]'::jsonb)), {2 * CUT}),
+            (SELECT string_agg(r.key || '=' || tracing_search_value(r.value), E'\\n')
+             FROM jsonb_each(coalesce(
+                 tracing_jsonb(n.resource_json, '{{}}'::jsonb) -> 'attributes', '{{}}')) r))
+    $$"""
 POSTGRES_CREATE = [
     # A stored JSON column as jsonb, never failing the writer's insert: a NUL a span carried is
     # `\u0000` in JSON, which jsonb refuses; it is dropped (an escaped backslash before `u0000` is
@@ -171,19 +193,7 @@ POSTGRES_CREATE = [
         END IF;
         RETURN coalesce(s, '');
     END $$""",
-    f"""CREATE FUNCTION tracing_span_search_text(n tracing_span) RETURNS text LANGUAGE sql STABLE
-    AS $$
-        SELECT concat_ws(E'\\n', n.name, n.label, n.span_id || ' ' || n.trace_id,
-            concat_ws(' ', {_PG_KINDS}, n.span_type, n.operation, n.model, n.service_name),
-            n.status_message,
-            (SELECT string_agg(a.key || '=' || tracing_search_value(a.value), E'\\n')
-             FROM jsonb_each(CASE WHEN left(n.attributes_json, 1) = '{{'
-                 THEN tracing_jsonb(n.attributes_json, '{{}}'::jsonb) ELSE '{{}}' END) a),
-            left(tracing_json_leaves(tracing_jsonb(n.events_json, '[]'::jsonb)), {2 * CUT}),
-            (SELECT string_agg(r.key || '=' || tracing_search_value(r.value), E'\\n')
-             FROM jsonb_each(coalesce(
-                 tracing_jsonb(n.resource_json, '{{}}'::jsonb) -> 'attributes', '{{}}')) r))
-    $$""",
+    PG_SEARCH_TEXT,
     f"""CREATE FUNCTION tracing_span_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'DELETE' THEN
@@ -209,6 +219,29 @@ POSTGRES_DROP = [
     "DROP FUNCTION IF EXISTS tracing_jsonb(text, jsonb)",
     f"DROP TABLE IF EXISTS {TABLE}",
 ]
+
+
+def reindex_failed(apps: Any, schema_editor: Any) -> None:
+    """Index the text of the spans stored failed again, now that it names their status (few
+    spans: the partial index on failed spans finds them)."""
+    if schema_editor.connection.vendor == "sqlite":
+        failed = (
+            "SELECT id FROM tracing_span WHERE status_code = 2 "
+            f"AND id <= (SELECT last_id FROM {STATE})"
+        )
+        statements = [
+            f"DELETE FROM {TABLE} WHERE rowid IN ({failed})",
+            f"INSERT INTO {TABLE} (rowid, trace_id, body) SELECT s.id, s.trace_id, "
+            f"{_sqlite_text('s')} FROM tracing_span s WHERE s.id IN ({failed})",
+        ]
+    else:
+        statements = [
+            PG_SEARCH_TEXT,
+            f"UPDATE {TABLE} f SET body = tracing_span_search_text(s) FROM tracing_span s "
+            "WHERE s.id = f.id AND s.status_code = 2",
+        ]
+    for statement in statements:
+        schema_editor.execute(statement, params=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,19 +439,37 @@ PROBE_SPANS = 20_000
 BROAD_SPANS = 400  # 2 % of the newest spans
 
 
+# PostgreSQL has no index that counts matches within a range of spans: it reads the texts of the
+# newest PG_PROBE_SPANS and calls the search broad when PG_BROAD_SPANS of them match (the same 2 %;
+# a broad search stops reading early, a narrow one reads them all, a few milliseconds).
+PG_PROBE_SPANS = 1000
+PG_BROAD_SPANS = 20
+
+
 def is_broad(q: str, using: str = "default") -> bool:
     """True if walking the traces finds a page of matches sooner than collecting every match
     would: on SQLite, a search of short terms only (a scan either way), or one whose index terms
-    match at least BROAD_SPANS of the newest PROBE_SPANS spans indexed (one bounded index read).
-    PostgreSQL always collects (its planner picks the index or a scan by itself)."""
+    match at least BROAD_SPANS of the newest PROBE_SPANS spans indexed (one bounded index read);
+    on PostgreSQL, likewise short terms only, or one that PG_BROAD_SPANS of the newest
+    PG_PROBE_SPANS spans' texts hold."""
     words = terms(q)
-    if not words or _vendor(using) != "sqlite" or conventions_trace_id(q):
+    if not words or conventions_trace_id(q):
         return False
-    if any(_folds_beyond_ascii(w) for w in words):
+    sqlite = _vendor(using) == "sqlite"
+    if sqlite and any(_folds_beyond_ascii(w) for w in words):
         return False
     long = [w for w in words if len(w) >= 3]
     if not long:
-        return True
+        return True  # no trigram to look up: collecting would read every text
+    if not sqlite:
+        condition = " AND ".join("f.body ILIKE %s" for _ in words)
+        with connections[using].cursor() as cursor:
+            cursor.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT body FROM {TABLE} ORDER BY id DESC "
+                f"LIMIT %s) f WHERE {condition} LIMIT %s) matches",
+                [PG_PROBE_SPANS, *(_like(w) for w in words), PG_BROAD_SPANS],
+            )
+            return cursor.fetchone()[0] >= PG_BROAD_SPANS
     match = " AND ".join('"' + w.replace('"', '""') + '"' for w in long)
     with connections[using].cursor() as cursor:
         cursor.execute(
@@ -448,6 +499,16 @@ def text_exists(q: str, outer: str, using: str = "default") -> RawSQL | None:
     words = terms(q)
     if not words:
         return None
+    if _vendor(using) != "sqlite":
+        # The trace's rows of the search table through its trace_id index. A scalar subquery,
+        # not EXISTS: the planner would turn EXISTS into a join and, misjudging how many texts
+        # an ILIKE holds on, read every text first; this it evaluates per trace, in page order.
+        condition = " AND ".join("f.body ILIKE %s" for _ in words)
+        sql = (
+            f"COALESCE((SELECT TRUE FROM {TABLE} f WHERE f.trace_id = {outer}.trace_id "
+            f"AND {condition} LIMIT 1), FALSE)"
+        )
+        return RawSQL(sql, [_like(w) for w in words], output_field=BooleanField())
     # LIKE on the indexed text, read by rowid (a MATCH correlated with each span would read the
     # whole posting list every time): it folds the case of ASCII only, which is why is_broad()
     # leaves words with other cased letters to the index.
