@@ -394,6 +394,11 @@ class Trace(TimedRow, models.Model):
     output_preview = models.TextField(default="")
     # Set when the trace is first stored and kept (see tracing.projects).
     project = models.TextField(default=conventions.DEFAULT_PROJECT)
+    # USD of its priced model calls (Span.cost_usd summed at ingest; 0 when none), and how many
+    # model calls had no price (as tracing.costs.total counts them). Nullable only so that adding them alters the table
+    # in place; the writer always sets both, and the migration filled the older rows.
+    cost_usd = models.FloatField(null=True, blank=True)
+    unpriced_spans = models.IntegerField(null=True, blank=True)
 
     objects = TraceQuerySet.as_manager()
 
@@ -405,6 +410,7 @@ class Trace(TimedRow, models.Model):
             models.Index(fields=["-duration_ns", "-trace_id"], name="trace_duration_idx"),
             models.Index(fields=["-span_count", "-trace_id"], name="trace_span_count_idx"),
             models.Index(fields=["-total_tokens", "-trace_id"], name="trace_tokens_idx"),
+            models.Index(fields=["-cost_usd", "-trace_id"], name="trace_cost_idx"),
             models.Index(fields=["conversation_id", "start_ns"], name="trace_conversation_idx"),
             # A project's overview, newest first, and the list of projects by skip-scan.
             models.Index(fields=["project", "-start_ns", "-trace_id"], name="trace_project_idx"),
@@ -430,6 +436,14 @@ class Trace(TimedRow, models.Model):
     @property
     def display_name(self) -> str:
         return conventions.display_name(self.name, self.label)
+
+    @property
+    def cost(self) -> float | None:
+        """What the API and pages show (tracing.costs.total's rule): None when there were model
+        calls and none had a price, never a misleading 0."""
+        if self.unpriced_spans and not self.cost_usd:
+            return None
+        return self.cost_usd or 0.0
 
 
 # Where a walk through a trace's spans in start order stands: the last span's (start_ns, span_id).
@@ -488,6 +502,9 @@ class Span(TimedRow, models.Model):
     # project is that of the spans that created it. Nullable only so that adding it alters the
     # table in place: SQLite would otherwise rebuild it, dropping the search index's triggers.
     project = models.TextField(null=True, blank=True)  # noqa: DJ001
+    # A model call's USD at the prices in force when it was written (`manage.py reprice` redoes
+    # it); NULL: not a model call, or no price for its model. Nullable, so added in place.
+    cost_usd = models.FloatField(null=True, blank=True)
 
     objects = SpanQuerySet.as_manager()
 
