@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from studio import projects
 from studio.filters import TraceFilter
-from tracing import analysis, compare, conventions, costs, selectors
+from tracing import analysis, compare, conventions, selectors
 from tracing.models import Cursor, Span, SpanCursor, Trace, ns_to_datetime
 
 
@@ -56,6 +56,10 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "input_preview": trace.input_preview,
         "output_preview": trace.output_preview,
         "project": trace.project,
+        # Stored at ingest (`manage.py reprice` after the prices change); null when there were
+        # model calls and none had a price.
+        "cost_usd": trace.cost,
+        "unpriced_spans": trace.unpriced_spans or 0,
     }
 
 
@@ -77,10 +81,6 @@ def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
         }
         for event in span.events
     ]
-    # None: not a model call, or a model without a price.
-    cost_usd = None
-    if span.span_type in costs.MODEL_SPAN_TYPES:
-        cost_usd = costs.span_cost(span.attributes, selectors.price_table(), span.model)
     return {
         "trace_id": span.trace_id,
         "span_id": span.span_id,
@@ -109,7 +109,8 @@ def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
         "dropped_attributes_count": span.dropped_attributes_count,
         "dropped_events_count": span.dropped_events_count,
         "dropped_links_count": span.dropped_links_count,
-        "cost_usd": cost_usd,
+        # Stored at ingest; None: not a model call, or a model without a price.
+        "cost_usd": span.cost_usd,
     }
 
 
@@ -279,11 +280,8 @@ class TraceDetail(APIView):
 
     def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
         trace = _trace_or_404(trace_id)
+        # Its cost and unpriced calls are the summary's, stored at ingest.
         data = trace_to_dict(trace)
-        # Priced in the database from the model calls' token columns: no span is held for it.
-        cost = selectors.trace_cost(trace.trace_id)
-        data["cost_usd"] = cost.cost_usd
-        data["unpriced_spans"] = cost.unpriced_spans
         # The summary's fields, then the spans: the same document as one json.dumps would give.
         head = orjson.dumps(data)[:-1] + b',"spans":['
         return json_stream(request, _detail_parts(head, trace.trace_id))

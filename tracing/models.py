@@ -99,6 +99,9 @@ class TraceStats:
     duration_p50_ns: int | None
     duration_p95_ns: int | None
     newest_start_ns: int | None
+    # USD of the priced model calls (stored at ingest) and the model calls without a price.
+    cost_usd: float = 0.0
+    unpriced_spans: int = 0
     # True when the totals stop at a bound (a broad search): `traces` is then "at least".
     capped: bool = False
 
@@ -119,7 +122,9 @@ SELECT
     (SELECT duration_ns FROM f ORDER BY duration_ns LIMIT 1 OFFSET (
         SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
     (SELECT duration_ns FROM f ORDER BY duration_ns DESC LIMIT 1 OFFSET (
-        SELECT n - (n * 95 + 99) / 100 FROM n))
+        SELECT n - (n * 95 + 99) / 100 FROM n)),
+    COALESCE(SUM(cost_usd), 0),
+    COALESCE(SUM(unpriced_spans), 0)
 FROM f, n
 GROUP BY n.n
 """
@@ -140,13 +145,17 @@ SELECT
     (SELECT duration_ns FROM {table} ORDER BY duration_ns LIMIT 1 OFFSET (
         SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
     (SELECT duration_ns FROM {table} ORDER BY duration_ns DESC LIMIT 1 OFFSET (
-        SELECT n - (n * 95 + 99) / 100 FROM n))
+        SELECT n - (n * 95 + 99) / 100 FROM n)),
+    sums.cost_usd,
+    sums.unpriced_spans
 FROM n, (
     SELECT
         COALESCE(SUM(span_count), 0) AS span_count,
         COALESCE(SUM(error_count), 0) AS error_count,
         COALESCE(SUM(input_tokens), 0) AS input_tokens,
-        COALESCE(SUM(output_tokens), 0) AS output_tokens
+        COALESCE(SUM(output_tokens), 0) AS output_tokens,
+        COALESCE(SUM(cost_usd), 0) AS cost_usd,
+        COALESCE(SUM(unpriced_spans), 0) AS unpriced_spans
     FROM {table}
 ) AS sums
 """
@@ -182,6 +191,8 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         max_spans: int | None = None,
         min_tokens: int | None = None,
         max_tokens: int | None = None,
+        min_cost: float | None = None,
+        max_cost: float | None = None,
         max_duration_ns: int | None = None,
         error_type: str = "",
         model: str = "",
@@ -229,6 +240,10 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             qs = qs.filter(total_tokens__gte=min_tokens)
         if max_tokens is not None:
             qs = qs.filter(total_tokens__lte=max_tokens)
+        if min_cost is not None:
+            qs = qs.filter(cost_usd__gte=min_cost)
+        if max_cost is not None:
+            qs = qs.filter(cost_usd__lte=max_cost)
         if max_duration_ns is not None:
             qs = qs.filter(duration_ns__lte=max_duration_ns)
         spans = Span.objects.using(self.db)
@@ -315,7 +330,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         table = connection.ops.quote_name(self.model._meta.db_table)
         if self.query.where:
             columns = ("duration_ns", "span_count", "error_count", "status_code")
-            columns += ("input_tokens", "output_tokens", "start_ns")
+            columns += ("input_tokens", "output_tokens", "start_ns", "cost_usd", "unpriced_spans")
             rows = self.order_by()
             if first is not None:
                 field, descending, _ = first
@@ -331,14 +346,16 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             first = None
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None)
+            row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None, 0, 0)
         totals = [int(value) for value in row[:6]]
-        newest, p50, p95 = (None if value is None else int(value) for value in row[6:])
+        newest, p50, p95 = (None if value is None else int(value) for value in row[6:9])
         return TraceStats(
             *totals,
             duration_p50_ns=p50,
             duration_p95_ns=p95,
             newest_start_ns=newest,
+            cost_usd=float(row[9] or 0),
+            unpriced_spans=int(row[10] or 0),
             capped=first is not None and totals[0] >= first[2],
         )
 
@@ -395,8 +412,9 @@ class Trace(TimedRow, models.Model):
     # Set when the trace is first stored and kept (see tracing.projects).
     project = models.TextField(default=conventions.DEFAULT_PROJECT)
     # USD of its priced model calls (Span.cost_usd summed at ingest; 0 when none), and how many
-    # model calls had no price (as tracing.costs.total counts them). Nullable only so that adding them alters the table
-    # in place; the writer always sets both, and the migration filled the older rows.
+    # model calls had no price (as tracing.costs.total counts them). Nullable only so that
+    # adding them alters the table in place; the writer always sets both, and the migration
+    # filled the older rows.
     cost_usd = models.FloatField(null=True, blank=True)
     unpriced_spans = models.IntegerField(null=True, blank=True)
 
@@ -425,6 +443,8 @@ class Trace(TimedRow, models.Model):
                     "status_code",
                     "input_tokens",
                     "output_tokens",
+                    "cost_usd",
+                    "unpriced_spans",
                 ],
                 name="trace_cards_idx",
             ),
