@@ -169,6 +169,48 @@ class TraceList(APIView):
         )
 
 
+class TraceTimeline(APIView):
+    """`GET /api/traces/stats/`: the overview's charts for the same filters as `/api/traces/`
+    (tracing.timeline): per time bucket the traces, error traces, p50 and p95 duration, tokens
+    and cost, and the scatter's points (the slowest of each bucket, at most 2,000). Columns,
+    times in Unix seconds, as chart libraries take them."""
+
+    def get(self, request: Request) -> Response:
+        trace_filter = TraceFilter.from_query(request.query_params)
+        if trace_filter.errors:
+            raise ValidationError(trace_filter.errors)
+        line = trace_filter.timeline(trace_filter.traces())
+        size = len(line.traces)
+
+        def ms(values: list[int | None]) -> list[float | None]:
+            return [None if value is None else value / 1e6 for value in values]
+
+        return Response(
+            {
+                "count": line.count,
+                "start": iso(line.start_ns),
+                "end": iso(line.end_ns),
+                "bucket_seconds": line.bucket_ns / 1e9,
+                "buckets": {
+                    "time": [(line.start_ns + i * line.bucket_ns) / 1e9 for i in range(size)],
+                    "traces": line.traces,
+                    "errors": line.errors,
+                    "p50_ms": ms(line.p50_ns),
+                    "p95_ms": ms(line.p95_ns),
+                    "tokens": line.tokens,
+                    "cost_usd": line.cost_usd,
+                },
+                "points": {
+                    "time": [point[0] / 1e9 for point in line.points],
+                    "duration_ms": [point[1] / 1e6 for point in line.points],
+                    "trace_id": [point[2] for point in line.points],
+                    "error": [point[3] for point in line.points],
+                },
+                "sampled": line.sampled,
+            }
+        )
+
+
 class ProjectList(APIView):
     """`GET /api/projects/`: every project, most recently active first, with how many traces
     (and, per app, runs) it has and when it was last active."""

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from tracing import clauses as attribute_clauses
 from tracing import conventions, search
+from tracing import timeline as timelines
 from tracing.clauses import Clause
 from tracing.models import (
     STATUS_CODES,
@@ -435,6 +436,24 @@ class TraceFilter:
         if self.broad_search or self.broad_clauses:
             return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
         return traces.stats()
+
+    def timeline(self, traces: TraceQuerySet, now: datetime | None = None) -> timelines.Timeline:
+        """The overview's charts over the filter's time range (a preset's ends now); for a
+        broad search, over its first STATS_BOUND matches in the page's order, like the cards."""
+        since_ns, until_ns = self.window_ns(now)
+        if since_ns is not None and until_ns is None:
+            until_ns = datetime_to_ns(now or timezone.now())
+        if self.trace_id:
+            since_ns = until_ns = None
+        if self.broad_search or self.broad_clauses:
+            prefix = "-" if self.descending else ""
+            ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
+            return timelines.timeline(ordered[:STATS_BOUND], since_ns, until_ns)
+        return timelines.timeline(traces, since_ns, until_ns)
+
+    def charts_query(self) -> str:
+        """The query of this filter's charts: what it selects, whatever page or sort is shown."""
+        return replace(self, after=None, before=None, offset=0, sort=DEFAULT_SORT).query_string()
 
     def traces(self, now: datetime | None = None) -> TraceQuerySet:
         # A pasted trace id means "that trace", wherever it is in the project: the other filters
