@@ -212,7 +212,7 @@
       : minutes < 60 ? minutes + " min"
       : minutes < 1440 ? minutes / 60 + " h" : minutes / 1440 + " d";
     let text = data.count.toLocaleString() + " trace" + (data.count === 1 ? "" : "s") + ", per " + bucket + ".";
-    if (data.sampled) text += " The scatter shows the slowest " + data.points.time.length.toLocaleString() + ".";
+    if (data.sampled) text += " The scatter shows " + data.points.time.length.toLocaleString() + " of them: a sample and the slowest.";
     text += " Drag over a time range to filter to it.";
     note.textContent = text;
   }
