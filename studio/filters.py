@@ -438,8 +438,9 @@ class TraceFilter:
         return traces.stats()
 
     def timeline(self, traces: TraceQuerySet, now: datetime | None = None) -> timelines.Timeline:
-        """The overview's charts over the filter's time range (a preset's ends now); for a
-        broad search, over its first STATS_BOUND matches in the page's order, like the cards."""
+        """The overview's charts of `traces` (what this filter selects) over the filter's time
+        range (a preset's ends now); for a broad search, over its first STATS_BOUND matches in
+        the page's order, like the cards."""
         since_ns, until_ns = self.window_ns(now)
         if since_ns is not None and until_ns is None:
             until_ns = datetime_to_ns(now or timezone.now())
@@ -449,7 +450,9 @@ class TraceFilter:
             prefix = "-" if self.descending else ""
             ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
             return timelines.timeline(ordered[:STATS_BOUND], since_ns, until_ns)
-        return timelines.timeline(traces, since_ns, until_ns)
+        # The window is the buckets' bounds (tracing.timeline), not a filter of the rows.
+        unwindowed = replace(self, range=DEFAULT_RANGE, since=None, until=None)
+        return timelines.timeline(unwindowed.traces(now), since_ns, until_ns)
 
     def charts_query(self) -> str:
         """The query of this filter's charts: what it selects, whatever page or sort is shown."""

@@ -269,10 +269,8 @@ def test_the_stats_endpoint_aggregates_per_bucket_from_the_trace_rows(
     buckets = minute["buckets"]
     assert buckets["time"][:3] == [1_700_000_040, 1_700_000_100, 1_700_000_160]
     assert buckets["traces"][:3] == [5, 0, 2] and buckets["errors"][:3] == [1, 0, 0]
-    # Nearest rank over two-digit duration classes: within 5 % (the cards are exact).
-    near = lambda ms: pytest.approx(ms, rel=0.05)  # noqa: E731
-    assert buckets["p50_ms"][:3] == [near(3.0), None, near(10.0)]
-    assert buckets["p95_ms"][:3] == [near(5.0), None, near(20.0)]
+    assert buckets["p50_ms"][:3] == [3.0, None, 10.0]  # nearest rank, exact
+    assert buckets["p95_ms"][:3] == [5.0, None, 20.0]
     assert buckets["tokens"][:3] == [500, 0, 7]
     assert buckets["cost_usd"][:3] == [pytest.approx(1.25), 0, 1.0]
     points = minute["points"]
@@ -301,15 +299,25 @@ def test_the_scatter_samples_the_traces_and_keeps_the_slowest(
     # Ids below 4/10 of the id space (0 to 5), and the two slowest (4 and 9, 5 ms).
     assert [point[2][0] for point in line.points] == list("0123459")
     assert [point[1] // MS for point in line.points] == [1, 2, 3, 4, 5, 1, 5]
+    # More than four times the sample: read by trace id and duration index, not row by row.
+    monkeypatch.setattr(timeline, "SAMPLE", 2)
+    with django_assert_num_queries(3):
+        line = timeline.timeline(Trace.objects.all(), base, base + 2 * SECOND)
+    assert [point[2][0] for point in line.points] == list("01249")
     open_ended = timeline.timeline(Trace.objects.filter(start_ns__lt=base + SECOND), None, None)
     assert open_ended.count == 5 and open_ended.start_ns == base
     assert not open_ended.sampled and len(open_ended.points) == 5
 
 
-def test_histogram_classes_keep_two_significant_digits() -> None:
-    assert timeline.class_value(5 * 100 + 34) == 3_450_000  # 3.4 to 3.5 ms
-    assert timeline.class_value(7) == 7  # exact below 100 ns
-    assert timeline.class_value(1 * 100 + 42) == 425
+def test_a_broad_searchs_charts_count_its_first_matches(db: None) -> None:
+    base = 1_700_000_000 * SECOND
+    for n in range(5):
+        priced(n, 0.5, start_ns=base + n * SECOND, duration_ns=(n + 1) * MS, status_code=n % 2 * 2)
+    first = Trace.objects.order_by("-start_ns")[:3]  # what a broad search charts
+    line = timeline.timeline(first, base, base + 5 * SECOND)
+    assert line.traces == [0, 0, 1, 1, 1] and line.errors == [0, 0, 0, 1, 0]
+    assert line.p50_ns == [None, None, 3 * MS, 4 * MS, 5 * MS]
+    assert line.cost_usd == [0, 0, 0.5, 0.5, 0.5] and len(line.points) == 3
 
 
 def test_the_overview_links_its_charts_to_the_same_filter(
