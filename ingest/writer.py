@@ -129,8 +129,9 @@ FROM (
             AS output_tokens,
         MAX(conversation_id) AS conversation_id,
         -- Priced at ingest (otlp.SpanRecord.cost_usd); a model call without a price is
-        -- counted rather than taken as free.
-        COALESCE(SUM(cost_usd), 0) AS cost_usd,
+        -- counted rather than taken as free. Rounded to 1e-12 USD: a float sum's last bit
+        -- depends on the rows' order, and the summary must not.
+        ROUND(CAST(COALESCE(SUM(cost_usd), 0) AS NUMERIC), 12) AS cost_usd,
         SUM(CASE WHEN cost_usd IS NULL AND span_type IN ('llm', 'embedding') THEN 1 ELSE 0 END)
             AS unpriced_spans
     FROM tracing_span

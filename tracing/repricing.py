@@ -23,12 +23,12 @@ _KEYS = selectors.USAGE_KEYS
 _READS = len(costs.CACHE_READ_KEYS)
 _WRITES = _READS + len(costs.CACHE_WRITE_KEYS)
 
-# What the writer's summary stores (ingest.writer): the priced calls' sum, and the calls with
-# had no price.
+# What the writer's summary stores (ingest.writer): the priced calls' sum (rounded the same
+# way), and the model calls that had no price.
 _TRACE_SQL = f"""
 UPDATE tracing_trace SET
-    cost_usd = (SELECT COALESCE(SUM(s.cost_usd), 0) FROM tracing_span s
-                WHERE s.trace_id = tracing_trace.trace_id),
+    cost_usd = (SELECT ROUND(CAST(COALESCE(SUM(s.cost_usd), 0) AS NUMERIC), 12)
+                FROM tracing_span s WHERE s.trace_id = tracing_trace.trace_id),
     unpriced_spans = (SELECT COALESCE(SUM(CASE WHEN s.cost_usd IS NULL
                           AND s.span_type IN ({_MODEL_TYPES}) THEN 1 ELSE 0 END), 0)
                       FROM tracing_span s WHERE s.trace_id = tracing_trace.trace_id)
