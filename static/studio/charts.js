@@ -32,6 +32,7 @@
 
   function duration(ms) {
     if (ms == null) return "–";
+    if (ms === 0) return "0";
     if (ms < 1) return (ms * 1000).toPrecision(3) + " µs";
     if (ms < 1000) return ms.toPrecision(3) + " ms";
     if (ms < 60000) return (ms / 1000).toPrecision(3) + " s";
@@ -143,7 +144,7 @@
         { label: "Tokens", stroke: accent, width: 1.5, scale: "tokens", value: function (u, v) { return compact(v); } },
         { label: "Cost", stroke: ok, width: 1.5, scale: "usd", value: function (u, v) { return usd(v); } },
       ],
-      axes: [axis(), axis(compact, { scale: "tokens" }), axis(usd, { scale: "usd", side: 1, grid: { show: false }, size: 60 })],
+      axes: [axis(), axis(compact, { scale: "tokens" }), axis(usd, { scale: "usd", side: 1, grid: { show: false }, size: 72 })],
     }), [b.time, b.tokens, b.cost_usd], plot));
 
     // The scatter: one x per point (sorted by start), OK and error points as two series.
@@ -253,7 +254,10 @@
 
   function start() {
     const section = document.getElementById("charts");
-    if (section) later(function () { load(section); });
+    if (!section || section.dataset.state) return;
+    // Shown at once, at its final height, so that nothing below moves when the charts arrive.
+    section.hidden = false;
+    later(function () { load(section); });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
