@@ -174,18 +174,20 @@ def spans(traces: int, spans_per_trace: int) -> Any:
             span_start = start + (0 if s == 0 else rng.randrange(max(duration, 1)))
             span_end = start + duration if s == 0 else min(start + duration, span_start + 10**7)
             tokens = kind == "llm"
+            used = (rng.randrange(2000), rng.randrange(500)) if tokens else (0, 0)
+            # Priced as the decoder prices gpt-4o (2.50 / 10.00 USD per million).
+            cost = (used[0] * 2.5 + used[1] * 10.0) / 1e6 if tokens else None
             rows.append(
                 (
                     trace_id, span_id, "" if s == 0 else root_id, span_start, span_end, 1,
                     2 if failed and s == spans_per_trace - 1 else 0, kind,
-                    "invoke_agent" if s == 0 else "chat", rng.randrange(2000) if tokens else 0,
-                    rng.randrange(500) if tokens else 0, 0, 0, 0, 0,
+                    "invoke_agent" if s == 0 else "chat", used[0], used[1], 0, 0, 0, 0,
                     f"invoke_agent Friday-{t % 7}" if s == 0 else f"{kind} step {s}", service,
                     "gpt-4o" if tokens else "", "", conversation,
                     f"Question number {t}: how do I reset my password?" if s == 0 else "",
                     "boom" if failed and s == spans_per_trace - 1 else "", "", attributes, "[]",
                     "[]", json.dumps({"service.name": service}), '{"name": "agentscope"}',
-                    "default",
+                    "default", cost,
                 )
             )  # fmt: skip
         yield trace_id, rows
@@ -245,12 +247,20 @@ def main() -> None:
         "filtered: search name": "/traces/?range=all&q=Friday-3",
         "filtered: 7 d, min 2 s": "/traces/?range=7d&min_duration=2000",
         "sorted by duration": "/traces/?range=all&sort=-duration",
+        "sorted by cost": "/traces/?range=all&sort=-cost",
+        "filtered: min cost $0.01": "/traces/?range=all&min_cost=0.01",
         "deep page (90 % back)": f"/traces/?range=all&after={deep_cursor}",
         "htmx swap (filtered)": f"/traces/?range=all&service={RARE_SERVICE}",
         # The API pages the same way (and counts every match for `count`).
         "api: first page": "/api/traces/",
         "api: deep page (cursor)": f"/api/traces/?after={deep_cursor}",
         "api: deep page (offset)": f"/api/traces/?offset={count * 9 // 10}",
+        # The overview's charts (tracing.timeline): buckets and the scatter, one or two queries.
+        "stats: all time": "/api/traces/stats/",
+        "stats: 24 h": "/api/traces/stats/?range=24h",
+        "stats: 7 d": "/api/traces/stats/?range=7d",
+        "stats: service (1 %)": f"/api/traces/stats/?service={RARE_SERVICE}",
+        "stats: status ERROR": "/api/traces/stats/?status=ERROR",
         # The trace page of an ordinary trace among them, and of the big ones (--trace-pages).
         "trace page, 10 spans": f"/traces/{deep['trace_id']}/",
         "api: trace, 10 spans": f"/api/traces/{deep['trace_id']}/",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tracing import conventions
+from tracing import conventions, costs
+from tracing.prices import PriceTable
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -88,6 +90,8 @@ class SpanRecord:
     # The trace's project as this span claims it: the sending key's, else its resource's (see
     # Batch.set_project). The writer gives a trace the project of the spans that created it.
     project: str = conventions.DEFAULT_PROJECT
+    # A model call's USD at the decoder's prices (None: not a model call, or no price).
+    cost_usd: float | None = None
     # Not columns, for ingest.ownership: `keyed`, the project is an ingest key's (a key may add
     # spans only to its own project's traces); `refused`, set by the writer's last attempt when
     # the span was not stored for that reason.
@@ -201,29 +205,49 @@ def _inflate(body: bytes, wbits: int, limit: int, encoding: str, *, members: boo
     return bytes(out)
 
 
-def decode(body: bytes, content_type: str, into: Batch | None = None) -> Batch:
+def decode(
+    body: bytes, content_type: str, into: Batch | None = None, prices: PriceTable | None = None
+) -> Batch:
     """The body's spans as records, in `into` (a Batch whose `records` may be any sink with
-    `append`) or a new Batch."""
+    `append`) or a new Batch, model calls priced by `prices` (default: the shipped table)."""
     if content_type == PROTOBUF:
-        return decode_protobuf(body, into)
+        return decode_protobuf(body, into, prices)
     if content_type == JSON:
-        return decode_json(body, into)
+        return decode_json(body, into, prices)
     raise ValueError(f"unsupported content type {content_type!r}")
 
 
-def decode_protobuf(body: bytes, into: Batch | None = None) -> Batch:
+_shipped_prices: PriceTable | None = None
+
+
+def shipped_prices() -> PriceTable:
+    """The shipped price table: what a decoder without Django (a worker process) starts from."""
+    global _shipped_prices
+    if _shipped_prices is None:
+        _shipped_prices = PriceTable()
+    return _shipped_prices
+
+
+# The table a decode without `prices` uses; the ingest app points it at the one in use
+# (shipped + STUDIO_PRICES) when Django starts. Worker processes are handed theirs.
+default_prices: Callable[[], PriceTable] = shipped_prices
+
+
+def decode_protobuf(
+    body: bytes, into: Batch | None = None, prices: PriceTable | None = None
+) -> Batch:
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
     except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
         raise DecodeError(f"not a valid ExportTraceServiceRequest protobuf: {exc}") from None
-    return records_from_request(request, into)
+    return records_from_request(request, into, prices)
 
 
 _ID_FIELDS = (("traceId", 16), ("spanId", 8), ("parentSpanId", 8))
 
 
-def decode_json(body: bytes, into: Batch | None = None) -> Batch:
+def decode_json(body: bytes, into: Batch | None = None, prices: PriceTable | None = None) -> Batch:
     """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex, not base64."""
     try:
         # orjson, not json: it refuses lone surrogates (`"\ud800"`), which json admits and
@@ -255,7 +279,7 @@ def decode_json(body: bytes, into: Batch | None = None) -> Batch:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise DecodeError(f"not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
-    decoded = records_from_request(request, into)
+    decoded = records_from_request(request, into, prices)
     decoded.rejected += batch.rejected
     decoded.messages = (batch.messages + decoded.messages)[:MAX_MESSAGES]
     return decoded
@@ -341,8 +365,13 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-def records_from_request(request: ExportTraceServiceRequest, into: Batch | None = None) -> Batch:
+def records_from_request(
+    request: ExportTraceServiceRequest,
+    into: Batch | None = None,
+    prices: PriceTable | None = None,
+) -> Batch:
     batch = Batch() if into is None else into
+    table = default_prices() if prices is None else prices
     for resource_spans in request.resource_spans:
         resource = resource_spans.resource
         resource_attributes = key_values(resource.attributes)
@@ -367,7 +396,7 @@ def records_from_request(request: ExportTraceServiceRequest, into: Batch | None 
             scope_json = _dumps(scope_doc)
             for span in scope_spans.spans:
                 try:
-                    record = _record(span, service_name, resource_json, scope_json, batch)
+                    record = _record(span, service_name, resource_json, scope_json, batch, table)
                 except (ValueError, TypeError) as exc:
                     # An attribute no convention foresaw must cost its span, not the request.
                     batch.reject(f"span {span.name[:80]!r}: {exc}")
@@ -379,7 +408,12 @@ def records_from_request(request: ExportTraceServiceRequest, into: Batch | None 
 
 
 def _record(
-    span: Any, service_name: str, resource_json: str, scope_json: str, batch: Batch
+    span: Any,
+    service_name: str,
+    resource_json: str,
+    scope_json: str,
+    batch: Batch,
+    prices: PriceTable,
 ) -> SpanRecord | None:
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
@@ -419,6 +453,14 @@ def _record(
     links_json = _dumps([_link(link) for link in span.links]) if len(span.links) else "[]"
     status_code = span.status.code
     span_type = conventions.span_type(attributes)
+    model = _text(conventions.model(attributes))
+    # Priced here, where the attributes are parsed anyway: cost is stored, not read from the
+    # JSON bodies on every list (tracing.costs never counts cached tokens twice).
+    cost_usd = (
+        costs.cost(prices.price(model), costs.usage(attributes))
+        if span_type in costs.MODEL_SPAN_TYPES
+        else None
+    )
     return SpanRecord(
         trace_id=trace_id,
         span_id=span_id,
@@ -437,7 +479,7 @@ def _record(
         dropped_links_count=min(span.dropped_links_count, MAX_INT32),
         name=_text(span.name),
         service_name=service_name,
-        model=_text(conventions.model(attributes)),
+        model=model,
         label=_text(conventions.label(span.name, span_type, attributes)),
         conversation_id=_text(conventions.conversation_id(attributes)),
         # The overview shows the first user input of a trace: its root's, or an agent's while the
@@ -452,6 +494,7 @@ def _record(
         links_json=links_json,
         resource_json=resource_json,
         scope_json=scope_json,
+        cost_usd=cost_usd,
     )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest import otlp
+from tracing.prices import Price, PriceTable
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +66,23 @@ class _PickledRows(list):  # type: ignore[type-arg]
             self._rows = []
 
 
-def decode_rows(body: bytes, content_type: str) -> Rows:
-    """Run in a worker: otlp.decode, as (pickled chunks of row tuples, rejected, messages)."""
+_prices: tuple[dict[str, Price], PriceTable] | None = None
+
+
+def _price_table(overrides: dict[str, Price]) -> PriceTable:
+    """The server's price table, rebuilt in this worker only when its overrides change."""
+    global _prices
+    if _prices is None or _prices[0] != overrides:
+        _prices = (overrides, PriceTable(overrides))
+    return _prices[1]
+
+
+def decode_rows(body: bytes, content_type: str, overrides: dict[str, Price] | None = None) -> Rows:
+    """Run in a worker: otlp.decode, as (pickled chunks of row tuples, rejected, messages),
+    model calls priced with the server's overrides (STUDIO_PRICES) over the shipped table."""
     rows = _PickledRows()
-    batch = otlp.decode(body, content_type, otlp.Batch(records=rows))
+    prices = _price_table(overrides or {})
+    batch = otlp.decode(body, content_type, otlp.Batch(records=rows), prices)
     rows.flush()
     return rows.chunks, batch.rejected, batch.messages
 
@@ -131,11 +145,14 @@ class DecodePool:
                 )
             return self._executor
 
-    def decode(self, body: bytes, content_type: str) -> otlp.Batch:
-        """otlp.decode in a worker. Raises otlp.DecodeError as it does, or WorkerLost."""
+    def decode(
+        self, body: bytes, content_type: str, overrides: dict[str, Price] | None = None
+    ) -> otlp.Batch:
+        """otlp.decode in a worker, priced with `overrides` over the shipped table. Raises
+        otlp.DecodeError as it does, or WorkerLost."""
         executor = self._current()
         try:
-            result = executor.submit(decode_rows, body, content_type).result()
+            result = executor.submit(decode_rows, body, content_type, overrides).result()
         except (BrokenProcessPool, RuntimeError) as exc:
             # RuntimeError: another request found the pool broken and shut it down first.
             self._discard(executor)

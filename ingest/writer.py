@@ -107,7 +107,7 @@ _SUMMARY_SQL = """
 INSERT INTO tracing_trace (
     trace_id, name, root_span_id, has_root, span_type, service_name, start_ns, end_ns,
     duration_ns, span_count, error_count, status_code, input_tokens, output_tokens, total_tokens,
-    conversation_id, input_preview, label, output_preview, project
+    conversation_id, input_preview, label, output_preview, project, cost_usd, unpriced_spans
 )
 SELECT
     a.trace_id, r.name, r.span_id, r.parent_span_id = '', r.span_type, r.service_name,
@@ -115,7 +115,7 @@ SELECT
     CASE WHEN a.error_count > 0 THEN 2 ELSE r.status_code END,
     a.input_tokens, a.output_tokens, a.input_tokens + a.output_tokens,
     a.conversation_id, COALESCE(p.input_preview, ''), r.label, '',
-    COALESCE(r.project, 'default')
+    COALESCE(r.project, 'default'), a.cost_usd, a.unpriced_spans
 FROM (
     SELECT
         trace_id,
@@ -127,7 +127,13 @@ FROM (
             AS input_tokens,
         COALESCE(SUM(CASE WHEN span_type IN ('llm', 'embedding') THEN output_tokens ELSE 0 END), 0)
             AS output_tokens,
-        MAX(conversation_id) AS conversation_id
+        MAX(conversation_id) AS conversation_id,
+        -- Priced at ingest (otlp.SpanRecord.cost_usd); a model call without a price is
+        -- counted rather than taken as free. Rounded to 1e-12 USD: a float sum's last bit
+        -- depends on the rows' order, and the summary must not.
+        ROUND(CAST(COALESCE(SUM(cost_usd), 0) AS NUMERIC), 12) AS cost_usd,
+        SUM(CASE WHEN cost_usd IS NULL AND span_type IN ('llm', 'embedding') THEN 1 ELSE 0 END)
+            AS unpriced_spans
     FROM tracing_span
     WHERE trace_id IN ({ids})
     GROUP BY trace_id
@@ -168,7 +174,9 @@ ON CONFLICT (trace_id) DO UPDATE SET
     total_tokens = excluded.total_tokens,
     conversation_id = excluded.conversation_id,
     input_preview = excluded.input_preview,
-    label = excluded.label
+    label = excluded.label,
+    cost_usd = excluded.cost_usd,
+    unpriced_spans = excluded.unpriced_spans
 """
 # The output preview is the root span's final answer, read from its attributes: too costly for
 # SQL, so it is computed from the records before the transaction and set here, for the trace
@@ -545,7 +553,7 @@ def decode(body: bytes, content_type: str) -> Batch:
     if pool is None:
         return otlp.decode(body, content_type)
     try:
-        return pool.decode(body, content_type)
+        return pool.decode(body, content_type, settings.STUDIO_PRICES)
     except workers.WorkerLost as exc:
         raise DecoderLost(str(exc)) from None
 

@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from studio import projects
 from studio.filters import TraceFilter
-from tracing import analysis, conventions, costs, selectors
+from tracing import analysis, conventions, selectors
 from tracing.models import Cursor, Span, SpanCursor, Trace, ns_to_datetime
 
 
@@ -56,6 +56,10 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "input_preview": trace.input_preview,
         "output_preview": trace.output_preview,
         "project": trace.project,
+        # Stored at ingest (`manage.py reprice` after the prices change); null when there were
+        # model calls and none had a price.
+        "cost_usd": trace.cost,
+        "unpriced_spans": trace.unpriced_spans or 0,
     }
 
 
@@ -77,10 +81,6 @@ def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
         }
         for event in span.events
     ]
-    # None: not a model call, or a model without a price.
-    cost_usd = None
-    if span.span_type in costs.MODEL_SPAN_TYPES:
-        cost_usd = costs.span_cost(span.attributes, selectors.price_table(), span.model)
     return {
         "trace_id": span.trace_id,
         "span_id": span.span_id,
@@ -109,7 +109,8 @@ def span_to_dict(span: Span, *, raw: bool = False) -> dict[str, Any]:
         "dropped_attributes_count": span.dropped_attributes_count,
         "dropped_events_count": span.dropped_events_count,
         "dropped_links_count": span.dropped_links_count,
-        "cost_usd": cost_usd,
+        # Stored at ingest; None: not a model call, or a model without a price.
+        "cost_usd": span.cost_usd,
     }
 
 
@@ -164,6 +165,48 @@ class TraceList(APIView):
                 "next": link(page.next, None),
                 "previous": link(None, page.previous),
                 "results": [trace_to_dict(trace) for trace in page.rows],
+            }
+        )
+
+
+class TraceTimeline(APIView):
+    """`GET /api/traces/stats/`: the overview's charts for the same filters as `/api/traces/`
+    (tracing.timeline): per time bucket the traces, error traces, p50 and p95 duration, tokens
+    and cost, and the scatter's points (the slowest of each bucket, at most 2,000). Columns,
+    times in Unix seconds, as chart libraries take them."""
+
+    def get(self, request: Request) -> Response:
+        trace_filter = TraceFilter.from_query(request.query_params)
+        if trace_filter.errors:
+            raise ValidationError(trace_filter.errors)
+        line = trace_filter.timeline(trace_filter.traces())
+        size = len(line.traces)
+
+        def ms(values: list[int | None]) -> list[float | None]:
+            return [None if value is None else value / 1e6 for value in values]
+
+        return Response(
+            {
+                "count": line.count,
+                "start": iso(line.start_ns),
+                "end": iso(line.end_ns),
+                "bucket_seconds": line.bucket_ns / 1e9,
+                "buckets": {
+                    "time": [(line.start_ns + i * line.bucket_ns) / 1e9 for i in range(size)],
+                    "traces": line.traces,
+                    "errors": line.errors,
+                    "p50_ms": ms(line.p50_ns),
+                    "p95_ms": ms(line.p95_ns),
+                    "tokens": line.tokens,
+                    "cost_usd": line.cost_usd,
+                },
+                "points": {
+                    "time": [point[0] / 1e9 for point in line.points],
+                    "duration_ms": [point[1] / 1e6 for point in line.points],
+                    "trace_id": [point[2] for point in line.points],
+                    "error": [point[3] for point in line.points],
+                },
+                "sampled": line.sampled,
             }
         )
 
@@ -279,11 +322,8 @@ class TraceDetail(APIView):
 
     def get(self, request: Request, trace_id: str) -> StreamingHttpResponse:
         trace = _trace_or_404(trace_id)
+        # Its cost and unpriced calls are the summary's, stored at ingest.
         data = trace_to_dict(trace)
-        # Priced in the database from the model calls' token columns: no span is held for it.
-        cost = selectors.trace_cost(trace.trace_id)
-        data["cost_usd"] = cost.cost_usd
-        data["unpriced_spans"] = cost.unpriced_spans
         # The summary's fields, then the spans: the same document as one json.dumps would give.
         head = orjson.dumps(data)[:-1] + b',"spans":['
         return json_stream(request, _detail_parts(head, trace.trace_id))

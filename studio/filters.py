@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from tracing import clauses as attribute_clauses
 from tracing import conventions, search
+from tracing import timeline as timelines
 from tracing.clauses import Clause
 from tracing.models import (
     STATUS_CODES,
@@ -68,6 +69,7 @@ SORT_FIELDS = {
     "spans": "span_count",
     "tokens": "total_tokens",
     "errors": "error_count",
+    "cost": "cost_usd",
     "input_tokens": "input_tokens",
     "output_tokens": "output_tokens",
     "name": "name",
@@ -90,6 +92,8 @@ SORTS = {
     "spans": "Fewest spans",
     "-tokens": "Most tokens",
     "tokens": "Fewest tokens",
+    "-cost": "Most expensive",
+    "cost": "Cheapest",
 }
 DEFAULT_SORT = "-start"
 
@@ -97,6 +101,9 @@ DEFAULT_SORT = "-start"
 # sorting by name.
 _CURSOR = re.compile(r"^(.*)_([0-9a-f]{32})$", re.S)
 _INTEGER = re.compile(r"^-?\d{1,20}$")
+# Sort columns whose cursor value is a float (USD).
+FLOAT_SORTS = frozenset({"cost_usd"})
+_FLOAT = re.compile(r"^-?\d{1,20}(\.\d{1,20})?(e[-+]?\d{1,3})?$")
 
 
 def as_trace_id(text: str) -> str:
@@ -172,6 +179,9 @@ class TraceFilterForm(forms.Form):
     max_spans = forms.IntegerField(required=False, min_value=0, max_value=10**9)
     min_tokens = forms.IntegerField(required=False, min_value=0, max_value=10**15)
     max_tokens = forms.IntegerField(required=False, min_value=0, max_value=10**15)
+    # USD, on the cost stored at ingest (Trace.cost_usd).
+    min_cost = forms.FloatField(required=False, min_value=0, max_value=1e12)
+    max_cost = forms.FloatField(required=False, min_value=0, max_value=1e12)
     error_type = forms.ChoiceField(
         required=False, choices=[(kind, kind) for kind in conventions.SPAN_TYPES]
     )
@@ -183,12 +193,15 @@ class TraceFilterForm(forms.Form):
         since, until = data.get("since"), data.get("until")
         if since and until and since >= until:
             self.add_error("until", "must be later than the start of the range")
-        by_name = SORT_FIELDS[(data.get("sort") or DEFAULT_SORT).lstrip("-")] == "name"
+        sort_field = SORT_FIELDS[(data.get("sort") or DEFAULT_SORT).lstrip("-")]
+        by_name = sort_field == "name"
         for name in ("after", "before"):
             cursor = data.get(name)
             if cursor is None or by_name:
                 continue
-            if _INTEGER.match(cursor[0]):
+            if sort_field in FLOAT_SORTS and _FLOAT.match(cursor[0]):
+                data[name] = (float(cursor[0]), cursor[1])
+            elif sort_field not in FLOAT_SORTS and _INTEGER.match(cursor[0]):
                 data[name] = (int(cursor[0]), cursor[1])
             else:
                 self.add_error(name, "not a page cursor for this sort")
@@ -229,6 +242,8 @@ FIELD_LABELS = {
     "max_spans": "maximum span count",
     "min_tokens": "minimum tokens",
     "max_tokens": "maximum tokens",
+    "min_cost": "minimum cost",
+    "max_cost": "maximum cost",
     "error_type": "error span type",
     "model": "model",
     "agent": "agent",
@@ -261,6 +276,8 @@ class TraceFilter:
     max_spans: int | None = None
     min_tokens: int | None = None
     max_tokens: int | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
     error_type: str = ""
     model: str = ""
     agent: str = ""
@@ -330,6 +347,8 @@ class TraceFilter:
             max_spans=clean.get("max_spans"),
             min_tokens=clean.get("min_tokens"),
             max_tokens=clean.get("max_tokens"),
+            min_cost=clean.get("min_cost"),
+            max_cost=clean.get("max_cost"),
             error_type=clean.get("error_type") or "",
             model=(clean.get("model") or "").strip(),
             agent=(clean.get("agent") or "").strip(),
@@ -383,6 +402,8 @@ class TraceFilter:
             or self.max_spans is not None
             or self.min_tokens is not None
             or self.max_tokens is not None
+            or self.min_cost is not None
+            or self.max_cost is not None
             or self.error_type
             or self.model
             or self.agent
@@ -431,6 +452,27 @@ class TraceFilter:
             return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
         return traces.stats()
 
+    def timeline(self, traces: TraceQuerySet, now: datetime | None = None) -> timelines.Timeline:
+        """The overview's charts of `traces` (what this filter selects) over the filter's time
+        range (a preset's ends now); for a broad search, over its first STATS_BOUND matches in
+        the page's order, like the cards."""
+        since_ns, until_ns = self.window_ns(now)
+        if since_ns is not None and until_ns is None:
+            until_ns = datetime_to_ns(now or timezone.now())
+        if self.trace_id:
+            since_ns = until_ns = None
+        if self.broad_search or self.broad_clauses:
+            prefix = "-" if self.descending else ""
+            ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
+            return timelines.timeline(ordered[:STATS_BOUND], since_ns, until_ns)
+        # The window is the buckets' bounds (tracing.timeline), not a filter of the rows.
+        unwindowed = replace(self, range=DEFAULT_RANGE, since=None, until=None)
+        return timelines.timeline(unwindowed.traces(now), since_ns, until_ns)
+
+    def charts_query(self) -> str:
+        """The query of this filter's charts: what it selects, whatever page or sort is shown."""
+        return replace(self, after=None, before=None, offset=0, sort=DEFAULT_SORT).query_string()
+
     def traces(self, now: datetime | None = None) -> TraceQuerySet:
         # A pasted trace id means "that trace", wherever it is in the project: the other filters
         # would only hide it (they stay in the URL, for when the search box is cleared).
@@ -453,6 +495,8 @@ class TraceFilter:
             max_spans=self.max_spans,
             min_tokens=self.min_tokens,
             max_tokens=self.max_tokens,
+            min_cost=self.min_cost,
+            max_cost=self.max_cost,
             max_duration_ns=(
                 int(self.max_duration_ms * 1_000_000) if self.max_duration_ms is not None else None
             ),
@@ -506,6 +550,9 @@ class TraceFilter:
         for name in ("min_spans", "max_spans", "min_tokens", "max_tokens"):
             if getattr(self, name) is not None:
                 params[name] = str(getattr(self, name))
+        for name in ("min_cost", "max_cost"):
+            if getattr(self, name) is not None:
+                params[name] = f"{getattr(self, name):.12g}"
         for name in ("error_type", "model", "agent"):
             if getattr(self, name):
                 params[name] = getattr(self, name)

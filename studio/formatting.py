@@ -1,5 +1,5 @@
-"""Durations as every page shows them: the template filters and the trace page's rows (whose
-JSON carries them formatted, so trace.js has no copy of this)."""
+"""Durations and money as every page shows them: the template filters and the trace page's
+rows (whose JSON carries them formatted, so trace.js has no copy of this)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,17 @@ def duration(ns: int) -> str:
 def _significant(value: float) -> str:
     text = f"{value:.3g}"
     return f"{value:.0f}" if "e" in text else text
+
+
+def usd(value: float) -> str:
+    """Dollars to the precision a model call's cost needs: $0, <$0.0001, $0.0037, $1.25,
+    $1,234."""
+    if value <= 0:
+        return "$0"
+    if value < 0.0001:
+        return "<$0.0001"
+    if value < 0.01:
+        return f"${value:.4f}"
+    if value < 1000:
+        return f"${value:.2f}"
+    return f"${value:,.0f}"

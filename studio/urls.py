@@ -26,6 +26,7 @@ register_converter(SpanId, "span_id")
 api_patterns = [
     path("traces/", api.TraceList.as_view(), name="api_trace_list"),
     path("traces/compare/", api.TraceCompare.as_view(), name="api_trace_compare"),
+    path("traces/stats/", api.TraceTimeline.as_view(), name="api_trace_stats"),
     path("traces/<str:trace_id>/", api.TraceDetail.as_view(), name="api_trace_detail"),
     path("traces/<str:trace_id>/spans/", api.TraceSpans.as_view(), name="api_trace_spans"),
     path("projects/", api.ProjectList.as_view(), name="api_project_list"),

@@ -112,6 +112,7 @@ def test_the_walk_finds_the_routes_that_matter() -> None:
     names = {name for name, _ in all_paths()}
     assert {"trace_list", "api_trace_list", "trace_delete", "run_answer", "settings"} <= names
     assert {"trace_compare", "api_trace_compare"} <= names
+    assert "api_trace_stats" in names  # the overview's charts
     assert {"healthz", "login", "otlp_traces", "trpc_register_run"} <= names
 
 
@@ -281,6 +282,7 @@ def test_a_read_key_reads_the_api_as_its_user_until_revoked(login_mode: None) ->
         {"Authorization": f"Basic {basic}"},
     ):
         assert Client().get("/api/traces/", headers=headers).status_code == 200, headers
+    assert Client().get("/api/traces/stats/", headers={"X-API-Key": raw}).status_code == 200
     keys.revoke(key)
     assert Client().get("/api/traces/", headers={"X-API-Key": raw}).status_code == 401
 

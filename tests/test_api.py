@@ -54,6 +54,9 @@ def test_the_list_has_every_documented_field(client: Client, stored: None) -> No
         "input_preview": "How much is 120 EUR in JPY?",
         "output_preview": "120 EUR is about 19,500 JPY.",
         "project": "default",
+        # Priced at ingest, from its model calls' tokens.
+        "cost_usd": pytest.approx(0.0003744),
+        "unpriced_spans": 0,
     }
 
 

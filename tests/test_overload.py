@@ -171,7 +171,9 @@ def test_a_killed_worker_fails_its_request_with_503_and_the_next_one_works(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_lost_decoder_is_answered_503(monkeypatch: pytest.MonkeyPatch) -> None:
-    def lost(self: workers.DecodePool, body: bytes, content_type: str) -> otlp.Batch:
+    def lost(
+        self: workers.DecodePool, body: bytes, content_type: str, overrides: object = None
+    ) -> otlp.Batch:
         raise workers.WorkerLost("a decoding process died; retry")
 
     monkeypatch.setattr(workers.DecodePool, "decode", lost)

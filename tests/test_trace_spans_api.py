@@ -19,7 +19,6 @@ from rest_framework.renderers import JSONRenderer
 from ingest import otlp, writer
 from studio import api
 from tests.conftest import FIXTURES
-from tracing import selectors
 from tracing.models import Span, Trace
 from tracing.otlp_json import key_values
 
@@ -98,9 +97,8 @@ def streamed(response: Any) -> Any:
 
 def old_detail(trace_id: str) -> Any:
     """The detail as the API rendered it before it streamed: one dict through DRF's renderer."""
+    # Its cost_usd and unpriced_spans are the summary's, stored at ingest.
     data = api.trace_to_dict(Trace.objects.get(trace_id=trace_id))
-    cost = selectors.trace_cost(trace_id)
-    data["cost_usd"], data["unpriced_spans"] = cost.cost_usd, cost.unpriced_spans
     data["spans"] = [api.span_to_dict(span) for span in Span.objects.for_trace(trace_id)]
     return json.loads(JSONRenderer().render(data))
 

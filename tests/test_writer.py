@@ -348,6 +348,7 @@ def test_span_records_carry_exactly_the_span_models_columns() -> None:
         "SmallIntegerField": "int",
         "CharField": "str",
         "TextField": "str",
+        "FloatField": "float | None",  # a model call's cost: None without a price
     }
     model_columns = {
         field.column: python_types[field.get_internal_type()]

@@ -99,6 +99,9 @@ class TraceStats:
     duration_p50_ns: int | None
     duration_p95_ns: int | None
     newest_start_ns: int | None
+    # USD of the priced model calls (stored at ingest) and the model calls without a price.
+    cost_usd: float = 0.0
+    unpriced_spans: int = 0
     # True when the totals stop at a bound (a broad search): `traces` is then "at least".
     capped: bool = False
 
@@ -119,7 +122,9 @@ SELECT
     (SELECT duration_ns FROM f ORDER BY duration_ns LIMIT 1 OFFSET (
         SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
     (SELECT duration_ns FROM f ORDER BY duration_ns DESC LIMIT 1 OFFSET (
-        SELECT n - (n * 95 + 99) / 100 FROM n))
+        SELECT n - (n * 95 + 99) / 100 FROM n)),
+    COALESCE(SUM(cost_usd), 0),
+    COALESCE(SUM(unpriced_spans), 0)
 FROM f, n
 GROUP BY n.n
 """
@@ -140,13 +145,17 @@ SELECT
     (SELECT duration_ns FROM {table} ORDER BY duration_ns LIMIT 1 OFFSET (
         SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
     (SELECT duration_ns FROM {table} ORDER BY duration_ns DESC LIMIT 1 OFFSET (
-        SELECT n - (n * 95 + 99) / 100 FROM n))
+        SELECT n - (n * 95 + 99) / 100 FROM n)),
+    sums.cost_usd,
+    sums.unpriced_spans
 FROM n, (
     SELECT
         COALESCE(SUM(span_count), 0) AS span_count,
         COALESCE(SUM(error_count), 0) AS error_count,
         COALESCE(SUM(input_tokens), 0) AS input_tokens,
-        COALESCE(SUM(output_tokens), 0) AS output_tokens
+        COALESCE(SUM(output_tokens), 0) AS output_tokens,
+        COALESCE(SUM(cost_usd), 0) AS cost_usd,
+        COALESCE(SUM(unpriced_spans), 0) AS unpriced_spans
     FROM {table}
 ) AS sums
 """
@@ -182,6 +191,8 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         max_spans: int | None = None,
         min_tokens: int | None = None,
         max_tokens: int | None = None,
+        min_cost: float | None = None,
+        max_cost: float | None = None,
         max_duration_ns: int | None = None,
         error_type: str = "",
         model: str = "",
@@ -232,6 +243,10 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             qs = qs.filter(total_tokens__gte=min_tokens)
         if max_tokens is not None:
             qs = qs.filter(total_tokens__lte=max_tokens)
+        if min_cost is not None:
+            qs = qs.filter(cost_usd__gte=min_cost)
+        if max_cost is not None:
+            qs = qs.filter(cost_usd__lte=max_cost)
         if max_duration_ns is not None:
             qs = qs.filter(duration_ns__lte=max_duration_ns)
         filtered = Span.objects.using(self.db).trace_filters(
@@ -316,7 +331,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         table = connection.ops.quote_name(self.model._meta.db_table)
         if self.query.where:
             columns = ("duration_ns", "span_count", "error_count", "status_code")
-            columns += ("input_tokens", "output_tokens", "start_ns")
+            columns += ("input_tokens", "output_tokens", "start_ns", "cost_usd", "unpriced_spans")
             rows = self.order_by()
             if first is not None:
                 field, descending, _ = first
@@ -332,14 +347,16 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             first = None
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None)
+            row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None, 0, 0)
         totals = [int(value) for value in row[:6]]
-        newest, p50, p95 = (None if value is None else int(value) for value in row[6:])
+        newest, p50, p95 = (None if value is None else int(value) for value in row[6:9])
         return TraceStats(
             *totals,
             duration_p50_ns=p50,
             duration_p95_ns=p95,
             newest_start_ns=newest,
+            cost_usd=float(row[9] or 0),
+            unpriced_spans=int(row[10] or 0),
             capped=first is not None and totals[0] >= first[2],
         )
 
@@ -395,6 +412,12 @@ class Trace(TimedRow, models.Model):
     output_preview = models.TextField(default="")
     # Set when the trace is first stored and kept (see tracing.projects).
     project = models.TextField(default=conventions.DEFAULT_PROJECT)
+    # USD of its priced model calls (Span.cost_usd summed at ingest; 0 when none), and how many
+    # model calls had no price (as tracing.costs.total counts them). Nullable only so that
+    # adding them alters the table in place; the writer always sets both, and the migration
+    # filled the older rows.
+    cost_usd = models.FloatField(null=True, blank=True)
+    unpriced_spans = models.IntegerField(null=True, blank=True)
 
     objects = TraceQuerySet.as_manager()
     # Where a search matched in this trace, set by the overview; a class default, because the
@@ -409,6 +432,7 @@ class Trace(TimedRow, models.Model):
             models.Index(fields=["-duration_ns", "-trace_id"], name="trace_duration_idx"),
             models.Index(fields=["-span_count", "-trace_id"], name="trace_span_count_idx"),
             models.Index(fields=["-total_tokens", "-trace_id"], name="trace_tokens_idx"),
+            models.Index(fields=["-cost_usd", "-trace_id"], name="trace_cost_idx"),
             models.Index(fields=["conversation_id", "start_ns"], name="trace_conversation_idx"),
             # A project's overview, newest first, and the list of projects by skip-scan.
             models.Index(fields=["project", "-start_ns", "-trace_id"], name="trace_project_idx"),
@@ -423,6 +447,8 @@ class Trace(TimedRow, models.Model):
                     "status_code",
                     "input_tokens",
                     "output_tokens",
+                    "cost_usd",
+                    "unpriced_spans",
                 ],
                 name="trace_cards_idx",
             ),
@@ -434,6 +460,14 @@ class Trace(TimedRow, models.Model):
     @property
     def display_name(self) -> str:
         return conventions.display_name(self.name, self.label)
+
+    @property
+    def cost(self) -> float | None:
+        """What the API and pages show (tracing.costs.total's rule): None when there were model
+        calls and none had a price, never a misleading 0."""
+        if self.unpriced_spans and not self.cost_usd:
+            return None
+        return self.cost_usd or 0.0
 
 
 # Where a walk through a trace's spans in start order stands: the last span's (start_ns, span_id).
@@ -517,6 +551,9 @@ class Span(TimedRow, models.Model):
     # project is that of the spans that created it. Nullable only so that adding it alters the
     # table in place: SQLite would otherwise rebuild it, dropping the search index's triggers.
     project = models.TextField(null=True, blank=True)  # noqa: DJ001
+    # A model call's USD at the prices in force when it was written (`manage.py reprice` redoes
+    # it); NULL: not a model call, or no price for its model. Nullable, so added in place.
+    cost_usd = models.FloatField(null=True, blank=True)
 
     objects = SpanQuerySet.as_manager()
 

@@ -582,6 +582,7 @@ _FACT_FIELDS = (
     "status_code",
 )
 _USAGE_KEYS = costs.CACHE_READ_KEYS + costs.CACHE_WRITE_KEYS + costs.REASONING_KEYS
+USAGE_KEYS = _USAGE_KEYS
 # The request parameters a comparison shows (gen_ai.request.*, conventions.md).
 PARAM_KEYS = (
     "gen_ai.request.temperature",
@@ -655,16 +656,17 @@ def _span_rows(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    out = []
-    for row in rows:
-        extracted = row[-1]
-        if isinstance(extracted, str):
-            # SQLite: one path gives the value itself, several a JSON array of them.
-            extracted = orjson.loads(extracted) if len(keys) > 1 else [extracted]
-        elif extracted is not None and not isinstance(extracted, list):
-            extracted = [extracted]
-        out.append((row[:-1], extracted))
-    return out
+    return [(row[:-1], json_values(row[-1], len(keys))) for row in rows]
+
+
+def json_values(extracted: Any, keys: int) -> list[Any] | None:
+    """The values of `keys` attribute keys as the database extracted them (None: not asked)."""
+    if isinstance(extracted, str):
+        # SQLite: one path gives the value itself, several a JSON array of them.
+        return orjson.loads(extracted) if keys > 1 else [extracted]
+    if extracted is not None and not isinstance(extracted, list):
+        return [extracted]
+    return extracted
 
 
 _READS = len(costs.CACHE_READ_KEYS)

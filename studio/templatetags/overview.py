@@ -1,4 +1,4 @@
-"""Filters for the trace overview: nanosecond times and durations, compact numbers."""
+"""Filters for the trace overview: nanosecond times and durations, compact numbers, dollars."""
 
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ def compact(value: int | None) -> str:
             scaled = value / threshold
             return f"{scaled:.1f}{suffix}" if scaled < 10 else f"{scaled:.0f}{suffix}"
     return str(value)
+
+
+@register.filter
+def usd(value: float | None) -> str:
+    return "–" if value is None else formatting.usd(float(value))
 
 
 @register.filter
