@@ -25,7 +25,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ingest import otlp
+from ingest import memory, otlp
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,16 @@ class WorkerLost(Exception):
 # unpickles in short steps that leave the GIL to pages in between.
 CHUNK_ROWS = 2000
 
+# Columns whose values repeat from span to span (a trace's id, a service, a span name, `{}`):
+# each distinct value is pickled once a chunk (pickle's memo keeps one object per identity), so
+# the server makes one string where it made one per span. Span ids and times never repeat.
+_SHARED = frozenset(
+    ("trace_id", "parent_span_id", "span_type", "operation", "name", "service_name", "model",
+     "label", "conversation_id", "status_message", "trace_state", "attributes_json",
+     "events_json", "links_json", "resource_json", "scope_json", "project")
+)  # fmt: skip
+_SHARED_AT = tuple(i for i, column in enumerate(otlp.SPAN_COLUMNS) if column in _SHARED)
+
 
 class _PickledRows(list):  # type: ignore[type-arg]
     """A Batch's `records` for a worker: each record appended becomes a row in a pickled chunk."""
@@ -53,9 +63,14 @@ class _PickledRows(list):  # type: ignore[type-arg]
         super().__init__()
         self.chunks: list[bytes] = []
         self._rows: list[tuple[Any, ...]] = []
+        self._seen: dict[Any, Any] = {}
 
     def append(self, record: Any) -> None:
-        self._rows.append(_row(record))
+        row = list(_row(record))
+        seen = self._seen.setdefault
+        for i in _SHARED_AT:
+            row[i] = seen(row[i], row[i])
+        self._rows.append(tuple(row))
         if len(self._rows) >= CHUNK_ROWS:
             self.flush()
 
@@ -63,14 +78,20 @@ class _PickledRows(list):  # type: ignore[type-arg]
         if self._rows:
             self.chunks.append(pickle.dumps(self._rows, protocol=pickle.HIGHEST_PROTOCOL))
             self._rows = []
+            self._seen.clear()
 
 
 def decode_rows(body: bytes, content_type: str) -> Rows:
     """Run in a worker: otlp.decode, as (pickled chunks of row tuples, rejected, messages)."""
-    rows = _PickledRows()
-    batch = otlp.decode(body, content_type, otlp.Batch(records=rows))
-    rows.flush()
-    return rows.chunks, batch.rejected, batch.messages
+    try:
+        rows = _PickledRows()
+        batch = otlp.decode(body, content_type, otlp.Batch(records=rows))
+        rows.flush()
+        return rows.chunks, batch.rejected, batch.messages
+    finally:
+        # The parsed message and the rows are freed by now: hand their memory back, so the
+        # worker's resident size is one decode's, not the largest heap it ever grew.
+        memory.trim(interval=0)
 
 
 def batch_from_rows(result: Rows) -> otlp.Batch:
@@ -83,6 +104,8 @@ def batch_from_rows(result: Rows) -> otlp.Batch:
 
 
 def _start_worker(server_pid: int) -> None:
+    # A fresh interpreter: the server's malloc settings are not inherited.
+    memory.limit_heap_growth()
     # A server killed outright (SIGKILL, OOM) cannot stop its workers, and they are not its
     # direct children (they fork from the forkserver): they watch for it and go with it.
     threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()

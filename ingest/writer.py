@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from ingest import otlp, workers
+from ingest import memory, otlp, workers
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
 from tracing import conventions, messages, projects
 from tracing.signals import traces_changed
@@ -330,6 +330,10 @@ class Writer:
                         self._queued_bytes -= sum(size for _, _, size in taken)
                     # Not kept while waiting for the next batch: the queue no longer counts it.
                     del taken
+                    if not self._queued_spans:
+                        # Drained: the spans' strings freed into malloc's heaps go back to the
+                        # OS, so the next burst starts from the server's own size.
+                        memory.trim()
         finally:
             connection.close()
 
