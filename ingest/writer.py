@@ -569,5 +569,7 @@ def accept(
         reservation.resize(decoded_size(len(body)))
         batch = decode(body, content_type)
         batch.set_project(project)
-        # Queued before the reservation goes: from here the queue's bound holds the records.
-        return batch, get_writer().submit(batch.records)
+        # Queued before the reservation goes: from here the queue's bound holds the records, and
+        # only the queue: the writer frees them as it commits, not once the caller wakes.
+        records, batch.records = batch.records, []
+        return batch, get_writer().submit(records)

@@ -212,3 +212,27 @@ def test_a_lost_decoder_is_answered_503(monkeypatch: pytest.MonkeyPatch) -> None
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "2"
     assert not Span.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_spans_are_freed_before_their_request_wakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once the writer commits, the queue stops counting a request's records and new bodies are
+    # admitted; the request itself may wake much later under load. So it must not be what
+    # keeps its records alive, or memory holds twice what the budget counts.
+    import tracemalloc
+
+    monkeypatch.setattr("ingest.writer.get_decode_pool", lambda: None)
+    body = tiny_spans(20_000)
+    tracemalloc.start()
+    try:
+        batch, future = writer.accept(body, otlp.PROTOBUF)
+        future.result(60)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert batch.rejected == 0
+    assert Span.objects.count() == 20_000
+    # The records of 20,000 spans take about 8 MB.
+    assert held < 2_000_000
