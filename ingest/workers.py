@@ -106,8 +106,8 @@ def batch_from_rows(result: Rows) -> otlp.Batch:
 def _start_worker(server_pid: int) -> None:
     # A fresh interpreter: the server's malloc settings are not inherited.
     memory.limit_heap_growth()
-    # A server killed outright (SIGKILL, OOM) cannot stop its workers, and they are not its
-    # direct children (they fork from the forkserver): they watch for it and go with it.
+    # A server killed outright (SIGKILL, OOM) cannot stop its workers: they watch for it and go
+    # with it.
     threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
 
 
@@ -142,10 +142,11 @@ class DecodePool:
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                # forkserver: workers fork from a small clean process, not from this one and its
-                # threads (gRPC's among them, which do not survive a fork).
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["ingest.otlp"])
+                # spawn: workers are fresh interpreters, not forks of this process and its
+                # threads (gRPC's among them, which do not survive a fork). Not forkserver: its
+                # server process is one more interpreter resident for good, and the pages a
+                # worker inherits from it count again in the worker's resident size.
+                context = multiprocessing.get_context("spawn")
                 self._executor = ProcessPoolExecutor(
                     self.workers,
                     mp_context=context,
