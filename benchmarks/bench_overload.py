@@ -3,6 +3,10 @@
     python benchmarks/bench_overload.py                        # both scenarios, default settings
     python benchmarks/bench_overload.py --scenario senders --repeat 3
     python benchmarks/bench_overload.py --scenario big --big-mb 60
+    python benchmarks/bench_overload.py --compare /tmp/old-studio --repeat 2   # before/after
+
+`--compare DIR` runs each round twice, alternating: first with the Studio in DIR (another
+checkout, e.g. `git archive <commit> | tar -x -C DIR`), then with this one, on the same bodies.
 
 Starts a real `runstudio` (SQLite under TMPDIR, default settings unless the environment says
 otherwise) and runs one scenario at a time:
@@ -16,8 +20,10 @@ otherwise) and runs one scenario at a time:
 Senders retry 503 after its Retry-After, as the OTLP exporters do (a bounded number of times).
 Meanwhile a reader polls `/traces/` and records its latency. Reports the server's peak memory
 (VmHWM of runstudio, plus that of any child process it started: worker processes), the sampled
-peak of their summed RSS, `/traces/` p50/p95/max, ingest throughput, and whether every
-acknowledged span is in the database at the end (count of rows == spans acknowledged).
+peak of their summed RSS and of their summed PSS (shared pages divided among the processes
+sharing them, so the forkserver's pages inherited by a worker count once), `/traces/`
+p50/p95/max, ingest throughput, and whether every acknowledged span is in the database at the
+end (count of rows == spans acknowledged).
 Traffic goes to 127.0.0.1 only.
 """
 
@@ -42,6 +48,7 @@ from google.protobuf.internal.encoder import _VarintBytes
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import tests.conftest  # noqa: E402
 from benchmarks.bench_ingest import build_bodies  # noqa: E402
 from tests.conftest import start_studio  # noqa: E402
 
@@ -97,6 +104,16 @@ def memory_kb(pid: int, field_name: str) -> int:
     return 0
 
 
+def pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def children(pid: int) -> set[int]:
     found: set[int] = set()
     try:
@@ -119,6 +136,7 @@ class Probe:
     latencies: list[float] = field(default_factory=list)
     page_errors: int = 0
     peak_rss_kb: int = 0
+    peak_pss_kb: int = 0
     child_hwm_kb: dict[int, int] = field(default_factory=dict)
 
     def sample_memory(self) -> None:
@@ -126,6 +144,8 @@ class Probe:
             kids = children(self.pid)
             rss = memory_kb(self.pid, "VmRSS") + sum(memory_kb(c, "VmRSS") for c in kids)
             self.peak_rss_kb = max(self.peak_rss_kb, rss)
+            pss = pss_kb(self.pid) + sum(pss_kb(c) for c in kids)
+            self.peak_pss_kb = max(self.peak_pss_kb, pss)
             for child in kids:
                 hwm = memory_kb(child, "VmHWM")
                 self.child_hwm_kb[child] = max(self.child_hwm_kb.get(child, 0), hwm)
@@ -235,7 +255,7 @@ def run(name: str, per_sender: list[list[tuple[bytes, int]]]) -> dict[str, float
         f"  peak memory: runstudio VmHWM {hwm_main / 1024:.0f} MB, children VmHWM "
         f"{hwm_children / 1024:.0f} MB ({len(probe.child_hwm_kb)} processes), sum "
         f"{(hwm_main + hwm_children) / 1024:.0f} MB; sampled peak of summed RSS "
-        f"{probe.peak_rss_kb / 1024:.0f} MB\n"
+        f"{probe.peak_rss_kb / 1024:.0f} MB, of summed PSS {probe.peak_pss_kb / 1024:.0f} MB\n"
         f"  /traces/ idle: median {statistics.median(idle) * 1000:.0f} ms over {len(idle)}; "
         f"under load: p50 {percentile(loaded, 50) * 1000:.0f} ms, "
         f"p95 {percentile(loaded, 95) * 1000:.0f} ms, max {max(loaded) * 1000:.0f} ms "
@@ -247,6 +267,8 @@ def run(name: str, per_sender: list[list[tuple[bytes, int]]]) -> dict[str, float
     )
     return {
         "hwm_mb": (hwm_main + hwm_children) / 1024,
+        "pss_mb": probe.peak_pss_kb / 1024,
+        "spans_s": tally.acknowledged / elapsed,
         "p95_ms": percentile(loaded, 95) * 1000,
         "ok": float(ok),
     }
@@ -262,7 +284,21 @@ def main() -> None:
     parser.add_argument("--big-senders", type=int, default=2)
     parser.add_argument("--big-count", type=int, default=2, help="big bodies per sender")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--compare", type=Path, help="another Studio checkout: alternate rounds with its server"
+    )
     args = parser.parse_args()
+    trees = [("base", args.compare.resolve()), ("this", ROOT)] if args.compare else [("", ROOT)]
+    results: dict[str, list[dict[str, float]]] = {}
+
+    def rounds(name: str, per_sender: list[list[tuple[bytes, int]]]) -> None:
+        for n in range(args.repeat):
+            for label, root in trees:
+                # start_studio runs manage.py in tests.conftest.ROOT.
+                tests.conftest.ROOT = root
+                key = f"{name} {label}".strip()
+                results.setdefault(key, []).append(run(f"{key} #{n + 1}", per_sender))
+
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
@@ -278,8 +314,7 @@ def main() -> None:
         per_sender = [
             [(body, args.spans) for body in bodies[i :: args.senders]] for i in range(args.senders)
         ]
-        for n in range(args.repeat):
-            run(f"senders #{n + 1}", per_sender)
+        rounds("senders", per_sender)
     if args.scenario in ("big", "both"):
         per_sender = []
         first = 0
@@ -293,8 +328,17 @@ def main() -> None:
         print(
             f"big: bodies of {len(per_sender[0][0][0]) / 1e6:.1f} MB, {per_sender[0][0][1]:,} spans"
         )
-        for n in range(args.repeat):
-            run(f"big #{n + 1}", per_sender)
+        rounds("big", per_sender)
+    print("summary (each round; memory peaks in MB):")
+    for key, rows in results.items():
+        print(
+            f"  {key}: summed VmHWM {[round(r['hwm_mb']) for r in rows]}, "
+            f"summed PSS {[round(r['pss_mb']) for r in rows]}, "
+            f"spans/s {[round(r['spans_s']) for r in rows]}, "
+            f"/traces/ p95 ms {[round(r['p95_ms']) for r in rows]}, "
+            f"all stored {all(r['ok'] for r in rows)}"
+        )
+    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

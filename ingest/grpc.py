@@ -49,7 +49,7 @@ def export(request: bytes, context: grpc.ServicerContext) -> bytes:
         # Nothing was stored, and the failure may pass: exporters retry UNAVAILABLE only.
         context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
     except Exception:
-        logger.exception("storing %d spans failed", len(batch.records))
+        logger.exception("storing a batch of spans failed")
         context.abort(grpc.StatusCode.INTERNAL, "storing the spans failed; see the Studio log")
     batch.count_refused()
     return otlp.response_message(batch).SerializeToString()

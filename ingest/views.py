@@ -144,6 +144,9 @@ async def _export(
             batch.set_project(await lookup)  # KeyDenied: a wrong key queues nothing
             # Queued before the reservation goes: from here the queue's bound holds the records.
             future = writer.get_writer().submit(batch.records)
+            # ...and only the queue: the writer frees them as it commits, not once this request
+            # gets its turn again (under load, new bodies are admitted in between).
+            spans, batch.records = len(batch.records), []
     except Unavailable as exc:
         return _error(503, str(exc), content_type, Retry_After=str(RETRY_AFTER_SECONDS))
     except otlp.BodyTooLarge as exc:
@@ -172,7 +175,7 @@ async def _export(
             Retry_After=str(RETRY_AFTER_SECONDS),
         )
     except Exception:
-        logger.exception("storing %d spans failed", len(batch.records))
+        logger.exception("storing %d spans failed", spans)
         return _error(500, "storing the spans failed; see the Studio log", content_type)
     batch.count_refused()
     return HttpResponse(otlp.encode_response(batch, content_type), content_type=content_type)

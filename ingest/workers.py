@@ -25,7 +25,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ingest import otlp
+from ingest import memory, otlp
 from tracing.prices import Price, PriceTable
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,16 @@ class WorkerLost(Exception):
 # unpickles in short steps that leave the GIL to pages in between.
 CHUNK_ROWS = 2000
 
+# Columns whose values repeat from span to span (a trace's id, a service, a span name, `{}`):
+# each distinct value is pickled once a chunk (pickle's memo keeps one object per identity), so
+# the server makes one string where it made one per span. Span ids and times never repeat.
+_SHARED = frozenset(
+    ("trace_id", "parent_span_id", "span_type", "operation", "name", "service_name", "model",
+     "label", "conversation_id", "status_message", "trace_state", "attributes_json",
+     "events_json", "links_json", "resource_json", "scope_json", "project")
+)  # fmt: skip
+_SHARED_AT = tuple(i for i, column in enumerate(otlp.SPAN_COLUMNS) if column in _SHARED)
+
 
 class _PickledRows(list):  # type: ignore[type-arg]
     """A Batch's `records` for a worker: each record appended becomes a row in a pickled chunk."""
@@ -54,9 +64,14 @@ class _PickledRows(list):  # type: ignore[type-arg]
         super().__init__()
         self.chunks: list[bytes] = []
         self._rows: list[tuple[Any, ...]] = []
+        self._seen: dict[Any, Any] = {}
 
     def append(self, record: Any) -> None:
-        self._rows.append(_row(record))
+        row = list(_row(record))
+        seen = self._seen.setdefault
+        for i in _SHARED_AT:
+            row[i] = seen(row[i], row[i])
+        self._rows.append(tuple(row))
         if len(self._rows) >= CHUNK_ROWS:
             self.flush()
 
@@ -64,6 +79,7 @@ class _PickledRows(list):  # type: ignore[type-arg]
         if self._rows:
             self.chunks.append(pickle.dumps(self._rows, protocol=pickle.HIGHEST_PROTOCOL))
             self._rows = []
+            self._seen.clear()
 
 
 _prices: tuple[dict[str, Price], PriceTable] | None = None
@@ -80,11 +96,16 @@ def _price_table(overrides: dict[str, Price]) -> PriceTable:
 def decode_rows(body: bytes, content_type: str, overrides: dict[str, Price] | None = None) -> Rows:
     """Run in a worker: otlp.decode, as (pickled chunks of row tuples, rejected, messages),
     model calls priced with the server's overrides (STUDIO_PRICES) over the shipped table."""
-    rows = _PickledRows()
-    prices = _price_table(overrides or {})
-    batch = otlp.decode(body, content_type, otlp.Batch(records=rows), prices)
-    rows.flush()
-    return rows.chunks, batch.rejected, batch.messages
+    try:
+        rows = _PickledRows()
+        prices = _price_table(overrides or {})
+        batch = otlp.decode(body, content_type, otlp.Batch(records=rows), prices)
+        rows.flush()
+        return rows.chunks, batch.rejected, batch.messages
+    finally:
+        # The parsed message and the rows are freed by now: hand their memory back, so the
+        # worker's resident size is one decode's, not the largest heap it ever grew.
+        memory.trim(interval=0)
 
 
 def batch_from_rows(result: Rows) -> otlp.Batch:
@@ -97,8 +118,10 @@ def batch_from_rows(result: Rows) -> otlp.Batch:
 
 
 def _start_worker(server_pid: int) -> None:
-    # A server killed outright (SIGKILL, OOM) cannot stop its workers, and they are not its
-    # direct children (they fork from the forkserver): they watch for it and go with it.
+    # A fresh interpreter: the server's malloc settings are not inherited.
+    memory.limit_heap_growth()
+    # A server killed outright (SIGKILL, OOM) cannot stop its workers: they watch for it and go
+    # with it.
     threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
 
 
@@ -133,10 +156,11 @@ class DecodePool:
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                # forkserver: workers fork from a small clean process, not from this one and its
-                # threads (gRPC's among them, which do not survive a fork).
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["ingest.otlp"])
+                # spawn: workers are fresh interpreters, not forks of this process and its
+                # threads (gRPC's among them, which do not survive a fork). Not forkserver: its
+                # server process is one more interpreter resident for good, and the pages a
+                # worker inherits from it count again in the worker's resident size.
+                context = multiprocessing.get_context("spawn")
                 self._executor = ProcessPoolExecutor(
                     self.workers,
                     mp_context=context,

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from ingest import otlp, ownership, workers
+from ingest import memory, otlp, ownership, workers
 from ingest.otlp import SPAN_COLUMNS, Batch, SpanRecord
 from tracing import conventions, messages, projects
 from tracing.signals import traces_changed
@@ -340,6 +340,10 @@ class Writer:
                         self._queued_bytes -= sum(size for _, _, size in taken)
                     # Not kept while waiting for the next batch: the queue no longer counts it.
                     del taken
+                    if not self._queued_spans:
+                        # Drained: the spans' strings freed into malloc's heaps go back to the
+                        # OS, so the next burst starts from the server's own size.
+                        memory.trim()
         finally:
             connection.close()
 
@@ -575,5 +579,7 @@ def accept(
         reservation.resize(decoded_size(len(body)))
         batch = decode(body, content_type)
         batch.set_project(project)
-        # Queued before the reservation goes: from here the queue's bound holds the records.
-        return batch, get_writer().submit(batch.records)
+        # Queued before the reservation goes: from here the queue's bound holds the records, and
+        # only the queue: the writer frees them as it commits, not once the caller wakes.
+        records, batch.records = batch.records, []
+        return batch, get_writer().submit(records)

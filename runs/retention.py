@@ -39,6 +39,12 @@ def purgeable(cutoff: datetime | None, using: str) -> QuerySet[Run]:
 def purge_runs(context: PurgeContext) -> int:
     cutoff = ns_to_datetime(context.cutoff_ns) if context.cutoff_ns is not None else None
     candidates = purgeable(cutoff, context.using)
+    # The same projects as the traces' pass: a project with a policy of its own keeps its runs
+    # by that policy.
+    if context.project is not None:
+        candidates = candidates.filter(project=context.project)
+    elif context.others:
+        candidates = candidates.exclude(project__in=context.others)
     if context.dry_run:
         return candidates.count()
     deleted = 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote, unquote
 
+from django import forms
 from django.db import models, transaction
 from django.http import HttpRequest, HttpResponse
 
@@ -91,6 +92,13 @@ def delete(name: str) -> list[str]:
             Span.objects.filter(trace_id__in=ids).delete()
             Trace.objects.filter(trace_id__in=ids).delete()
         gone += ids
+
+
+class RetentionForm(forms.Form):
+    """A project's own retention; a blank field keeps the global default, 0 turns it off."""
+
+    days = forms.IntegerField(required=False, min_value=0, max_value=1_000_000)
+    max_spans = forms.IntegerField(required=False, min_value=0, max_value=10**15)
 
 
 def remembered(request: HttpRequest) -> str:

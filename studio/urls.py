@@ -56,6 +56,11 @@ urlpatterns = [
     path("projects/", views.project_list, name="project_list"),
     path("projects/<segment:project>/", views.project_home, name="project_home"),
     path("projects/<segment:project>/delete/", views.project_delete, name="project_delete"),
+    path(
+        "projects/<segment:project>/retention/",
+        views.project_retention,
+        name="project_retention",
+    ),
     # What AgentScope prints is `/projects/<project>`, without the slash and with the name as
     # the user wrote it (slashes and all); earlier Studios' links ended in one.
     path("projects/<any_text:project>", views.project_redirect, name="project_redirect"),

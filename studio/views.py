@@ -43,7 +43,7 @@ from studio.filters import (
     zone_from_cookie,
 )
 from studio.runtime import runtime
-from tracing import clauses, conventions, otlp_json, search, selectors
+from tracing import clauses, conventions, otlp_json, retention, search, selectors
 from tracing.models import STATUS_CODES, Span, Trace
 
 
@@ -152,6 +152,18 @@ def project_delete(request: HttpRequest, project: str) -> HttpResponse:
     return render(request, "studio/project_delete.html", {"project": summary, "nav": "projects"})
 
 
+@requires_admin
+@require_POST
+def project_retention(request: HttpRequest, project: str) -> HttpResponse:
+    """Set the project's own retention (days, max spans; blank: the global default)."""
+    form = projects.RetentionForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+        return HttpResponseBadRequest(f"Retention not changed: {errors}", content_type="text/plain")
+    retention.set_policy(project, form.cleaned_data["days"], form.cleaned_data["max_spans"])
+    return redirect("project_home", project=project)
+
+
 def _overview(request: HttpRequest, query: QueryDict) -> HttpResponse:
     htmx = request.htmx
     fragment = bool(htmx and htmx.target == "results" and not htmx.history_restore_request)
@@ -240,6 +252,9 @@ def _overview_context(
         "connect": _connect_info(request) if empty_studio else None,
     }
     if full_page:
+        if trace_filter.project:
+            # The project's own retention, if an admin set one (one query).
+            context["retention"] = retention.project_policy(trace_filter.project)
         context["services"] = Trace.objects.service_names()
         context["ranges"] = {key: label for key, (label, _) in RANGES.items()}
         context["sorts"] = SORTS

@@ -20,7 +20,9 @@ from studio.consumers import Subscription, build_update
 from studio.filters import TraceFilter
 from tests.test_accounts import login_mode, signed_in  # noqa: F401  (fixture)
 from tests.test_live import commit, has, receive_until, row_ids, run, subscribe
+from tracing import retention
 from tracing.models import Span, Trace
+from tracing.retention import Policy
 
 MS = 1_000_000
 
@@ -143,8 +145,8 @@ def two_projects(db: None) -> None:
 def test_a_projects_home_is_its_overview(
     client: Client, two_projects: None, django_assert_num_queries: Any
 ) -> None:
-    # Rows, cards, services: as the overview of every project.
-    with django_assert_num_queries(3):
+    # Rows, cards, services: as the overview of every project; and the project's own retention.
+    with django_assert_num_queries(4):
         response = client.get("/projects/alpha/")
     assert response.status_code == 200
     assert [t.trace_id for t in response.context["page"].rows] == [tid(2), tid(1)]
@@ -365,6 +367,78 @@ def test_an_admin_in_login_mode_deletes(login_mode: None, doomed: None) -> None:
     assert client.get("/projects/alpha/delete/").status_code == 200
     assert client.post("/projects/alpha/delete/").status_code == 302
     assert not Trace.objects.filter(project="alpha").exists()
+
+
+# A project's own retention
+
+
+def test_an_admin_sets_a_projects_own_retention_on_its_page(
+    client: Client, two_projects: None, settings: Any
+) -> None:
+    settings.STUDIO_RETENTION_DAYS = 30
+    settings.STUDIO_RETENTION_MAX_SPANS = 1_000_000
+    html = client.get("/projects/alpha/").content.decode()
+    assert ">Keeping traces for 30 days, at most 1M spans.</p>" in html
+    assert 'action="/projects/alpha/retention/"' in html
+    assert 'name="days" min="0" value="" placeholder="30"' in html
+
+    response = client.post("/projects/alpha/retention/", {"days": "7", "max_spans": ""})
+    assert response.status_code == 302 and response["Location"] == "/projects/alpha/"
+    assert retention.policy_for("alpha") == Policy(days=7, max_spans=1_000_000)
+    html = client.get("/projects/alpha/").content.decode()
+    assert ">Keeping traces for 7 days, at most 1M spans (this project's own).</p>" in html
+    assert 'name="days" min="0" value="7"' in html
+    # The other project and the overview of all keep the global policy.
+    assert (
+        ">Keeping traces for 30 days, at most 1M spans.</p>"
+        in client.get("/projects/beta/").content.decode()
+    )
+    assert (
+        ">Keeping traces for 30 days, at most 1M spans.</p>"
+        in client.get("/traces/").content.decode()
+    )
+
+    bad = client.post("/projects/alpha/retention/", {"days": "-1", "max_spans": "x"})
+    assert bad.status_code == 400
+    assert b"days" in bad.content and b"max_spans" in bad.content
+    assert retention.policy_for("alpha") == Policy(days=7, max_spans=1_000_000)
+
+    # Both blank: back to the global default.
+    client.post("/projects/alpha/retention/", {"days": "", "max_spans": ""})
+    assert retention.policy_for("alpha") == Policy(days=30, max_spans=1_000_000)
+    assert not retention.own_policies()
+
+
+@pytest.mark.parametrize("role", [Role.MEMBER, Role.VIEWER])
+def test_only_an_admin_changes_a_projects_retention(
+    login_mode: None,  # noqa: F811
+    two_projects: None,
+    role: str,
+) -> None:
+    client = signed_in(role)
+    html = client.get("/projects/alpha/").content.decode()
+    assert "Keeping traces for" in html and "/projects/alpha/retention/" not in html
+    assert client.post("/projects/alpha/retention/", {"days": "1"}).status_code == 403
+    assert not retention.own_policies()
+
+
+def test_an_outsider_cannot_change_a_projects_retention(
+    login_mode: None,  # noqa: F811
+    two_projects: None,
+) -> None:
+    response = Client().post("/projects/alpha/retention/", {"days": "1"})
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    assert not retention.own_policies()
+
+
+def test_an_admin_in_login_mode_changes_a_projects_retention(
+    login_mode: None,  # noqa: F811
+    two_projects: None,
+) -> None:
+    client = signed_in(Role.ADMIN)
+    assert "/projects/alpha/retention/" in client.get("/projects/alpha/").content.decode()
+    assert client.post("/projects/alpha/retention/", {"max_spans": "500"}).status_code == 302
+    assert retention.policy_for("alpha").max_spans == 500
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,11 +16,11 @@ from tracing.retention import Policy
 pytestmark = pytest.mark.django_db
 
 
-def make_run(run_id: str, *, days_ago: float, finished: bool = True) -> Run:
+def make_run(run_id: str, *, days_ago: float, finished: bool = True, project: str = "p") -> Run:
     moment = ns_to_datetime(NOW) - timedelta(days=days_ago)
     run = Run.objects.create(
         id=run_id,
-        project="p",
+        project=project,
         name=run_id,
         started_at=moment,
         finished_at=moment if finished else None,
@@ -67,3 +67,21 @@ def test_with_only_a_span_cap_a_run_goes_once_older_than_every_trace_kept() -> N
     assert result.capped_traces == 1
     assert result.others["runs"] == 1
     assert set(Run.objects.values_list("id", flat=True)) == {"newer"}
+
+
+def test_a_projects_runs_follow_its_own_policy(settings: object) -> None:
+    settings.STUDIO_RETENTION_DAYS = 30  # type: ignore[attr-defined]
+    settings.STUDIO_RETENTION_MAX_SPANS = 0  # type: ignore[attr-defined]
+    retention.set_policy("short", days=3, max_spans=None)
+    retention.set_policy("long", days=90, max_spans=None)
+    make_run("short-10d", days_ago=10, project="short")
+    make_run("long-40d", days_ago=40, project="long")
+    make_run("p-40d", days_ago=40)
+    make_run("p-10d", days_ago=10)
+    results = retention.purge_all(now_ns=NOW, pacer=EAGER)
+    assert [(r.project, r.others["runs"]) for r in results] == [
+        ("long", 0),
+        ("short", 1),
+        (None, 1),
+    ]
+    assert set(Run.objects.values_list("id", flat=True)) == {"long-40d", "p-10d"}

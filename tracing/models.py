@@ -624,3 +624,17 @@ class Span(TimedRow, models.Model):
     @property
     def display_name(self) -> str:
         return conventions.display_name(self.name, self.label)
+
+
+class ProjectRetention(models.Model):
+    """A project's own retention policy, set by an admin on the project's page (tracing.retention
+    reads it). A field left blank (NULL) keeps the global default; a project without a row keeps
+    the global policy, its traces counted under the global cap with every such project's."""
+
+    # Projects have no table of their own (studio.projects): the name is the key.
+    project = models.TextField(primary_key=True)
+    days = models.PositiveIntegerField(null=True, blank=True)
+    max_spans = models.PositiveBigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.project

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import connections, models, transaction
 
-from tracing.models import Cursor, Span, Trace
+from tracing.models import Cursor, ProjectRetention, Span, Trace
 from tracing.signals import traces_purged
 
 logger = logging.getLogger(__name__)
@@ -84,12 +84,70 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
-def policy_for(project: str | None = None) -> Policy:
-    """The policy for a project's traces. One global policy for now; a per-project override (a
-    setting or a column of a project row) belongs here, and `purge` then runs once per project
-    with its queryset narrowed to that project."""
+def default_policy() -> Policy:
+    """The global policy (settings only: no query)."""
     return Policy(
         days=settings.STUDIO_RETENTION_DAYS, max_spans=settings.STUDIO_RETENTION_MAX_SPANS
+    )
+
+
+def policy_for(project: str | None = None, using: str = "default") -> Policy:
+    """The policy for a project's traces: its own where an admin set one (a blank field takes
+    the global default's), else the global policy. No project: the global policy, no query."""
+    default = default_policy()
+    if not project:
+        return default
+    own = ProjectRetention.objects.using(using).filter(project=project).first()
+    return default if own is None else _merged(default, own)
+
+
+def own_policies(using: str = "default") -> dict[str, Policy]:
+    """{project: its policy} for the projects that have their own."""
+    default = default_policy()
+    return {own.project: _merged(default, own) for own in ProjectRetention.objects.using(using)}
+
+
+def set_policy(
+    project: str, days: int | None, max_spans: int | None, using: str = "default"
+) -> None:
+    """Give a project its own policy; both None: back to the global one."""
+    if days is None and max_spans is None:
+        ProjectRetention.objects.using(using).filter(project=project).delete()
+        return
+    ProjectRetention.objects.using(using).update_or_create(
+        project=project, defaults={"days": days, "max_spans": max_spans}
+    )
+
+
+@dataclass(frozen=True)
+class ProjectPolicy:
+    """A project's policy in force, with what its admin set (None: left blank) and the global
+    default the blanks take, for the project's page."""
+
+    project: str
+    policy: Policy
+    days: int | None
+    max_spans: int | None
+    default: Policy
+
+    @property
+    def own(self) -> bool:
+        return self.days is not None or self.max_spans is not None
+
+
+def project_policy(project: str, using: str = "default") -> ProjectPolicy:
+    """One query."""
+    default = default_policy()
+    own = ProjectRetention.objects.using(using).filter(project=project).first()
+    if own is None:
+        return ProjectPolicy(project, default, None, None, default)
+    return ProjectPolicy(project, _merged(default, own), own.days, own.max_spans, default)
+
+
+def _merged(default: Policy, own: ProjectRetention) -> Policy:
+    return Policy(
+        days=default.days if own.days is None else own.days,
+        max_spans=default.max_spans if own.max_spans is None else own.max_spans,
     )
 
 
@@ -102,6 +160,10 @@ class PurgeContext:
     cutoff_ns: int | None
     dry_run: bool
     using: str
+    # The pass's project (None: every project without a policy of its own, those in `others`
+    # excepted), so a purger narrows its rows the same way.
+    project: str | None = None
+    others: frozenset[str] = frozenset()
 
 
 # A purger deletes (or with dry_run counts) its own rows and returns how many.
@@ -128,6 +190,8 @@ class PurgeResult:
     freed_bytes: int = 0
     seconds: float = 0.0
     stopped: bool = False
+    # Set when the pass was for one project's own policy.
+    project: str | None = None
 
     @property
     def traces(self) -> int:
@@ -145,6 +209,8 @@ class PurgeResult:
         """What was (or with dry_run would be) deleted, for the command and the log."""
         verb = "Would delete" if self.dry_run else "Deleted"
         lines = [f"{verb} {_traces(self.traces, self.spans)}."]
+        if self.project is not None:
+            lines[0] = f"Project {self.project}: {lines[0][0].lower()}{lines[0][1:]}"
         if self.cutoff_ns is not None:
             cutoff = datetime.fromtimestamp(self.cutoff_ns / 1e9, UTC)
             lines.append(
@@ -195,15 +261,24 @@ def purge(
     batch_spans: int = BATCH_SPANS,
     pacer: Pacer | None = None,
     using: str = "default",
+    project: str | None = None,
+    others: frozenset[str] = frozenset(),
+    give_back: bool = True,
 ) -> PurgeResult:
     """Delete (or with `dry_run` count) what the policy no longer keeps, oldest first, then run
-    the registered purgers and, on SQLite, give the freed pages back to the disk."""
+    the registered purgers and, on SQLite, give the freed pages back to the disk. With `project`
+    only that project's traces are looked at (its cap counts only them); `others` are projects
+    left out (those that have a policy of their own)."""
     started = time.perf_counter()
     policy = policy or policy_for()
     pacer = pacer or Pacer()
     cutoff = policy.cutoff_ns(time.time_ns() if now_ns is None else now_ns)
-    result = PurgeResult(policy, cutoff, dry_run)
+    result = PurgeResult(policy, cutoff, dry_run, project=project)
     traces = Trace.objects.using(using)
+    if project is not None:
+        traces = traces.filter(project=project)
+    elif others:
+        traces = traces.exclude(project__in=others)
     if connections[using].vendor == "sqlite":
         with connections[using].cursor() as cursor:
             # Some builds (Debian's) zero every deleted byte (secure_delete=ON), doubling the
@@ -236,17 +311,50 @@ def purge(
                 remaining, excess, batch_spans, pacer, lambda ids, n: handle(ids, n, False)
             )
     if not pacer.stop.is_set():
-        context = PurgeContext(policy, cutoff, dry_run, using)
+        context = PurgeContext(policy, cutoff, dry_run, using, project, frozenset(others))
         for name, purger in list(_purgers.items()):
             try:
                 result.others[name] = purger(context)
             except Exception:
                 logger.exception("the %s purger failed", name)
-    if not dry_run and result.deleted_anything and not pacer.stop.is_set():
+    if give_back and not dry_run and result.deleted_anything and not pacer.stop.is_set():
         result.freed_bytes = give_back_space(using, pacer)
     result.stopped = pacer.stop.is_set()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def purge_all(
+    *,
+    dry_run: bool = False,
+    now_ns: int | None = None,
+    batch_spans: int = BATCH_SPANS,
+    pacer: Pacer | None = None,
+    using: str = "default",
+) -> list[PurgeResult]:
+    """What the background purge and `manage.py purge` run: one pass per project that has a
+    policy of its own, over its traces alone, then one with the global policy over the rest
+    (so the global cap counts only the traces of projects without their own); then the freed
+    pages go back to the disk once."""
+    pacer = pacer or Pacer()
+    own = own_policies(using)
+    results = []
+    for name in sorted(own):
+        if pacer.stop.is_set():
+            break
+        results.append(
+            purge(own[name], dry_run=dry_run, now_ns=now_ns, batch_spans=batch_spans,
+                  pacer=pacer, using=using, project=name, give_back=False)
+        )  # fmt: skip
+    if not pacer.stop.is_set() or not results:
+        results.append(
+            purge(default_policy(), dry_run=dry_run, now_ns=now_ns, batch_spans=batch_spans,
+                  pacer=pacer, using=using, others=frozenset(own), give_back=False)
+        )  # fmt: skip
+    if not dry_run and any(r.deleted_anything for r in results) and not pacer.stop.is_set():
+        results[-1].freed_bytes = give_back_space(using, pacer)
+    results[-1].stopped = pacer.stop.is_set()
+    return results
 
 
 def _walk(
@@ -403,13 +511,14 @@ def run_periodically(interval: float, stop: threading.Event, duty: float = DUTY)
     try:
         while not stop.is_set():
             try:
-                result = purge(pacer=Pacer(duty, stop))
+                results = purge_all(pacer=Pacer(duty, stop))
             except Exception:
                 logger.exception("the retention purge failed; trying again in %.0f s", interval)
             else:
-                log = logger.info if result.deleted_anything else logger.debug
-                log("retention (%s), %.1f s: %s", result.policy.describe(), result.seconds,
-                    " ".join(line.strip() for line in result.lines()))  # fmt: skip
+                for result in results:
+                    log = logger.info if result.deleted_anything else logger.debug
+                    log("retention (%s), %.1f s: %s", result.policy.describe(), result.seconds,
+                        " ".join(line.strip() for line in result.lines()))  # fmt: skip
             if stop.wait(interval):
                 break
     finally:

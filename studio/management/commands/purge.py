@@ -12,7 +12,7 @@ from tracing import retention
 class Command(BaseCommand):
     help = (
         "Delete the traces the retention policy no longer keeps (STUDIO_RETENTION_DAYS, "
-        "STUDIO_RETENTION_MAX_SPANS), oldest first, and give the space back."
+        "STUDIO_RETENTION_MAX_SPANS, or a project's own), oldest first, and give the space back."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -21,11 +21,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        policy = retention.policy_for()
-        self.stdout.write(f"{policy.describe()}.")
         # A runstudio on the same database shares the lock: paced the same way, it keeps ingesting.
-        result = retention.purge(policy, dry_run=options["dry_run"])
-        for line in result.lines():
-            self.stdout.write(line)
-        if result.dry_run:
+        results = retention.purge_all(dry_run=options["dry_run"])
+        for result in results:
+            if result.project is None:
+                scope = " (projects without their own policy)" if len(results) > 1 else ""
+                self.stdout.write(f"{result.policy.describe()}{scope}.")
+            else:
+                self.stdout.write(f"Project {result.project}: {result.policy.describe()}.")
+            for line in result.lines():
+                self.stdout.write(line)
+        if options["dry_run"]:
             self.stdout.write("Nothing was deleted (--dry-run).")

@@ -8,8 +8,6 @@ signal stops every worker once, and each drains its writer before it exits."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import logging
 import multiprocessing
@@ -27,6 +25,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ingest.memory import limit_heap_growth
 from studio import extensions
 from studio.runtime import runtime
 from studio.security import allowed_hosts
@@ -38,27 +37,6 @@ SHUTDOWN_GRACE_SECONDS = 10
 WRITER_BUSY_STATUS = 3
 # After SIGTERM a worker has its grace, its writer's drain (60 s) and a margin; then it is killed.
 STOP_DEADLINE_SECONDS = SHUTDOWN_GRACE_SECONDS + 60 + 20
-
-# glibc's malloc options (mallopt): buffers from this size up are mapped on their own and given
-# back to the OS when freed; at most this many arenas serve the server's many threads.
-M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 256 * 1024
-M_ARENA_MAX, ARENA_MAX = -8, 2
-
-
-def limit_heap_growth() -> None:
-    """Keep freed request bodies from staying in the process's memory. Left to itself, glibc
-    raises its mmap threshold to the size of the largest buffer freed so far (up to 32 MB), so
-    every later body lands in a heap that fragments and is seldom returned, one heap per thread
-    that ever allocated one: under 20 senders that doubled the server's peak memory."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        libc.mallopt(M_ARENA_MAX, ARENA_MAX)
-    except (OSError, AttributeError):  # not glibc: its allocator has its own ways
-        pass
 
 
 def _bind(host: str, port: int, *, option: int, what: str, hint: str) -> socket.socket:
