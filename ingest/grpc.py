@@ -42,7 +42,7 @@ def export(request: bytes, context: grpc.ServicerContext) -> bytes:
     except otlp.DecodeError as exc:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     try:
-        future.result(timeout=settings.STUDIO_WRITE_TIMEOUT)
+        refused = future.result(timeout=settings.STUDIO_WRITE_TIMEOUT)
     except TimeoutError:
         context.abort(grpc.StatusCode.UNAVAILABLE, "the database is busy; retry")
     except DatabaseUnavailable:
@@ -51,7 +51,7 @@ def export(request: bytes, context: grpc.ServicerContext) -> bytes:
     except Exception:
         logger.exception("storing a batch of spans failed")
         context.abort(grpc.StatusCode.INTERNAL, "storing the spans failed; see the Studio log")
-    batch.count_refused()
+    batch.count_refused(refused)
     return otlp.response_message(batch).SerializeToString()
 
 

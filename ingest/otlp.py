@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,15 +122,15 @@ class Batch:
                 record.project = project
                 record.keyed = True
 
-    def count_refused(self) -> None:
-        """Once the writer committed: count the spans it refused (ingest.ownership) as rejected,
-        for partial_success. The trace's project is not named: it is another key's business."""
-        for record in self.records:
-            if record.refused:
-                self.reject(
-                    f"span {record.span_id}: trace {record.trace_id} belongs to another project "
-                    "than this ingest key's"
-                )
+    def count_refused(self, refused: Iterable[tuple[str, str]]) -> None:
+        """Once the writer committed: count the spans it refused (ingest.ownership; (trace id,
+        span id) pairs, what the writer's future holds) as rejected, for partial_success. The
+        trace's project is not named: it is another key's business."""
+        for trace_id, span_id in refused:
+            self.reject(
+                f"span {span_id}: trace {trace_id} belongs to another project than this ingest "
+                "key's"
+            )
 
     def reject(self, message: str) -> None:
         self.rejected += 1

@@ -160,7 +160,7 @@ async def _export(
 
     try:
         # Shielded: a timeout must not cancel the write, only stop waiting for it.
-        await asyncio.wait_for(
+        refused = await asyncio.wait_for(
             asyncio.shield(asyncio.wrap_future(future)), settings.STUDIO_WRITE_TIMEOUT
         )
     except TimeoutError:
@@ -177,5 +177,5 @@ async def _export(
     except Exception:
         logger.exception("storing %d spans failed", spans)
         return _error(500, "storing the spans failed; see the Studio log", content_type)
-    batch.count_refused()
+    batch.count_refused(refused)
     return HttpResponse(otlp.encode_response(batch, content_type), content_type=content_type)

@@ -253,8 +253,12 @@ def refresh_summaries(cursor: object, trace_ids: Iterable[str]) -> None:
         projects.resolve(cursor, chunk)
 
 
+# What a committed request's future holds: (trace id, span id) of the spans ingest.ownership
+# refused. Only these outlive the commit, so a receiver can report them without keeping its
+# records (which the writer frees as it commits).
+Refused = list[tuple[str, str]]
 # Records queued by one request, the future its receiver waits on, and their size in bytes.
-_Pending = tuple[Sequence[SpanRecord], Future[None], int]
+_Pending = tuple[Sequence[SpanRecord], Future[Refused], int]
 
 
 class Writer:
@@ -272,11 +276,11 @@ class Writer:
         self._closing = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, records: Sequence[SpanRecord]) -> Future[None]:
-        """Queue records; the future resolves once they are committed."""
-        future: Future[None] = Future()
+    def submit(self, records: Sequence[SpanRecord]) -> Future[Refused]:
+        """Queue records; the future resolves once they are committed, to the refused spans."""
+        future: Future[Refused] = Future()
         if not records:
-            future.set_result(None)
+            future.set_result([])
             return future
         size = records_size(records)
         with self._cond:
@@ -373,10 +377,10 @@ class Writer:
                     logger.exception("storing a batch of %d spans failed", len(batch))
                     _resolve(future, exc)
                 else:
-                    _resolve(future)
+                    _resolve(future, refused=refused_in(batch))
         else:
-            for _, future, _ in taken:
-                _resolve(future)
+            for batch, future, _ in taken:
+                _resolve(future, refused=refused_in(batch))
         logger.debug(
             "committed %d spans of %d requests in %.1f ms",
             len(records), len(taken), (time.perf_counter() - started) * 1000,
@@ -424,11 +428,17 @@ def _close_connection() -> None:
         logger.debug("closing a failed connection failed", exc_info=True)
 
 
-def _resolve(future: Future[None], exc: BaseException | None = None) -> None:
+def refused_in(records: Sequence[SpanRecord]) -> Refused:
+    return [(record.trace_id, record.span_id) for record in records if record.refused]
+
+
+def _resolve(
+    future: Future[Refused], exc: BaseException | None = None, refused: Refused | None = None
+) -> None:
     if future.done():  # cancelled by a waiter that went away
         return
     if exc is None:
-        future.set_result(None)
+        future.set_result(refused or [])
     else:
         future.set_exception(exc)
 
@@ -568,7 +578,7 @@ def accept(
     project: str | None = None,
     *,
     reservation: Reservation | None = None,
-) -> tuple[Batch, Future[None]]:
+) -> tuple[Batch, Future[Refused]]:
     """What a receiver does with a request body: decode it within the budget and queue its spans.
     `project` is the sending key's. The future resolves once they are committed. A receiver that
     charged the budget before reading the body passes its reservation, which is resized to the

@@ -77,8 +77,8 @@ def test_a_key_cannot_add_spans_to_another_projects_trace() -> None:
     assert Trace.objects.values().get(trace_id=AGENTSCOPE_TRACE) == before
     assert Trace.objects.get(trace_id="f" * 32).project == "team-a"
 
-    batch = otlp.Batch(records=attack)
-    batch.count_refused()
+    batch = otlp.Batch()
+    batch.count_refused(writer.refused_in(attack))
     assert batch.rejected == 2
     assert "belongs to another project" in batch.error_message
     assert "team-b" not in batch.error_message  # another key's business

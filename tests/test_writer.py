@@ -315,10 +315,10 @@ def test_a_failed_group_commit_is_retried_request_by_request() -> None:
     second = flaky.submit(poison)
     third = flaky.submit(agentscope_records())
     gate.set()
-    assert first.result(5) is None
+    assert first.result(5) == []
     with pytest.raises(ValueError):
         second.result(5)
-    assert third.result(5) is None
+    assert third.result(5) == []
     assert flaky.close(5)
     # The second and third requests shared one commit, which failed; then each went alone.
     assert calls == [9, 18, 9, 9]
@@ -401,7 +401,7 @@ def test_a_database_failure_that_may_pass_is_retried_with_backoff(
     outage = Outage(OperationalError("database is locked"), failures=3)
     monkeypatch.setattr(writer, "write_batch", outage)
     retrying = writer.Writer(max_queue_spans=1000)
-    assert retrying.submit(agentscope_records()).result(10) is None
+    assert retrying.submit(agentscope_records()).result(10) == []
     assert retrying.close(5)
     assert len(outage.calls) == 4
     pauses = [later - earlier for earlier, later in itertools.pairwise(outage.calls)]
