@@ -183,9 +183,9 @@ ON CONFLICT (trace_id) DO UPDATE SET
 TOKEN_SPAN_TYPES = frozenset({conventions.LLM, conventions.EMBEDDING})
 
 # Summed columns: what one span adds. A new summed column is one line here (and the column).
-SUMMED: dict[str, Callable[[SpanRecord], int]] = {
+SUMMED: dict[str, Callable[[SpanRecord], Any]] = {
     "span_count": lambda r: 1,
-    "error_count": lambda r: r.status_code == STATUS_ERROR,
+    "error_count": lambda r: int(r.status_code == STATUS_ERROR),
     "input_tokens": lambda r: r.input_tokens if r.span_type in TOKEN_SPAN_TYPES else 0,
     "output_tokens": lambda r: r.output_tokens if r.span_type in TOKEN_SPAN_TYPES else 0,
 }
@@ -233,7 +233,7 @@ class _Delta:
         self.start_ns = record.start_ns
         self.end_ns = record.end_ns
         self.conversation_id = record.conversation_id
-        self.sums = {column: int(value(record)) for column, value in SUMMED.items()}
+        self.sums = {column: value(record) for column, value in SUMMED.items()}
 
     def add(self, record: SpanRecord) -> None:
         if _root_key(record) < _root_key(self.root):
@@ -246,7 +246,7 @@ class _Delta:
         self.end_ns = max(self.end_ns, record.end_ns)
         self.conversation_id = max(self.conversation_id, record.conversation_id)
         for column, value in SUMMED.items():
-            self.sums[column] += int(value(record))
+            self.sums[column] += value(record)
 
 
 def fold_summaries(cursor: Any, inserted: Iterable[SpanRecord]) -> None:
@@ -375,7 +375,9 @@ def insert_spans(cursor: CursorWrapper, records: Sequence[SpanRecord]) -> Sequen
         raw = cursor.cursor
         with connection.wrap_database_errors:
             raw.executemany(_RETURNING_SQL, map(_row, records), returning=True)
-            keys = {row for result in raw.results() for row in result.fetchall()}
+            keys = set(raw.fetchall())
+            while raw.nextset():
+                keys.update(raw.fetchall())
     else:
         # SQLite gives each row a rowid above every existing one, and IMMEDIATE transactions keep
         # other writers out, so the rows above the last id are this batch's.

@@ -5,6 +5,8 @@ from all the spans (`writer.refresh_summaries`), and a batch's cost does not gro
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import threading
 
 import pytest
 from django.db import connection
@@ -95,7 +97,7 @@ def deliveries(draw: st.DrawFn) -> tuple[list[SpanRecord], list[list[SpanRecord]
     sent = draw(st.permutations(sent))
     cuts = sorted(draw(st.lists(st.integers(0, len(sent)), max_size=4)))
     edges = [0, *cuts, len(sent)]
-    return records, [sent[a:b] for a, b in zip(edges, edges[1:], strict=False) if a < b]
+    return records, [sent[a:b] for a, b in itertools.pairwise(edges) if a < b]
 
 
 def summaries(*, project: bool = True) -> dict[str, dict]:
@@ -162,3 +164,39 @@ def test_a_batch_reads_only_its_own_spans_however_long_its_trace() -> None:
     assert "GROUP BY" not in sql and "ROW_NUMBER" not in sql
     trace = Trace.objects.get(trace_id=TRACES[0])
     assert (trace.span_count, trace.input_preview, trace.name) == (2011, "question", "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_storing_one_span_at_once_count_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's IMMEDIATE transactions serialise writers")
+    span = record(TRACES[0], "1" * 16, start_ns=1, end_ns=2)
+    folded, release = threading.Event(), threading.Event()
+    original = writer.fold_summaries
+
+    def fold_then_hold(cursor: object, inserted: list[SpanRecord]) -> None:
+        original(cursor, inserted)
+        if threading.current_thread().name == "first":
+            folded.set()  # folded but not committed: the other process stores the same span now
+            release.wait(10)
+
+    monkeypatch.setattr(writer, "fold_summaries", fold_then_hold)
+
+    def write() -> None:
+        try:
+            writer.write_batch([dataclasses.replace(span)])
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=write, name="first")
+    two = threading.Thread(target=write, name="second")
+    one.start()
+    assert folded.wait(10)
+    two.start()
+    two.join(0.5)  # its insert waits for the first commit, then inserts nothing
+    release.set()
+    one.join()
+    two.join()
+    assert Trace.objects.get(trace_id=TRACES[0]).span_count == 1
