@@ -1,6 +1,6 @@
 """One long trace arriving in many batches: the writer's summary fold against recomputing it.
 
-    python benchmarks/bench_long_trace.py [--spans 100000] [--batches 200]
+    python benchmarks/bench_long_trace.py [--spans 100000] [--batches 200] [--per-trace 10]
     DATABASE_URL=postgres://... python benchmarks/bench_long_trace.py   # on PostgreSQL
 
 Writes a trace of --spans agent-like spans (the root last, as exporters send it when it ends) in
@@ -31,9 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build(spans: int, seed: int = 7) -> list:
+def build(spans: int, per_trace: int = 0, seed: int = 7) -> list:
+    """One trace of `spans` spans; with `per_trace`, traces of that many spans each instead."""
     from ingest.otlp import SpanRecord
 
+    if per_trace:
+        records = []
+        for n in range(0, spans, per_trace):
+            records += build(min(per_trace, spans - n), seed=seed + n)
+        return records
     rng = random.Random(seed)
     trace_id = f"{rng.getrandbits(128):032x}"
     root = f"{rng.getrandbits(64):016x}"
@@ -99,7 +105,7 @@ def run(name: str, write: Callable[[Sequence], object], records: list, batches: 
         write(records[start : start + size])
         times.append(time.perf_counter() - started)
     cpu = time.process_time() - cpu
-    trace = Trace.objects.values().get()
+    trace = list(Trace.objects.order_by("trace_id").values())
     tenth = max(len(times) // 10, 1)
     first, last = sum(times[:tenth]), sum(times[-tenth:])
     print(
@@ -116,6 +122,9 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--only", choices=["fold", "recompute"], help="run one of the two")
+    parser.add_argument(
+        "--per-trace", type=int, default=0, help="many traces of this many spans (ingest's usual)"
+    )
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="bench-long-")
     os.environ["STUDIO_DATA_DIR"] = data_dir
@@ -129,9 +138,10 @@ def main() -> None:
     from ingest import writer
 
     call_command("migrate", interactive=False, verbosity=0)
-    records = build(args.spans)
+    records = build(args.spans, args.per_trace)
+    shape = f"traces of {args.per_trace}" if args.per_trace else "one trace of"
     print(
-        f"{connection.vendor}: one trace of {len(records):,} spans in {args.batches} batches; "
+        f"{connection.vendor}: {shape} {len(records):,} spans in {args.batches} batches; "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
     summaries = {}
