@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from operator import attrgetter
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -57,6 +58,9 @@ FINE_LOCK_TRACES = 256
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(7370, b) FROM unnest(%s::int[]) AS b"
 _SHARED_LOCK_SQL = "SELECT pg_advisory_xact_lock_shared(7370, b) FROM unnest(%s::int[]) AS b"
 _FINE_LOCK_SQL = "SELECT pg_advisory_xact_lock(7371, b) FROM unnest(%s::int[]) AS b"
+
+# OTLP's STATUS_CODE_ERROR (tracing.models.STATUS_ERROR).
+STATUS_ERROR = 2
 
 # What a record costs in memory besides its strings: the object and its small fields.
 RECORD_OVERHEAD_BYTES = 500
@@ -100,9 +104,9 @@ _INSERT_SQL = "INSERT INTO tracing_span ({columns}) VALUES ({values}) ON CONFLIC
     columns=", ".join(SPAN_COLUMNS), values=", ".join(["%s"] * len(SPAN_COLUMNS))
 )
 
-# The summary of a trace, from its spans alone: recomputed, never incremented, so batches that
-# arrive out of order, split, or twice all converge to the same row. The root is the span without
-# a parent; until it arrives, the earliest span stands in for it.
+# The summary of a trace recomputed from all its spans (`refresh_summaries`): what the writer's
+# fold must always equal, and what bulk loads (the benchmarks) run once at the end. The root is
+# the span without a parent; until it arrives, the earliest span stands in for it.
 _SUMMARY_SQL = """
 INSERT INTO tracing_trace (
     trace_id, name, root_span_id, has_root, span_type, service_name, start_ns, end_ns,
@@ -178,6 +182,168 @@ ON CONFLICT (trace_id) DO UPDATE SET
     cost_usd = excluded.cost_usd,
     unpriced_spans = excluded.unpriced_spans
 """
+# The summary of a trace is folded from the spans each batch inserted: the trace's row already
+# holds what its earlier spans add up to, so a batch costs its own spans, not the trace's. Every
+# column below combines in any grouping and order (a sum, a min, a max, the first span by a fixed
+# key), so batches that arrive out of order, split, or twice (a duplicate is not inserted, so it
+# folds nothing) all end at the row one batch of every span would give: the row
+# `refresh_summaries` computes from the spans alone, which tests/test_writer_fold.py checks.
+TOKEN_SPAN_TYPES = frozenset({conventions.LLM, conventions.EMBEDDING})
+
+# Summed columns: what one span adds. A new summed column is one line here (and the column).
+SUMMED: dict[str, Callable[[SpanRecord], Any]] = {
+    "span_count": lambda r: 1,
+    "error_count": lambda r: int(r.status_code == STATUS_ERROR),
+    "input_tokens": lambda r: r.input_tokens if r.span_type in TOKEN_SPAN_TYPES else 0,
+    "output_tokens": lambda r: r.output_tokens if r.span_type in TOKEN_SPAN_TYPES else 0,
+    # Priced at ingest; a model call without a price is counted rather than taken as free.
+    "cost_usd": lambda r: r.cost_usd or 0.0,
+    "unpriced_spans": lambda r: int(r.cost_usd is None and r.span_type in TOKEN_SPAN_TYPES),
+}
+# Columns taken from the root (the span without a parent; until it arrives, the earliest span).
+ROOT_COLUMNS = ("name", "root_span_id", "has_root", "span_type", "service_name", "label")
+_FOLD_COLUMNS = (
+    "trace_id", *ROOT_COLUMNS, "start_ns", "end_ns", "duration_ns", *SUMMED, "status_code",
+    "total_tokens", "conversation_id", "input_preview",
+)  # fmt: skip
+_READ_SQL = "SELECT {columns} FROM tracing_trace WHERE trace_id IN ({ids})"
+_FOLD_SQL = """
+INSERT INTO tracing_trace ({columns}, output_preview, project) VALUES ({values}, '', %s)
+ON CONFLICT (trace_id) DO UPDATE SET {updates}
+""".format(
+    columns=", ".join(_FOLD_COLUMNS),
+    values=", ".join(["%s"] * len(_FOLD_COLUMNS)),
+    # Not the project: a trace keeps the one it was created with.
+    updates=", ".join(f"{c} = excluded.{c}" for c in _FOLD_COLUMNS[1:]),
+)
+# Whether a span stored before holds an input preview and starts before (start_ns, span_id).
+_EARLIER_PREVIEW_SQL = """
+SELECT 1 FROM tracing_span
+WHERE trace_id = %s AND input_preview <> '' AND (start_ns < %s OR (start_ns = %s AND span_id < %s))
+ORDER BY start_ns, span_id LIMIT 1
+"""
+_SPAN_START_SQL = "SELECT start_ns FROM tracing_span WHERE trace_id = %s AND span_id = %s"
+
+
+def _root_key(record: SpanRecord) -> tuple[int, int, str]:
+    return (0 if record.parent_span_id == "" else 1, record.start_ns, record.span_id)
+
+
+def _start_key(record: SpanRecord) -> tuple[int, str]:
+    return (record.start_ns, record.span_id)
+
+
+class _Delta:
+    """What one batch's inserted spans of one trace add to its summary."""
+
+    __slots__ = ("conversation_id", "end_ns", "preview", "root", "start_ns", "sums")
+
+    def __init__(self, record: SpanRecord) -> None:
+        self.root = record
+        self.preview = record if record.input_preview else None
+        self.start_ns = record.start_ns
+        self.end_ns = record.end_ns
+        self.conversation_id = record.conversation_id
+        self.sums = {column: value(record) for column, value in SUMMED.items()}
+
+    def add(self, record: SpanRecord) -> None:
+        if _root_key(record) < _root_key(self.root):
+            self.root = record
+        if record.input_preview and (
+            self.preview is None or _start_key(record) < _start_key(self.preview)
+        ):
+            self.preview = record
+        self.start_ns = min(self.start_ns, record.start_ns)
+        self.end_ns = max(self.end_ns, record.end_ns)
+        self.conversation_id = max(self.conversation_id, record.conversation_id)
+        for column, value in SUMMED.items():
+            self.sums[column] += value(record)
+
+
+def fold_summaries(cursor: Any, inserted: Iterable[SpanRecord]) -> None:
+    """Fold the spans a batch inserted into their traces' summary rows. The caller holds the
+    traces' locks (on PostgreSQL), so no other writer changes these rows before commit."""
+    deltas: dict[str, _Delta] = {}
+    for record in inserted:
+        delta = deltas.get(record.trace_id)
+        if delta is None:
+            deltas[record.trace_id] = _Delta(record)
+        else:
+            delta.add(record)
+    ids = sorted(deltas)
+    for start in range(0, len(ids), SUMMARY_CHUNK):
+        chunk = ids[start : start + SUMMARY_CHUNK]
+        cursor.execute(
+            _READ_SQL.format(columns=", ".join(_FOLD_COLUMNS), ids=", ".join(["%s"] * len(chunk))),
+            chunk,
+        )
+        stored = {row[0]: dict(zip(_FOLD_COLUMNS, row, strict=True)) for row in cursor.fetchall()}
+        rows = [_fold(cursor, deltas[t], stored.get(t)) for t in chunk]
+        cursor.executemany(_FOLD_SQL, rows)
+        projects.resolve(cursor, chunk)
+
+
+def _fold(cursor: Any, delta: _Delta, old: dict[str, Any] | None) -> list[Any]:
+    root = delta.root
+    new = {
+        "trace_id": root.trace_id,
+        "name": root.name,
+        "root_span_id": root.span_id,
+        "has_root": root.parent_span_id == "",
+        "span_type": root.span_type,
+        "service_name": root.service_name,
+        "label": root.label,
+        "start_ns": delta.start_ns,
+        "end_ns": delta.end_ns,
+        "conversation_id": delta.conversation_id,
+        "input_preview": delta.preview.input_preview if delta.preview else "",
+        **delta.sums,
+    }
+    root_status = root.status_code
+    if old is not None:
+        if not _replaces_root(cursor, root, old):
+            new.update({column: old[column] for column in ROOT_COLUMNS})
+            # With no error, the trace's status is its root's.
+            root_status = old["status_code"]
+        if old["input_preview"] and (
+            delta.preview is None or _has_earlier_preview(cursor, delta.preview)
+        ):
+            new["input_preview"] = old["input_preview"]
+        new["start_ns"] = min(new["start_ns"], old["start_ns"])
+        new["end_ns"] = max(new["end_ns"], old["end_ns"])
+        new["conversation_id"] = max(new["conversation_id"], old["conversation_id"])
+        for column in SUMMED:
+            new[column] += old[column] or 0
+    new["duration_ns"] = new["end_ns"] - new["start_ns"]
+    new["status_code"] = STATUS_ERROR if new["error_count"] > 0 else root_status
+    new["total_tokens"] = new["input_tokens"] + new["output_tokens"]
+    # As _SUMMARY_SQL rounds: a float sum's last bit depends on the order it was added in.
+    new["cost_usd"] = round(new["cost_usd"], 12)
+    project = root.project if root.project is not None else conventions.DEFAULT_PROJECT
+    return [*(new[column] for column in _FOLD_COLUMNS), project]
+
+
+def _replaces_root(cursor: Any, candidate: SpanRecord, old: dict[str, Any]) -> bool:
+    """Whether the batch's best root candidate beats the stored trace's root."""
+    if not old["has_root"]:
+        # The stand-in is the earliest span, so it starts when the trace does.
+        return _root_key(candidate) < (1, old["start_ns"], old["root_span_id"])
+    if candidate.parent_span_id != "":
+        return False
+    # Two spans without a parent (rare): the stored root's start is on its span row.
+    cursor.execute(_SPAN_START_SQL, [candidate.trace_id, old["root_span_id"]])
+    row = cursor.fetchone()
+    return row is None or _start_key(candidate) < (row[0], old["root_span_id"])
+
+
+def _has_earlier_preview(cursor: Any, candidate: SpanRecord) -> bool:
+    # Walks the trace's spans in start order (span_tree_idx) up to the first preview; only the
+    # batch's earliest preview span asks, and the first preview of a trace is usually early.
+    start, span_id = _start_key(candidate)
+    cursor.execute(_EARLIER_PREVIEW_SQL, [candidate.trace_id, start, start, span_id])
+    return cursor.fetchone() is not None
+
+
 # The output preview is the root span's final answer, read from its attributes: too costly for
 # SQL, so it is computed from the records before the transaction and set here, for the trace
 # whose root that span is (a trace whose root has not arrived keeps "").
@@ -191,7 +357,8 @@ _row = attrgetter(*SPAN_COLUMNS)
 
 
 def write_batch(records: Sequence[SpanRecord]) -> set[str]:
-    """Store records and refresh their traces' summaries in one transaction; return the traces."""
+    """Store records and fold the ones inserted into their traces' summaries, in one
+    transaction; return the traces."""
     trace_ids = {record.trace_id for record in records}
     if not records:
         return trace_ids
@@ -200,15 +367,51 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
         with connection.cursor() as cursor:
             # Spans a key may not add to their traces are refused (ingest/ownership.py).
             records, previews = ownership.admit(cursor, records, trace_ids, previews)
-            # Rows made one at a time as the driver binds them: a list of them all would double
-            # the memory of a large batch.
-            cursor.executemany(_INSERT_SQL, map(_row, records))
+            inserted = insert_spans(cursor, records)
             if connection.vendor == "postgresql":
                 lock_traces(cursor, trace_ids)
-            refresh_summaries(cursor, trace_ids)
+            fold_summaries(cursor, inserted)
             if previews:
                 cursor.executemany(_OUTPUT_PREVIEW_SQL, previews)
     return trace_ids
+
+
+_RETURNING_SQL = _INSERT_SQL + " RETURNING trace_id, span_id"
+_LAST_ID_SQL = "SELECT MAX(id) FROM tracing_span"
+_INSERTED_SQL = "SELECT trace_id, span_id FROM tracing_span WHERE id > %s"
+
+
+def insert_spans(cursor: CursorWrapper, records: Sequence[SpanRecord]) -> Sequence[SpanRecord]:
+    """Insert records, skipping spans already stored; return the records actually inserted (of
+    a span repeated within `records`, the first, which is the one stored)."""
+    if connection.vendor == "postgresql":
+        # psycopg runs the statements in one pipeline and keeps each one's result; Django's
+        # wrapper has no `returning`, so its error mapping (may_pass) is applied here.
+        raw = cursor.cursor
+        with connection.wrap_database_errors:
+            raw.executemany(_RETURNING_SQL, map(_row, records), returning=True)
+            keys = set(raw.fetchall())
+            while raw.nextset():
+                keys.update(raw.fetchall())
+    else:
+        # SQLite gives each row a rowid above every existing one, and IMMEDIATE transactions keep
+        # other writers out, so the rows above the last id are this batch's.
+        cursor.execute(_LAST_ID_SQL)
+        last_id = cursor.fetchone()[0] or 0
+        # Rows made one at a time as the driver binds them: a list of them all would double
+        # the memory of a large batch.
+        cursor.executemany(_INSERT_SQL, map(_row, records))
+        if cursor.rowcount == len(records):
+            return records
+        cursor.execute(_INSERTED_SQL, [last_id])
+        keys = set(cursor.fetchall())
+    inserted = []
+    for record in records:
+        key = (record.trace_id, record.span_id)
+        if key in keys:
+            keys.discard(key)
+            inserted.append(record)
+    return inserted
 
 
 def lock_traces(
@@ -244,12 +447,14 @@ def output_previews(records: Iterable[SpanRecord]) -> list[tuple[str, str, str]]
     return previews
 
 
-def refresh_summaries(cursor: object, trace_ids: Iterable[str]) -> None:
+def refresh_summaries(cursor: Any, trace_ids: Iterable[str]) -> None:
+    """Recompute the summaries of `trace_ids` from all their spans (bulk loads, and the tests
+    that check the writer's fold against it)."""
     ids = sorted(trace_ids)
     for start in range(0, len(ids), SUMMARY_CHUNK):
         chunk = ids[start : start + SUMMARY_CHUNK]
         placeholders = ", ".join(["%s"] * len(chunk))
-        cursor.execute(_SUMMARY_SQL.format(ids=placeholders), chunk * 3)  # type: ignore[attr-defined]
+        cursor.execute(_SUMMARY_SQL.format(ids=placeholders), chunk * 3)
         projects.resolve(cursor, chunk)
 
 

@@ -162,7 +162,7 @@ def test_two_processes_summarising_one_trace_at_once_converge(
         pytest.skip("SQLite's IMMEDIATE transactions serialise writers")
     first, second = agentscope_records()[:2]
     summarised, release = threading.Event(), threading.Event()
-    original = writer.refresh_summaries
+    original = writer.fold_summaries
     lock_traces = writer.lock_traces
 
     def lock_as_batch_size_says(cursor: object, trace_ids: set[str]) -> None:
@@ -172,13 +172,13 @@ def test_two_processes_summarising_one_trace_at_once_converge(
 
     monkeypatch.setattr(writer, "lock_traces", lock_as_batch_size_says)
 
-    def refresh_then_hold(cursor: object, trace_ids: set[str]) -> None:
-        original(cursor, trace_ids)
+    def fold_then_hold(cursor: object, inserted: Sequence[SpanRecord]) -> None:
+        original(cursor, inserted)
         if threading.current_thread().name == "first":
             summarised.set()  # summarised but not committed: the other process comes now
             release.wait(10)
 
-    monkeypatch.setattr(writer, "refresh_summaries", refresh_then_hold)
+    monkeypatch.setattr(writer, "fold_summaries", fold_then_hold)
 
     def write(record: SpanRecord) -> None:
         try:

@@ -147,6 +147,23 @@ PG_SEARCH_TEXT = f"""CREATE OR REPLACE FUNCTION tracing_span_search_text(n traci
              FROM jsonb_each(coalesce(
                  tracing_jsonb(n.resource_json, '{{}}'::jsonb) -> 'attributes', '{{}}')) r))
     $$"""
+
+# Rows found by (trace_id, id), which either key, (id) before 0013_citus_keys or (trace_id, id)
+# since, serves: the migration and its reverse keep this function.
+PG_SEARCH_SYNC = f"""CREATE OR REPLACE FUNCTION tracing_span_search_sync() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            DELETE FROM {TABLE} WHERE trace_id = OLD.trace_id AND id = OLD.id;
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        INSERT INTO {TABLE} (id, trace_id, body)
+        VALUES (NEW.id, NEW.trace_id, tracing_span_search_text(NEW));
+        RETURN NEW;
+    END $$"""
+
 POSTGRES_CREATE = [
     # A stored JSON column as jsonb, never failing the writer's insert: a NUL a span carried is
     # `\u0000` in JSON, which jsonb refuses; it is dropped (an escaped backslash before `u0000` is
@@ -165,10 +182,11 @@ POSTGRES_CREATE = [
         END;
     END $$""",
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, trace_id varchar(32) NOT NULL, "
-    "body text NOT NULL)",
+    # Keyed by trace first, like the spans, so that Citus can keep both in one shard (see
+    # DESIGN.md); the key also serves the lookups by trace.
+    f"CREATE TABLE {TABLE} (id bigint NOT NULL, trace_id varchar(32) NOT NULL, "
+    "body text NOT NULL, PRIMARY KEY (trace_id, id))",
     f"CREATE INDEX {TABLE}_body ON {TABLE} USING gin (body gin_trgm_ops)",
-    f"CREATE INDEX {TABLE}_trace ON {TABLE} (trace_id)",
     """CREATE FUNCTION tracing_json_leaves(doc jsonb) RETURNS text LANGUAGE sql IMMUTABLE AS $$
         SELECT string_agg(v #>> '{}', ' ') FROM jsonb_path_query(doc, 'strict $.**') v
         WHERE jsonb_typeof(v) IN ('string', 'number', 'boolean')
@@ -194,17 +212,7 @@ POSTGRES_CREATE = [
         RETURN coalesce(s, '');
     END $$""",
     PG_SEARCH_TEXT,
-    f"""CREATE FUNCTION tracing_span_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP = 'DELETE' THEN
-            DELETE FROM {TABLE} WHERE id = OLD.id;
-            RETURN OLD;
-        END IF;
-        INSERT INTO {TABLE} (id, trace_id, body)
-        VALUES (NEW.id, NEW.trace_id, tracing_span_search_text(NEW))
-        ON CONFLICT (id) DO UPDATE SET trace_id = excluded.trace_id, body = excluded.body;
-        RETURN NEW;
-    END $$""",
+    PG_SEARCH_SYNC,
     f"""CREATE TRIGGER {TABLE}_sync AFTER INSERT OR UPDATE OR DELETE ON tracing_span
         FOR EACH ROW EXECUTE FUNCTION tracing_span_search_sync()""",
     f"INSERT INTO {TABLE} (id, trace_id, body) "
@@ -318,16 +326,12 @@ _PG_ATTR_ROWS = f"""SELECT n.id, e.key, n.trace_id,
         || CASE WHEN left(n.attributes_json, 1) = '{{'
                THEN tracing_jsonb(n.attributes_json, '{{}}'::jsonb) ELSE '{{}}'::jsonb END) e"""
 
-POSTGRES_ATTRS_CREATE = [
-    # numeric, not float8: a JSON number beyond float8's range must not fail the writer's insert.
-    f"CREATE TABLE {ATTRS} (span bigint NOT NULL, key text NOT NULL, "
-    "trace_id varchar(32) NOT NULL, t char(1) NOT NULL, str text, num numeric, "
-    "PRIMARY KEY (span, key))",
-    f"CREATE INDEX {ATTRS}_value ON {ATTRS} (key, str, num) INCLUDE (t, trace_id)",
-    f"""CREATE FUNCTION tracing_span_attr_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+# Like PG_SEARCH_SYNC: either key of the table, before 0013_citus_keys or since, serves it.
+PG_ATTRS_SYNC = f"""CREATE OR REPLACE FUNCTION tracing_span_attr_sync() RETURNS trigger
+    LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP <> 'INSERT' THEN
-            DELETE FROM {ATTRS} WHERE span = OLD.id;
+            DELETE FROM {ATTRS} WHERE trace_id = OLD.trace_id AND span = OLD.id;
         END IF;
         IF TG_OP = 'DELETE' THEN
             RETURN OLD;
@@ -335,7 +339,15 @@ POSTGRES_ATTRS_CREATE = [
         INSERT INTO {ATTRS} (span, key, trace_id, t, str, num)
         {_PG_ATTR_ROWS.replace("n.", "NEW.")};
         RETURN NEW;
-    END $$""",
+    END $$"""
+
+POSTGRES_ATTRS_CREATE = [
+    # numeric, not float8: a JSON number beyond float8's range must not fail the writer's insert.
+    f"CREATE TABLE {ATTRS} (span bigint NOT NULL, key text NOT NULL, "
+    "trace_id varchar(32) NOT NULL, t char(1) NOT NULL, str text, num numeric, "
+    "PRIMARY KEY (trace_id, span, key))",
+    f"CREATE INDEX {ATTRS}_value ON {ATTRS} (key, str, num) INCLUDE (t, trace_id)",
+    PG_ATTRS_SYNC,
     f"""CREATE TRIGGER {ATTRS}_sync AFTER INSERT OR UPDATE OR DELETE ON tracing_span
         FOR EACH ROW EXECUTE FUNCTION tracing_span_attr_sync()""",
     f"INSERT INTO {ATTRS} (span, key, trace_id, t, str, num) SELECT q.* FROM tracing_span n, "
@@ -673,7 +685,8 @@ def _split(clauses: Sequence[Clause]) -> tuple[str, list[Any], list[Clause]]:
             parts.append(f"a0.key = %s AND {sql}")
         else:
             parts.append(
-                f"EXISTS (SELECT 1 FROM {ATTRS} a{n} WHERE a{n}.span = a0.span "
+                f"EXISTS (SELECT 1 FROM {ATTRS} a{n} WHERE a{n}.trace_id = a0.trace_id "
+                f"AND a{n}.span = a0.span "
                 f"AND a{n}.key = %s AND {sql})"
             )
         params += [clause.key, *condition_params]
@@ -694,7 +707,7 @@ def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQ
         sql = f"SELECT a0.trace_id FROM {ATTRS} a0"
         if rest:
             rest_sql, rest_params = span_condition(rest, vendor)
-            sql += " JOIN tracing_span s ON s.id = a0.span"
+            sql += " JOIN tracing_span s ON s.trace_id = a0.trace_id AND s.id = a0.span"
             indexed += f" AND {rest_sql}"
             params += rest_params
         sql += f" WHERE {indexed}"
@@ -704,7 +717,7 @@ def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQ
         if vendor == "sqlite":
             join = f"JOIN tracing_span s ON s.id = {TABLE}.rowid"
         else:
-            join = f"JOIN tracing_span s ON s.id = {TABLE}.id"
+            join = f"JOIN tracing_span s ON s.trace_id = {TABLE}.trace_id AND s.id = {TABLE}.id"
         sql = f"SELECT s.trace_id FROM {TABLE} {join} WHERE {text_sql} AND {span_sql}"
         params = [*text_params, *span_params]
     if vendor == "sqlite":
@@ -750,7 +763,7 @@ def clauses_exist(clauses: Sequence[Clause], outer: str, using: str = "default")
         # CROSS JOIN and NOT INDEXED keep SQLite on this trace's spans, then their rows by
         # primary key, instead of the key's whole range for every trace.
         f"(EXISTS (SELECT 1 FROM tracing_span s CROSS JOIN {ATTRS} a0 NOT INDEXED "
-        f"ON a0.span = s.id "
+        f"ON a0.trace_id = s.trace_id AND a0.span = s.id "
         f"WHERE s.trace_id = {outer}.trace_id AND {indexed}) OR EXISTS (SELECT 1 FROM "
         f"tracing_span s WHERE s.trace_id = {outer}.trace_id "
         f"AND s.id > (SELECT last_id FROM {STATE}) AND {span_sql}))"
@@ -795,7 +808,7 @@ def _rows_matching(
         condition = " AND ".join("f.body ILIKE %s ESCAPE '\\'" for _ in words)
         sql = (
             f"SELECT s.trace_id, s.span_id, f.body FROM tracing_span s "
-            f"JOIN {TABLE} f ON f.id = s.id "
+            f"JOIN {TABLE} f ON f.trace_id = s.trace_id AND f.id = s.id "
             f"WHERE s.trace_id IN ({placeholders}) AND {condition} "
             f"ORDER BY s.trace_id, s.start_ns, s.span_id"
         )
