@@ -91,7 +91,7 @@ def test_every_join_between_the_distributed_tables_is_on_the_trace_id() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_rekeys_a_database_with_spans_and_keeps_them(client: Client) -> None:
     executor = MigrationExecutor(connection)
-    before = [("tracing", "0009_span_attributes")]
+    before = [("tracing", "0012_project_retention")]  # the one before 0013_citus_keys
     executor.migrate(before)
     trace_id = "c" * 32
     try:

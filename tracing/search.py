@@ -246,7 +246,7 @@ def reindex_failed(apps: Any, schema_editor: Any) -> None:
         statements = [
             PG_SEARCH_TEXT,
             f"UPDATE {TABLE} f SET body = tracing_span_search_text(s) FROM tracing_span s "
-            "WHERE s.id = f.id AND s.status_code = 2",
+            "WHERE s.trace_id = f.trace_id AND s.id = f.id AND s.status_code = 2",
         ]
     for statement in statements:
         schema_editor.execute(statement, params=None)
