@@ -323,6 +323,10 @@ STUDIO_MAX_QUEUE_BYTES = env_int(
 )
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
 
+# The big traces' streamed tree data kept for their next readers (studio.tree_cache): about
+# 50 bytes a span, so 32 MiB keeps four traces of 150,000 spans.
+STUDIO_TREE_CACHE_BYTES = env_int("STUDIO_TREE_CACHE_BYTES", 32 * 1024 * 1024)
+
 # Model prices added to or overriding the shipped table (tracing/prices.json).
 STUDIO_PRICES_FILE = env_str("STUDIO_PRICES", "").strip()
 STUDIO_PRICES = env_prices("STUDIO_PRICES")
