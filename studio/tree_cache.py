@@ -29,6 +29,8 @@ from tracing.models import Trace
 # What identifies one state of a trace: the writer recomputes the summary row in the commit
 # that adds spans, so a trace that grew has another count or end.
 Version = tuple[int, int, int, int]
+# At most this many traces are kept, whatever their size.
+MAX_ENTRIES = 64
 
 
 def version_of(trace: Trace) -> Version:
@@ -125,6 +127,8 @@ class TreeCache:
             if entry is None or entry.version != version:
                 entry = self.entries[trace.trace_id] = SharedTree(trace, version)
             self.entries.move_to_end(trace.trace_id)
+            while len(self.entries) > MAX_ENTRIES:  # entries whose lines were never made
+                self.entries.popitem(last=False)
             return entry
 
     def grown(self, entry: SharedTree, *, finished: bool) -> None:
