@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from accounts.keys import KeyDenied, ingest_project
-from ingest import otlp
+from ingest import otlp, workers
 from ingest.writer import DatabaseUnavailable, Unavailable, accept
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,12 @@ def make_server(
     """A started gRPC server on host:port; port 0 picks a free one. Returns (server, port).
     `share_port`: listen beside the other workers of one runstudio (SO_REUSEPORT)."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="otlp-grpc"),
+        futures.ThreadPoolExecutor(
+            max_workers=max_workers,
+            thread_name_prefix="otlp-grpc",
+            initializer=workers.lower_priority,
+            initargs=(settings.STUDIO_INGEST_NICENESS,),
+        ),
         options=[
             # Without this, grpcio shares a port already in use instead of failing.
             ("grpc.so_reuseport", 1 if share_port else 0),

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -18,7 +20,7 @@ from django.views.decorators.http import require_POST
 from google.rpc import status_pb2
 
 from accounts.keys import KeyDenied, aproject_for_key, key_from_headers
-from ingest import otlp, writer
+from ingest import otlp, workers, writer
 from ingest.writer import (
     WORKER_DECODE_BYTES,
     Busy,
@@ -45,6 +47,23 @@ BUDGET_POLL_SECONDS = 0.02
 # Bodies above this are decoded off the event loop (in a worker process, waited for in a thread)
 # so that they do not stall pages and health checks; smaller ones are cheaper decoded inline.
 INLINE_DECODE_BYTES = WORKER_DECODE_BYTES
+
+
+_decode_threads: ThreadPoolExecutor | None = None
+
+
+def _decoders() -> ThreadPoolExecutor:
+    """The threads that wait for a decoding process and make its rows into records: as many as
+    asyncio.to_thread has, at ingest's lower priority (STUDIO_INGEST_NICENESS)."""
+    global _decode_threads
+    if _decode_threads is None:
+        _decode_threads = ThreadPoolExecutor(
+            min(32, (os.cpu_count() or 1) + 4),
+            thread_name_prefix="otlp-decode",
+            initializer=workers.lower_priority,
+            initargs=(settings.STUDIO_INGEST_NICENESS,),
+        )
+    return _decode_threads
 
 
 async def _reserve(size: int) -> Reservation:
@@ -138,7 +157,9 @@ async def _export(
             body = otlp.decompress(body, request.headers.get("Content-Encoding", ""), limit)
             reservation.resize(decoded_size(len(body)))
             if len(body) > INLINE_DECODE_BYTES:
-                batch = await asyncio.to_thread(writer.decode, body, content_type)
+                batch = await asyncio.get_running_loop().run_in_executor(
+                    _decoders(), writer.decode, body, content_type
+                )
             else:
                 batch = writer.decode(body, content_type)
             batch.set_project(await lookup)  # KeyDenied: a wrong key queues nothing

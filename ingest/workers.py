@@ -117,9 +117,22 @@ def batch_from_rows(result: Rows) -> otlp.Batch:
     return otlp.Batch(records, rejected, messages)
 
 
-def _start_worker(server_pid: int) -> None:
+def lower_priority(niceness: int) -> None:
+    """Gives the calling thread (on Linux niceness is per thread; threads it starts inherit it)
+    the niceness `niceness`, so that the CPU goes to the pages first when both want it. Ingest
+    has its exporters' retries and a bounded queue; a reader has nothing but the wait."""
+    if niceness <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (OSError, AttributeError):  # not allowed, or no such call here: run as we are
+        pass
+
+
+def _start_worker(server_pid: int, niceness: int = 0) -> None:
     # A fresh interpreter: the server's malloc settings are not inherited.
     memory.limit_heap_growth()
+    lower_priority(niceness)
     # A server killed outright (SIGKILL, OOM) cannot stop its workers: they watch for it and go
     # with it.
     threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
@@ -148,8 +161,9 @@ def _alive(pid: int) -> bool:
 class DecodePool:
     """A pool of `workers` decoding processes, started on first use and again after a crash."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, niceness: int = 0) -> None:
         self.workers = workers
+        self.niceness = niceness
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
 
@@ -165,7 +179,7 @@ class DecodePool:
                     self.workers,
                     mp_context=context,
                     initializer=_start_worker,
-                    initargs=(os.getpid(),),
+                    initargs=(os.getpid(), self.niceness),
                 )
             return self._executor
 

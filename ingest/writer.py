@@ -530,6 +530,7 @@ class Writer:
         return not thread.is_alive()
 
     def _run(self) -> None:
+        workers.lower_priority(settings.STUDIO_INGEST_NICENESS)
         try:
             while True:
                 with self._cond:
@@ -761,7 +762,9 @@ def get_decode_pool() -> workers.DecodePool | None:
     global _pool
     with _singletons_lock:
         if _pool is None and settings.STUDIO_DECODE_WORKERS:
-            _pool = workers.DecodePool(settings.STUDIO_DECODE_WORKERS)
+            _pool = workers.DecodePool(
+                settings.STUDIO_DECODE_WORKERS, settings.STUDIO_INGEST_NICENESS
+            )
         return _pool
 
 

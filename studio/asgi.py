@@ -17,12 +17,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ingest.asgi import limit_request_bodies  # noqa: E402
 from studio import extensions  # noqa: E402
+from studio.request_threads import pooled_request_threads  # noqa: E402
 from studio.routing import websocket_urlpatterns  # noqa: E402
 from studio.security import only_allowed_hosts  # noqa: E402
 
 channels_application = ProtocolTypeRouter(
     {
-        "http": limit_request_bodies(django_application),
+        "http": limit_request_bodies(pooled_request_threads(django_application)),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

@@ -324,11 +324,18 @@ STUDIO_DECODE_BUDGET_BYTES = env_int(
 # 0 decodes in the server's threads.
 STUDIO_DECODE_WORKERS = env_int("STUDIO_DECODE_WORKERS", 1, maximum=64)
 STUDIO_MAX_QUEUE_SPANS = env_int("STUDIO_MAX_QUEUE_SPANS", 100_000, minimum=1)
+# The niceness of ingest's threads and decoding processes (0 to 19; 0: as the pages'), so that
+# under load the CPU serves the pages first.
+STUDIO_INGEST_NICENESS = env_int("STUDIO_INGEST_NICENESS", 10, maximum=19)
 # Spans of huge prompts would blow a span-count bound: the queue is bounded in bytes too.
 STUDIO_MAX_QUEUE_BYTES = env_int(
     "STUDIO_MAX_QUEUE_BYTES", 4 * STUDIO_MAX_BODY_BYTES, minimum=STUDIO_MAX_BODY_BYTES
 )
 STUDIO_WRITE_TIMEOUT = env_int("STUDIO_WRITE_TIMEOUT", 60, minimum=1)
+
+# The big traces' streamed tree data kept for their next readers (studio.tree_cache): about
+# 50 bytes a span, so 32 MiB keeps four traces of 150,000 spans.
+STUDIO_TREE_CACHE_BYTES = env_int("STUDIO_TREE_CACHE_BYTES", 32 * 1024 * 1024)
 
 # Model prices added to or overriding the shipped table (tracing/prices.json).
 STUDIO_PRICES_FILE = env_str("STUDIO_PRICES", "").strip()

@@ -173,10 +173,25 @@ def tree_chunks(trace: Trace) -> Iterator[bytes]:
     id and a few integers per span) and one chunk of rows; never every span's row."""
     with selectors.read_once():
         tree = selectors.tree_order(trace.trace_id)
-        yield _line({"count": len(tree), "max_indent": MAX_INDENT})
-        for start in range(0, len(tree), selectors.TREE_CHUNK):
-            rows = selectors.tree_rows(trace.trace_id, tree, start, start + selectors.TREE_CHUNK)
-            yield _line(_chunk(rows, trace.start_ns, trace.end_ns - trace.start_ns))
+        yield tree_head(tree)
+        for index in range(chunk_count(tree)):
+            yield tree_chunk(trace, tree, index)
+
+
+def tree_head(tree: selectors.TreeOrder) -> bytes:
+    """The first line of the tree data."""
+    return _line({"count": len(tree), "max_indent": MAX_INDENT})
+
+
+def chunk_count(tree: selectors.TreeOrder) -> int:
+    return -(-len(tree) // selectors.TREE_CHUNK)
+
+
+def tree_chunk(trace: Trace, tree: selectors.TreeOrder, index: int) -> bytes:
+    """The line of chunk `index` (rows index * TREE_CHUNK onwards) of the tree data."""
+    start = index * selectors.TREE_CHUNK
+    rows = selectors.tree_rows(trace.trace_id, tree, start, start + selectors.TREE_CHUNK)
+    return _line(_chunk(rows, trace.start_ns, trace.end_ns - trace.start_ns))
 
 
 def _line(value: dict[str, Any]) -> bytes:

@@ -31,7 +31,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import requires_admin, requires_member
 from ingest.views import export_traces
-from studio import compare_page, extensions, live, projects, trace_page
+from studio import compare_page, extensions, live, projects, trace_page, tree_cache
 from studio.api import span_to_dict
 from studio.filters import (
     PAGE_SIZE,
@@ -388,9 +388,11 @@ async def trace_tree_data(request: HttpRequest, trace_id: str) -> StreamingHttpR
     response holds one chunk, not the whole tree (Django would first collect a sync iterator
     into a list under ASGI)."""
     trace = await aget_object_or_404(
-        Trace.objects.only("trace_id", "start_ns", "end_ns"), trace_id=trace_id
+        Trace.objects.only("trace_id", "start_ns", "end_ns", "span_count", "error_count"),
+        trace_id=trace_id,
     )
-    chunks = trace_page.tree_chunks(trace)
+    # Readers of one trace share one computation of its order and chunks (studio.tree_cache).
+    chunks = tree_cache.tree_lines(trace)
     read = sync_to_async(next)
 
     async def stream() -> AsyncIterator[bytes]:

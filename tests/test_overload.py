@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -238,3 +239,32 @@ def test_committed_spans_are_freed_before_their_request_wakes(
     assert Span.objects.count() == 20_000
     # The records of 20,000 spans take about 8 MB.
     assert held < 2_000_000
+
+
+def test_decoding_processes_run_at_ingests_lower_priority() -> None:
+    # Relative to ours: a niceness can be raised, not lowered, without privileges.
+    niceness = min(19, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 7)
+    decode_pool = workers.DecodePool(1, niceness=niceness)
+    try:
+        assert decode_pool.decode(fixture_bytes("otel-sdk-http-1.pb"), otlp.PROTOBUF).records
+        [worker] = decode_pool.processes()
+        assert os.getpriority(os.PRIO_PROCESS, worker) == niceness
+    finally:
+        decode_pool.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_runs_at_ingests_lower_priority_and_the_pages_do_not(settings: Any) -> None:
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    settings.STUDIO_INGEST_NICENESS = min(19, ours + 6)
+    batch = otlp.decode(fixture_bytes("otel-sdk-http-1.pb"), otlp.PROTOBUF)
+    one = writer.Writer(1000)
+    try:
+        one.submit(batch.records).result(30)
+        assert one._thread is not None and one._thread.native_id is not None
+        # On Linux niceness is per thread: the writer's, not the process's.
+        writers = os.getpriority(os.PRIO_PROCESS, one._thread.native_id)
+        assert writers == settings.STUDIO_INGEST_NICENESS
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours
+    finally:
+        assert one.close(30)

@@ -31,7 +31,9 @@ page costs about a page of traces, and its cards count a bounded number of match
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -39,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
@@ -989,6 +992,12 @@ class Indexer:
         self._wake.set()
 
     def _run(self) -> None:
+        # Background work, like ingest's: the CPU goes to the pages first (on Linux niceness is
+        # per thread).
+        with contextlib.suppress(OSError, AttributeError):
+            niceness = settings.STUDIO_INGEST_NICENESS
+            if niceness > 0:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
         while True:
             self._wake.wait()
             self._wake.clear()
