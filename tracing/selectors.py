@@ -461,6 +461,11 @@ class SpanDetail:
     tool_call_id: str
     tool_description: str
     agent_name: str
+    # Set by `span_self_ns` (a query) or from the trace's analysis.
+    self_ns: int | None = None
+    # A model call's cost (None: no price); None for any other span.
+    cost_usd: float | None = None
+    is_model_call: bool = False
 
     @property
     def event_count(self) -> int:
@@ -558,7 +563,23 @@ def span_detail(span: Span, trace_start_ns: int) -> SpanDetail:
             attributes, ("gen_ai.tool.description", "tool.description")
         ),
         agent_name=conventions.first_str(attributes, conventions.AGENT_NAME_KEYS),
+        cost_usd=_span_cost(span, attributes),
+        is_model_call=span.span_type in costs.MODEL_SPAN_TYPES,
     )
+
+
+def _span_cost(span: Span, attributes: Any) -> float | None:
+    if span.span_type not in costs.MODEL_SPAN_TYPES or not isinstance(attributes, dict):
+        return None
+    # The model column, as the analysis prices it.
+    return costs.span_cost(attributes, price_table(), span.model)
+
+
+def span_self_ns(span: Span) -> int:
+    """A span's self time (tracing.analysis): one query of its children's times."""
+    children = Span.objects.filter(trace_id=span.trace_id, parent_span_id=span.span_id)
+    times = children.order_by().values_list("start_ns", "end_ns")
+    return analysis.span_self_ns(span.start_ns, span.end_ns, list(times))
 
 
 # ---------------------------------------------------------------------------------------------
