@@ -247,7 +247,9 @@ class TimeSplit:
     cost: costs.Total
 
 
-def _rows(groups: dict[str, analysis.Group], labels: dict[str, str] | None = None) -> list[GroupRow]:
+def _rows(
+    groups: dict[str, analysis.Group], labels: dict[str, str] | None = None
+) -> list[GroupRow]:
     rows = []
     for key, group in groups.items():
         label = labels.get(key, key) if labels else key
