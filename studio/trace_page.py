@@ -296,6 +296,17 @@ def time_split(result: analysis.Analysis) -> TimeSplit:
     )
 
 
+def _call_tree_order(tree: analysis.Tree) -> Iterator[int]:
+    """Depth first, siblings by start (`tree.order` has parents before children, but not
+    siblings in order, which the flame graph packs from the left)."""
+    stack = list(reversed(tree.top))
+    children = tree.children
+    while stack:
+        i = stack.pop()
+        yield i
+        stack.extend(reversed(children[i]))
+
+
 def flame_data(result: analysis.Analysis) -> dict[str, Any]:
     """The flame graph's data (static/studio/flame.js): every span in call-tree order, as
     columns. `depth`, `start` (ns after the trace's start), `dur` (ns), `kind` (index into
@@ -314,7 +325,7 @@ def flame_data(result: analysis.Analysis) -> dict[str, Any]:
         [] for _ in range(10)
     )
     self_ns = result.self_ns
-    for i in tree.order:
+    for i in _call_tree_order(tree):
         span = spans[i]
         d = depth_of[i] = depth_of[parent[i]] + 1 if parent[i] >= 0 else 0
         length = span.end_ns - span.start_ns if span.end_ns > span.start_ns else 0
