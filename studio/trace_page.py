@@ -16,7 +16,7 @@ element.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -307,24 +307,27 @@ def _call_tree_order(tree: analysis.Tree) -> Iterator[int]:
         stack.extend(reversed(children[i]))
 
 
-def flame_data(result: analysis.Analysis) -> dict[str, Any]:
+def flame_data(spans: Sequence[analysis.SpanFacts]) -> dict[str, Any]:
     """The flame graph's data (static/studio/flame.js): every span in call-tree order, as
     columns. `depth`, `start` (ns after the trace's start), `dur` (ns), `kind` (index into
     `kinds`), `type` and `label` (indices into `strings`), `du` and `self` (the duration and the
     self time, formatted, indices into `strings`), `err` (1: status ERROR) and `critical`
-    (positions, in this order, of the spans on the critical path)."""
-    tree = result.tree
-    assert tree is not None
-    spans = tree.spans
+    (positions, in this order, of the spans on the critical path). Costs are not needed: the
+    spans come from `selectors.tree_facts`, and only the tree, the self times and the critical
+    path of tracing.analysis are computed."""
+    tree = analysis.build_tree(spans)
+    self_ns = analysis.self_times(tree)
+    critical_path = analysis.critical_path(tree)
     parent = tree.parent
-    start_ns = result.start_ns
+    start_ns = min((span.start_ns for span in spans), default=0)
+    wall_ns = max((span.end_ns for span in spans), default=0) - start_ns
     kinds = {kind: i for i, kind in enumerate(analysis.KINDS)}
     strings: dict[str, int] = {}
+    formatted: dict[int, int] = {}  # ns -> index of its text: agent runs repeat durations
     depth_of = [0] * len(spans)
     ids, depths, starts, durations, kind_col, types, labels, du, selfs, errors = (
         [] for _ in range(10)
     )
-    self_ns = result.self_ns
     for i in _call_tree_order(tree):
         span = spans[i]
         d = depth_of[i] = depth_of[parent[i]] + 1 if parent[i] >= 0 else 0
@@ -337,13 +340,19 @@ def flame_data(result: analysis.Analysis) -> dict[str, Any]:
         types.append(strings.setdefault(span.span_type or conventions.OTHER, len(strings)))
         label = conventions.display_name(span.name, span.label)
         labels.append(strings.setdefault(label, len(strings)))
-        du.append(strings.setdefault(duration(length), len(strings)))
-        selfs.append(strings.setdefault(duration(self_ns[span.span_id]), len(strings)))
+        text = formatted.get(length)
+        if text is None:
+            text = formatted[length] = strings.setdefault(duration(length), len(strings))
+        du.append(text)
+        text = formatted.get(self_ns[i])
+        if text is None:
+            text = formatted[self_ns[i]] = strings.setdefault(duration(self_ns[i]), len(strings))
+        selfs.append(text)
         errors.append(1 if span.status_code == STATUS_ERROR else 0)
     position = {span_id: place for place, span_id in enumerate(ids)}
     return {
         "start_ns": start_ns,
-        "wall_ns": result.wall_ns,
+        "wall_ns": wall_ns,
         "kinds": list(analysis.KINDS),
         "kind_labels": [KIND_LABELS[kind] for kind in analysis.KINDS],
         "strings": list(strings),
@@ -357,5 +366,5 @@ def flame_data(result: analysis.Analysis) -> dict[str, Any]:
         "du": du,
         "self": selfs,
         "err": errors,
-        "critical": [position[span_id] for span_id in result.critical_path],
+        "critical": [position[span_id] for span_id in critical_path],
     }

@@ -404,7 +404,8 @@ def trace_analysis(request: HttpRequest, trace_id: str) -> HttpResponse:
 def trace_flame(request: HttpRequest, trace_id: str) -> HttpResponse:
     """`/traces/<id>/flame/`: the flame graph's data (trace_page.flame_data), in columns."""
     trace = get_object_or_404(Trace.objects.only("trace_id"), trace_id=trace_id)
-    data = trace_page.flame_data(selectors.trace_analysis(trace.trace_id))
+    with selectors.collector_paused():
+        data = trace_page.flame_data(selectors.tree_facts(trace.trace_id))
     response = HttpResponse(orjson.dumps(data), content_type="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response

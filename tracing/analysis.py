@@ -106,8 +106,6 @@ class Analysis:
     by_agent: dict[str, Group]
     critical_path: list[str]
     cost: Total
-    # The spans' tree (the flame graph draws it); None for an analysis made another way.
-    tree: Tree | None = None
 
     @property
     def wall_ns(self) -> int:
@@ -347,7 +345,6 @@ def analyse(spans: Sequence[SpanFacts]) -> Analysis:
         by_agent=dict(sorted(by_agent.items())),
         critical_path=critical_path(tree),
         cost=total(costs),
-        tree=tree,
     )
 
 

@@ -633,6 +633,10 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+# For a view building a big structure of its own from a selector's rows (the flame graph's).
+collector_paused = _collector_paused
+
+
 def price_table() -> PriceTable:
     """The shipped prices with `STUDIO_PRICES` on top (read once per settings value)."""
     global _price_cache
@@ -711,6 +715,19 @@ def analysis_facts(trace_id: str) -> list[analysis.SpanFacts]:
         analysis.SpanFacts(*row, cost_usd=_row_cost(row, values, table))
         for row, values in _span_rows("s.trace_id = %s", [trace_id], _USAGE_KEYS)
     ]
+
+
+def tree_facts(trace_id: str) -> list[analysis.SpanFacts]:
+    """A trace's spans as tracing.analysis reads them, without costs (no JSON is read): what
+    the flame graph needs, at half the price of `analysis_facts`. One query."""
+    columns = ", ".join(_FACT_FIELDS)
+    sql = (
+        f"SELECT {columns} FROM {Span._meta.db_table} WHERE trace_id = %s "
+        "ORDER BY start_ns, span_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [trace_id])
+        return [analysis.SpanFacts(*row) for row in cursor.fetchall()]
 
 
 def trace_analysis(trace_id: str) -> analysis.Analysis:
