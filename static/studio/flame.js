@@ -7,8 +7,9 @@
 //
 // The data comes once, when the view is first shown, from #flame's data-flame-url
 // (studio.trace_page.flame_data: columns, spans in call-tree order, texts formatted by the
-// server). It is drawn on a canvas: a box narrower than half a pixel is skipped with its whole
-// subtree (its children are inside it), so a 50,000-span trace draws only what can be seen.
+// server). It is drawn on a canvas: a box narrower than half a pixel is not drawn, nor its
+// subtree (its children are inside it), so a 50,000-span trace draws only what can be seen;
+// side by side such boxes make a grey sliver instead, which a click zooms into.
 // A click selects the span (through the tree: trace.js opens its panel, as a click on its row
 // does) and zooms to it; selecting in the tree outlines the span here. Span text reaches the
 // DOM only through textContent.
@@ -48,6 +49,7 @@
   let hover = -1;
   let treeScroll = 0;
   let shownLevels = []; // per level: [box, left px, right px, ...] of the boxes drawn
+  let slivers = []; // [from, to, spans]: runs of boxes too narrow to draw; box -2 - k is the kth
   let colours = {};
 
   function readColours() {
@@ -131,6 +133,22 @@
     const perPx = width / (to - from);
     const maxLevel = Math.floor(height / ROW);
     shownLevels = Array.from({ length: maxLevel }, () => []);
+    slivers = [];
+    const runs = new Array(maxLevel).fill(null); // per level: the run of narrow boxes growing
+    const flush = function (depth) {
+      const run = runs[depth];
+      if (!run) return;
+      runs[depth] = null;
+      const k = slivers.length;
+      slivers.push([run[2], run[3], run[4]]);
+      const x = Math.max(run[0], 0);
+      const sliverWidth = Math.max(Math.min(run[1], width) - x, 1);
+      ctx.fillStyle = colours.other;
+      ctx.globalAlpha = hover === -2 - k ? 0.35 : 0.55;
+      ctx.fillRect(x, depth * ROW, sliverWidth, ROW - 1);
+      ctx.globalAlpha = 1;
+      shownLevels[depth].push(-2 - k, x, x + sliverWidth);
+    };
     const selected = index.has(selectedId) ? index.get(selectedId) : -1;
     let outline = null;
     let i = 0;
@@ -138,10 +156,25 @@
       const depth = data.depth[i];
       const left = (x0[i] - from) * perPx;
       const right = left + w[i] * perPx;
-      if (right < 0 || left > width || right - left < MIN_PX || depth >= maxLevel) {
+      if (right < 0 || left > width || depth >= maxLevel) {
         i = end[i]; // nothing of its subtree can be seen either
         continue;
       }
+      if (right - left < MIN_PX) {
+        // Too narrow to draw, and so is its subtree: it joins the sliver of its neighbours.
+        const run = runs[depth];
+        if (run && left <= run[1] + 1) {
+          run[1] = Math.max(run[1], right);
+          run[3] = Math.max(run[3], x0[i] + w[i]);
+          run[4]++;
+        } else {
+          flush(depth);
+          runs[depth] = [left, right, x0[i], x0[i] + w[i], 1];
+        }
+        i = end[i];
+        continue;
+      }
+      flush(depth);
       const x = Math.max(left, 0);
       const boxWidth = Math.min(right, width) - x;
       const y = depth * ROW;
@@ -166,6 +199,7 @@
       shownLevels[depth].push(i, x, x + boxWidth);
       i++;
     }
+    for (let depth = 0; depth < maxLevel; depth++) flush(depth);
     if (outline) {
       ctx.strokeStyle = colours.fg;
       ctx.lineWidth = 2;
@@ -188,6 +222,25 @@
     return -1;
   }
 
+  // Into a sliver: to its extent, or, when that is most of the view already, eight times closer
+  // around the pointer (within the sliver).
+  function zoomInto(sliver, event) {
+    const [start, stop] = sliver;
+    const span = to - from;
+    if (stop - start < span / 2) {
+      from = start;
+      to = stop;
+    } else {
+      const bounds = canvas.getBoundingClientRect();
+      const at = from + ((event.clientX - bounds.left) / bounds.width) * span;
+      const half = span / 16;
+      from = Math.max(start, at - half);
+      to = Math.min(stop, from + 2 * half);
+      from = Math.max(start, to - 2 * half);
+    }
+    draw();
+  }
+
   function zoomTo(i) {
     if (i < 0) {
       from = 0;
@@ -200,11 +253,17 @@
   }
 
   function showTip(i, event) {
-    if (i < 0) {
+    if (i === -1) {
       tip.hidden = true;
       return;
     }
     tip.textContent = "";
+    if (i < -1) {
+      const count = slivers[-2 - i][2];
+      tip.append(count + (count === 1 ? " span" : " spans") + " too narrow to show: a click zooms in");
+      placeTip(event);
+      return;
+    }
     const title = document.createElement("b");
     title.textContent = data.strings[data.label[i]];
     tip.append(title);
@@ -215,6 +274,10 @@
     if (critical[i]) facts.push("on the critical path");
     if (data.err[i]) facts.push("error");
     tip.append(facts.join(" · "));
+    placeTip(event);
+  }
+
+  function placeTip(event) {
     tip.hidden = false;
     const bounds = box.getBoundingClientRect();
     let left = event.clientX - bounds.left + 12;
@@ -238,7 +301,11 @@
   });
   canvas.addEventListener("click", function (event) {
     const i = boxAt(event);
-    if (i < 0) return;
+    if (i === -1) return;
+    if (i < -1) {
+      zoomInto(slivers[-2 - i], event);
+      return;
+    }
     selectedId = data.ids[i];
     zoomTo(i);
     // trace.js selects it in the tree and opens its panel (and says so: studio:selected).
