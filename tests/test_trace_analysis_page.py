@@ -268,3 +268,17 @@ def test_an_outsider_gets_nothing_from_the_new_routes(settings: Any, known_trace
 )
 def test_costs_read_as_dollars(value: float | None, text: str) -> None:
     assert formatting.usd(value) == text
+
+
+def test_a_big_traces_page_costs_no_analysis_until_asked(
+    client: Client, known_trace: str, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    monkeypatch.setattr(trace_page, "INLINE_SPANS", 2)
+    # The trace, the first span's id, the span, its children's times (its self time), the
+    # services: no analysis in the page; the fragment brings it.
+    with django_assert_num_queries(5):
+        client.get(f"/traces/{known_trace}/")
+    # Asked for (no JavaScript): the analysis instead of the children's times.
+    with django_assert_num_queries(5):
+        html = client.get(f"/traces/{known_trace}/?analysis=1").content.decode()
+    assert fact(html, "Self time") == "10 ms"
