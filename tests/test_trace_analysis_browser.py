@@ -29,6 +29,15 @@ BIG_CHILDREN = 5100  # over trace_page.INLINE_SPANS: the tree streams, the analy
 ROW = 18  # px per level of the flame graph, as flame.js
 
 
+@pytest.fixture(autouse=True)
+def patient() -> Any:
+    """Longer waits: these run last in the whole suite, beside other helpers' suites, on a
+    machine whose load can reach ten times its cores."""
+    expect.set_options(timeout=30_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
 def post(studio_server: Any, spans: list[dict[str, Any]]) -> None:
     response = requests.post(
         f"{studio_server.url}/v1/traces",
@@ -62,6 +71,7 @@ def big_trace(studio_server: Any) -> str:
 
 def watch(page: Any) -> list[str]:
     """Page errors and CSP reports, which every test here expects none of."""
+    page.set_default_timeout(30_000)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on(

@@ -318,6 +318,16 @@
 
   document.addEventListener("studio:selected", function (event) {
     selectedId = event.detail.id;
+    const i = index.has(selectedId) ? index.get(selectedId) : -1;
+    // A span chosen elsewhere (the tree, a link) that this view cannot show: zoom to it.
+    if (i >= 0 && w[i] > 0) {
+      const span = to - from;
+      const tooNarrow = w[i] / span < 2 / Math.max(box.clientWidth, 1);
+      if (tooNarrow || x0[i] + w[i] <= from || x0[i] >= to) {
+        from = x0[i];
+        to = x0[i] + w[i];
+      }
+    }
     draw();
   });
 
