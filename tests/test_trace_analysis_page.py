@@ -271,7 +271,10 @@ def test_costs_read_as_dollars(value: float | None, text: str) -> None:
 
 
 def test_a_big_traces_page_costs_no_analysis_until_asked(
-    client: Client, known_trace: str, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+    client: Client,
+    known_trace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    django_assert_num_queries: Any,
 ) -> None:
     monkeypatch.setattr(trace_page, "INLINE_SPANS", 2)
     # The trace, the first span's id, the span, its children's times (its self time), the
