@@ -286,7 +286,7 @@
     if (i < 0 || i >= n) return;
     const hidden = errorsOnly && !kept[i];
     if (hidden) markErrorsOnly(false); // a span "Errors only" hides was asked for: show all
-    const offPath = criticalOnly && !onPath[i];
+    const offPath = criticalOnly && criticalSet.size > 0 && !onPath[i];
     if (offPath) markCriticalOnly(false); // the same for "Critical path only"
     if (open(i) || hidden || offPath) layout();
     selected = i;
