@@ -30,15 +30,17 @@ def _significant(value: float) -> str:
     return f"{value:.0f}" if "e" in text else text
 
 
-def usd(value: float) -> str:
-    """Dollars to the precision a model call's cost needs: $0, <$0.0001, $0.0037, $1.25,
-    $1,234."""
+def usd(value: float | None) -> str:
+    """A cost in US dollars, with the digits a small cost needs ($0.0042, $0.137, $12.40);
+    None is "no price" (an unknown model), never $0."""
+    if value is None:
+        return "no price"
     if value <= 0:
-        return "$0"
+        return "$0.00"
     if value < 0.0001:
         return "<$0.0001"
     if value < 0.01:
         return f"${value:.4f}"
-    if value < 1000:
-        return f"${value:.2f}"
-    return f"${value:,.0f}"
+    if value < 1:
+        return f"${value:.3f}"
+    return f"${value:,.2f}"

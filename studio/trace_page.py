@@ -16,14 +16,15 @@ element.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
 from studio.formatting import duration
-from tracing import conventions, selectors
+from tracing import analysis, conventions, costs, selectors
 from tracing.models import STATUS_ERROR, Trace
 from tracing.selectors import TraceTree, TreeRow
 
@@ -68,12 +69,19 @@ def _tokens(row: TreeRow) -> str:
     return ""
 
 
-def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
-    """The first HTML_ROWS rows as HTML."""
+def render_rows(
+    tree: TraceTree,
+    selected: str = "",
+    critical: frozenset[str] = frozenset(),
+    critical_only: bool = False,
+) -> SafeString:
+    """The first HTML_ROWS rows as HTML; the rows on the critical path marked (class `cp`), or,
+    `critical_only`, only those."""
     start = tree.start_ns
     total = tree.duration_ns or 1
     parts = []
-    for row in tree.rows[:HTML_ROWS]:
+    rows = [row for row in tree.rows if row.span_id in critical] if critical_only else tree.rows
+    for row in rows[:HTML_ROWS]:
         classes = ""
         marks = ""
         if row.orphan:
@@ -82,6 +90,8 @@ def render_rows(tree: TraceTree, selected: str = "") -> SafeString:
         if row.status_code == STATUS_ERROR:
             classes += " e"
             marks += _ERROR
+        if row.span_id in critical:
+            classes += " cp"
         x, width = _bar(row, start, total)
         parts.append(
             _ROW.format(
@@ -201,3 +211,175 @@ def _line(value: dict[str, Any]) -> bytes:
 def axis_ticks(duration_ns: int, count: int = 4) -> list[str]:
     """Labels for the shared time axis: 0, then `count` evenly spaced offsets."""
     return ["0"] + [duration(duration_ns * i // count) for i in range(1, count + 1)]
+
+
+# -- Where the time went: the view model of the trace page's time split and its tables, and the
+# flame graph's data. Both come from one tracing.analysis.Analysis.
+
+KIND_LABELS = {
+    analysis.LLM: "LLM",
+    analysis.TOOL: "Tool",
+    analysis.AGENT: "Agent",
+    analysis.FORMATTER: "Formatter",
+    analysis.RETRIEVAL: "Retrieval",
+    analysis.OTHER: "Other",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A kind's part of the time split bar, in percent of the bar."""
+
+    kind: str
+    label: str
+    self_ns: int
+    x: float
+    width: float
+    percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    key: str
+    label: str
+    group: analysis.Group
+    cost: costs.Total
+    # Tokens and cost are counted on model calls: for a group without any, they show "—".
+    has_usage: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSplit:
+    wall_ns: int
+    # The sum of every span's self time: more than the wall time when work ran concurrently.
+    span_ns: int
+    segments: list[Segment]
+    kinds: list[GroupRow]
+    models: list[GroupRow]
+    tools: list[GroupRow]
+    agents: list[GroupRow]
+    critical_path: list[str]
+    cost: costs.Total
+
+
+def _rows(
+    groups: dict[str, analysis.Group], labels: dict[str, str] | None = None
+) -> list[GroupRow]:
+    rows = []
+    for key, group in groups.items():
+        label = labels.get(key, key) if labels else key
+        rows.append(
+            GroupRow(
+                key=key,
+                label=label or "(unnamed)",
+                group=group,
+                cost=costs.total(group.costs),
+                has_usage=bool(group.costs),
+            )
+        )
+    # The most self time first: where the time went.
+    rows.sort(key=lambda row: -row.group.self_ns)
+    return rows
+
+
+def time_split(result: analysis.Analysis) -> TimeSplit:
+    """The bar splitting the trace's wall time by kind of work (self time) and the tables per
+    kind, model, tool and agent, biggest self time first. Concurrent work makes the spans' self
+    times add up to more than the wall time: the bar is then split in proportion to the sum."""
+    span_ns = sum(group.self_ns for group in result.by_kind.values())
+    whole = max(span_ns, result.wall_ns) or 1
+    segments = []
+    x = 0.0
+    for kind, group in result.by_kind.items():
+        if group.self_ns <= 0:
+            continue
+        width = group.self_ns * 100 / whole
+        segments.append(
+            Segment(kind, KIND_LABELS[kind], group.self_ns, round(x, 3), round(width, 3), width)
+        )
+        x += width
+    return TimeSplit(
+        wall_ns=result.wall_ns,
+        span_ns=span_ns,
+        segments=segments,
+        kinds=_rows(result.by_kind, KIND_LABELS),
+        models=_rows(result.by_model, {"": "(no model)"}),
+        tools=_rows(result.by_tool),
+        agents=_rows(result.by_agent),
+        critical_path=result.critical_path,
+        cost=result.cost,
+    )
+
+
+def _call_tree_order(tree: analysis.Tree) -> Iterator[int]:
+    """Depth first, siblings by start (`tree.order` has parents before children, but not
+    siblings in order, which the flame graph packs from the left)."""
+    stack = list(reversed(tree.top))
+    children = tree.children
+    while stack:
+        i = stack.pop()
+        yield i
+        stack.extend(reversed(children[i]))
+
+
+def flame_data(spans: Sequence[analysis.SpanFacts]) -> dict[str, Any]:
+    """The flame graph's data (static/studio/flame.js): every span in call-tree order, as
+    columns. `depth`, `start` (ns after the trace's start), `dur` (ns), `kind` (index into
+    `kinds`), `type` and `label` (indices into `strings`), `du` and `self` (the duration and the
+    self time, formatted, indices into `strings`), `err` (1: status ERROR) and `critical`
+    (positions, in this order, of the spans on the critical path). Costs are not needed: the
+    spans come from `selectors.tree_facts`, and only the tree, the self times and the critical
+    path of tracing.analysis are computed."""
+    tree = analysis.build_tree(spans)
+    self_ns = analysis.self_times(tree)
+    critical_path = analysis.critical_path(tree)
+    parent = tree.parent
+    start_ns = min((span.start_ns for span in spans), default=0)
+    wall_ns = max((span.end_ns for span in spans), default=0) - start_ns
+    kinds = {kind: i for i, kind in enumerate(analysis.KINDS)}
+    strings: dict[str, int] = {}
+    formatted: dict[int, int] = {}  # ns -> index of its text: agent runs repeat durations
+    depth_of = [0] * len(spans)
+    ids, depths, starts, durations, kind_col, types, labels, du, selfs, errors = (
+        [] for _ in range(10)
+    )
+    for i in _call_tree_order(tree):
+        span = spans[i]
+        d = depth_of[i] = depth_of[parent[i]] + 1 if parent[i] >= 0 else 0
+        length = span.end_ns - span.start_ns if span.end_ns > span.start_ns else 0
+        ids.append(span.span_id)
+        depths.append(d)
+        starts.append(span.start_ns - start_ns)
+        durations.append(length)
+        kind_col.append(kinds[analysis.kind_of(span.span_type)])
+        types.append(strings.setdefault(span.span_type or conventions.OTHER, len(strings)))
+        label = conventions.display_name(span.name, span.label)
+        labels.append(strings.setdefault(label, len(strings)))
+        text = formatted.get(length)
+        if text is None:
+            text = formatted[length] = strings.setdefault(duration(length), len(strings))
+        du.append(text)
+        text = formatted.get(self_ns[i])
+        if text is None:
+            text = formatted[self_ns[i]] = strings.setdefault(duration(self_ns[i]), len(strings))
+        selfs.append(text)
+        errors.append(1 if span.status_code == STATUS_ERROR else 0)
+    position = {span_id: place for place, span_id in enumerate(ids)}
+    return {
+        "start_ns": start_ns,
+        "wall_ns": wall_ns,
+        "kinds": list(analysis.KINDS),
+        "kind_labels": [KIND_LABELS[kind] for kind in analysis.KINDS],
+        "strings": list(strings),
+        "ids": ids,
+        "depth": depths,
+        "start": starts,
+        "dur": durations,
+        "kind": kind_col,
+        "type": types,
+        "label": labels,
+        "du": du,
+        "self": selfs,
+        "err": errors,
+        "critical": [position[span_id] for span_id in critical_path],
+    }

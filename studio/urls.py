@@ -45,6 +45,8 @@ urlpatterns = [
     path("prices/", views.prices, name="prices"),
     path("traces/<trace_id:trace_id>/", views.trace_detail, name="trace_detail"),
     path("traces/<trace_id:trace_id>/tree/", views.trace_tree_data, name="trace_tree_data"),
+    path("traces/<trace_id:trace_id>/analysis/", views.trace_analysis, name="trace_analysis"),
+    path("traces/<trace_id:trace_id>/flame/", views.trace_flame, name="trace_flame"),
     path("traces/<trace_id:trace_id>/otlp.json", views.trace_otlp_json, name="trace_otlp_json"),
     path("traces/<trace_id:trace_id>/find", views.trace_find, name="trace_find"),
     path(

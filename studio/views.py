@@ -8,6 +8,7 @@ from datetime import UTC, tzinfo
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import (
@@ -43,7 +44,7 @@ from studio.filters import (
     zone_from_cookie,
 )
 from studio.runtime import runtime
-from tracing import clauses, conventions, otlp_json, retention, search, selectors
+from tracing import analysis, clauses, conventions, otlp_json, retention, search, selectors
 from tracing.models import STATUS_CODES, Span, Trace
 
 
@@ -74,7 +75,9 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 # request, no context processor and no database, which may be what failed.
 
 API_PREFIX = "/api/"
-TRACE_VIEWS = frozenset({"trace_detail", "trace_otlp_json", "span_panel", "span_json"})
+TRACE_VIEWS = frozenset(
+    {"trace_detail", "trace_otlp_json", "span_panel", "span_json", "trace_analysis", "trace_flame"}
+)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -319,18 +322,26 @@ def _connect_info(request: HttpRequest) -> dict[str, str]:
 
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     """The call tree of a trace with its timeline; `?span=<span_id>` opens with that span's panel
-    (without it, the first span's)."""
+    (without it, the first span's); `?critical=1` lists only the critical path's rows (what the
+    "Critical path only" toggle shows, for reading without JavaScript)."""
     annotations = {name: make() for name, make in extensions.trace_annotations.items()}
     trace = get_object_or_404(Trace.objects.annotate(**annotations), trace_id=trace_id)
     if trace.span_count > trace_page.INLINE_SPANS:
         return _big_trace_detail(request, trace)
     tree = selectors.trace_tree(trace.trace_id)
+    result = selectors.trace_analysis(trace.trace_id)
+    critical_only = request.GET.get("critical") == "1"
     span_id = request.GET.get("span", "").lower() or (tree.rows[0].span_id if tree.rows else "")
-    detail = _span_detail(trace, span_id) if span_id else None
+    detail = _span_detail(trace, span_id, result) if span_id else None
     context = {
         "trace": trace,
         "tree": tree,
-        "rows": trace_page.render_rows(tree, selected=span_id if detail else ""),
+        "rows": trace_page.render_rows(
+            tree,
+            selected=span_id if detail else "",
+            critical=frozenset(result.critical_path),
+            critical_only=critical_only,
+        ),
         "rows_cut": len(tree.rows) > trace_page.HTML_ROWS,
         "rows_shown": trace_page.HTML_ROWS,
         "tree_data": trace_page.tree_data(tree),
@@ -344,6 +355,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         # trace.js puts the selected span's id in place of the all-zero one, which no span has.
         "panel_url": reverse("span_panel", args=[trace.trace_id, "0" * 16]),
         "fact_templates": extensions.trace_fact_templates,
+        "split": trace_page.time_split(result),
+        "critical_only": critical_only,
         "nav": "traces",
     }
     with timezone.override(_viewer_zone(request)):  # times in the reader's zone, as the overview
@@ -352,12 +365,15 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
 
 def _big_trace_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
     """The trace page of a trace too big to put in the page: no span rows at all (trace.js
-    streams them from `trace_tree_data`), the first span by start when none is asked for."""
+    streams them from `trace_tree_data`), the first span by start when none is asked for. Where
+    the time went is loaded after the page (`trace_analysis`), unless `?analysis=1` asks for it
+    in the page (the link shown without JavaScript)."""
     span_id = request.GET.get("span", "").lower()
     if not span_id:
         first = Span.objects.for_trace(trace.trace_id).values_list("span_id", flat=True)[:1]
         span_id = next(iter(first), "")
-    detail = _span_detail(trace, span_id) if span_id else None
+    result = selectors.trace_analysis(trace.trace_id) if request.GET.get("analysis") else None
+    detail = _span_detail(trace, span_id, result) if span_id else None
     tree = selectors.TraceTree(
         rows=[],
         services=selectors.trace_services(trace.trace_id),
@@ -376,10 +392,38 @@ def _big_trace_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
         "missing_span": span_id if span_id and detail is None else "",
         "panel_url": reverse("span_panel", args=[trace.trace_id, "0" * 16]),
         "fact_templates": extensions.trace_fact_templates,
+        "split": trace_page.time_split(result) if result else None,
+        "analysis_url": reverse("trace_analysis", args=[trace.trace_id]),
+        "critical_only": request.GET.get("critical") == "1",
         "nav": "traces",
     }
     with timezone.override(_viewer_zone(request)):
         return render(request, "studio/trace_detail.html", context)
+
+
+def trace_analysis(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """`/traces/<id>/analysis/`: where the time went (the time split, its tables, the critical
+    path's span ids) as the trace page's fragment, with the header's cost out of band: what a
+    big trace's page loads after itself. Anyone but htmx gets the page with it inside."""
+    trace = get_object_or_404(Trace.objects.only("trace_id"), trace_id=trace_id)
+    if not request.htmx:
+        return redirect(reverse("trace_detail", args=[trace.trace_id]) + "?analysis=1")
+    context = {
+        "trace": trace,
+        "split": trace_page.time_split(selectors.trace_analysis(trace.trace_id)),
+        "cost_out_of_band": True,
+    }
+    return render(request, "studio/trace_detail.html#time-split", context)
+
+
+def trace_flame(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """`/traces/<id>/flame/`: the flame graph's data (trace_page.flame_data), in columns."""
+    trace = get_object_or_404(Trace.objects.only("trace_id"), trace_id=trace_id)
+    with selectors.collector_paused():
+        data = trace_page.flame_data(selectors.tree_facts(trace.trace_id))
+    response = HttpResponse(orjson.dumps(data), content_type="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def trace_tree_data(request: HttpRequest, trace_id: str) -> StreamingHttpResponse:
@@ -418,11 +462,18 @@ def span_panel(request: HttpRequest, trace_id: str, span_id: str) -> HttpRespons
     )
 
 
-def _span_detail(trace: Trace, span_id: str) -> selectors.SpanDetail | None:
+def _span_detail(
+    trace: Trace, span_id: str, result: analysis.Analysis | None = None
+) -> selectors.SpanDetail | None:
+    """The panel's span; its self time from the trace's analysis when the page has one, else
+    from a query of its children."""
     span = selectors.find_span(trace.trace_id, span_id)
     if span is None:
         return None
-    return selectors.span_detail(span, trace.start_ns)
+    detail = selectors.span_detail(span, trace.start_ns)
+    found = result.self_ns.get(span.span_id) if result is not None else None
+    detail.self_ns = found if found is not None else selectors.span_self_ns(span)
+    return detail
 
 
 def span_json(request: HttpRequest, trace_id: str, span_id: str) -> JsonResponse:

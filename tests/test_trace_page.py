@@ -200,7 +200,8 @@ def test_error_spans_are_marked(client: Client) -> None:
         )
     )
     html = client.get(f"/traces/{TRACE}/?span=0000000000000002").content.decode()
-    assert re.search(r'class="r d1 k-other e" id="s-0000000000000002"', html)
+    # `cp`: on the critical path (the root's only child).
+    assert re.search(r'class="r d1 k-other e cp" id="s-0000000000000002"', html)
     assert '<span class="err" title="Status ERROR">error</span>' in html
     assert '<span class="status-message">it broke</span>' in html
 
@@ -208,18 +209,23 @@ def test_error_spans_are_marked(client: Client) -> None:
 def test_page_reads_narrow_columns_and_one_span_body(
     client: Client, agentscope_1: str, django_assert_num_queries: Any
 ) -> None:
-    # The trace, the tree's narrow columns, the selected span.
-    with django_assert_num_queries(3) as captured:
+    # The trace, the tree's narrow columns, the analysis (where the time went: narrow columns
+    # and a model call's token counts), the selected span.
+    with django_assert_num_queries(4) as captured:
         response = client.get(f"/traces/{agentscope_1}/")
     assert response.status_code == 200
     tree_query = captured.captured_queries[1]["sql"]
     assert "attributes_json" not in tree_query and "events_json" not in tree_query
+    # The analysis reads only a few numbers out of the attributes, never the bodies.
+    analysis_query = captured.captured_queries[2]["sql"]
+    assert "json_extract" in analysis_query or "jsonb" in analysis_query
 
 
-def test_span_panel_fragment_costs_two_queries(
+def test_span_panel_fragment_costs_three_queries(
     client: Client, agentscope_1: str, django_assert_num_queries: Any
 ) -> None:
-    with django_assert_num_queries(2):
+    # The trace, the span, its children's times (its self time).
+    with django_assert_num_queries(3):
         html = panel(client, agentscope_1, AS1_CHAT_2)
     assert "<html" not in html
     assert html.strip().startswith('<article class="span-detail"')
@@ -268,9 +274,13 @@ def test_csp_allows_scripts_only_from_static(client: Client, agentscope_1: str) 
     response = client.get(f"/traces/{agentscope_1}/")
     assert "script-src 'self'" in response["Content-Security-Policy"]
     html = response.content.decode()
-    # Only scripts from static/, and the tree's data block (JSON, never executed).
+    # Only scripts from static/, and the data blocks of the tree and the critical path (JSON,
+    # never executed).
     inline = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html)
-    assert inline == ['<script id="tree-data" type="application/json">']
+    assert inline == [
+        '<script id="critical-path" type="application/json">',
+        '<script id="tree-data" type="application/json">',
+    ]
     assert " style=" not in html
     assert re.search(r"\son[a-z]+=", html) is None
 

@@ -19,7 +19,7 @@ spans the whole trace.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +196,25 @@ def self_times(tree: Tree) -> list[int]:
         covered += run_end - run_start
         result[i] -= covered
     return result
+
+
+def span_self_ns(start: int, end: int, children: Iterable[tuple[int, int]]) -> int:
+    """One span's self time, from its children's (start, end) in any order: what `self_times`
+    computes for every span of a tree, for the span panel, which reads one span's children."""
+    end = max(end, start)
+    covered = 0
+    run_start = run_end = start
+    for lo, hi in sorted(children):
+        lo = max(lo, start)
+        hi = min(hi, end)
+        if hi <= lo:
+            continue
+        if lo > run_end:
+            covered += run_end - run_start
+            run_start, run_end = lo, hi
+        elif hi > run_end:
+            run_end = hi
+    return end - start - (covered + run_end - run_start)
 
 
 def critical_path(tree: Tree) -> list[str]:

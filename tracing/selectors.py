@@ -484,6 +484,11 @@ class SpanDetail:
     tool_call_id: str
     tool_description: str
     agent_name: str
+    # Set by `span_self_ns` (a query) or from the trace's analysis.
+    self_ns: int | None = None
+    # A model call's cost (None: no price); None for any other span.
+    cost_usd: float | None = None
+    is_model_call: bool = False
 
     @property
     def event_count(self) -> int:
@@ -581,7 +586,23 @@ def span_detail(span: Span, trace_start_ns: int) -> SpanDetail:
             attributes, ("gen_ai.tool.description", "tool.description")
         ),
         agent_name=conventions.first_str(attributes, conventions.AGENT_NAME_KEYS),
+        cost_usd=_span_cost(span, attributes),
+        is_model_call=span.span_type in costs.MODEL_SPAN_TYPES,
     )
+
+
+def _span_cost(span: Span, attributes: Any) -> float | None:
+    if span.span_type not in costs.MODEL_SPAN_TYPES or not isinstance(attributes, dict):
+        return None
+    # The model column, as the analysis prices it.
+    return costs.span_cost(attributes, price_table(), span.model)
+
+
+def span_self_ns(span: Span) -> int:
+    """A span's self time (tracing.analysis): one query of its children's times."""
+    children = Span.objects.filter(trace_id=span.trace_id, parent_span_id=span.span_id)
+    times = children.order_by().values_list("start_ns", "end_ns")
+    return analysis.span_self_ns(span.start_ns, span.end_ns, list(times))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,7 +657,8 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-# For a page building its view model and markup from a big trace's facts.
+# For a view building a big structure of its own from a selector's rows (a page's view model
+# and markup, the flame graph's columns).
 collector_paused = _collector_paused
 
 
@@ -719,6 +741,19 @@ def analysis_facts(trace_id: str) -> list[analysis.SpanFacts]:
         analysis.SpanFacts(*row, cost_usd=_row_cost(row, values, table))
         for row, values in _span_rows("s.trace_id = %s", [trace_id], _USAGE_KEYS)
     ]
+
+
+def tree_facts(trace_id: str) -> list[analysis.SpanFacts]:
+    """A trace's spans as tracing.analysis reads them, without costs (no JSON is read): what
+    the flame graph needs, at half the price of `analysis_facts`. One query."""
+    columns = ", ".join(_FACT_FIELDS)
+    sql = (
+        f"SELECT {columns} FROM {Span._meta.db_table} WHERE trace_id = %s "
+        "ORDER BY start_ns, span_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [trace_id])
+        return [analysis.SpanFacts(*row) for row in cursor.fetchall()]
 
 
 def trace_analysis(trace_id: str) -> analysis.Analysis:

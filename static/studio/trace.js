@@ -41,6 +41,7 @@
   let collapsed = new Uint8Array(0);
   let matched = new Uint8Array(0);
   let kept = new Uint8Array(0); // the error rows and their ancestors: what "Errors only" shows
+  let onPath = new Uint8Array(0); // the rows on the critical path
   let position = new Int32Array(0); // row index -> place in `visible`, -1 when hidden
   const index = new Map();
   let visible = new Int32Array(0); // row indices in display order
@@ -60,6 +61,7 @@
     collapsed = new Uint8Array(count);
     matched = new Uint8Array(count);
     kept = new Uint8Array(count);
+    onPath = new Uint8Array(count);
     position = new Int32Array(count);
   }
 
@@ -103,6 +105,7 @@
     if (last) open_.length = 0;
     // Finder matches and errors that were known before their rows arrived.
     for (let i = from; i < n; i++) {
+      if (criticalSet.has(rows[i][0])) onPath[i] = 1;
       if (matchSet.has(rows[i][0])) {
         matched[i] = 1;
         open(i);
@@ -120,7 +123,7 @@
     for (let i = 0; i < n; i++) {
       const d = depth[i];
       if (d <= hideDepth) hideDepth = Infinity;
-      if (d > hideDepth || (errorsOnly && !kept[i])) {
+      if (d > hideDepth || (errorsOnly && !kept[i]) || (criticalOnly && criticalSet.size && !onPath[i])) {
         position[i] = -1;
         continue;
       }
@@ -182,6 +185,7 @@
     if (i === selected) row.setAttribute("aria-selected", "true");
     else row.removeAttribute("aria-selected");
     row.classList.toggle("m", matched[i] === 1);
+    row.classList.toggle("cp", onPath[i] === 1);
     row.classList.toggle("cur", i === cursor);
   }
 
@@ -259,6 +263,7 @@
   // Scroll the pane so that row i is in view below the sticky toolbar and axis (which take the
   // pane's first tree.offsetTop pixels).
   function scrollTo(i) {
+    if (!tree.offsetParent) return; // the tree is not shown (the flame graph is)
     const sticky = tree.offsetTop;
     const top = sticky + position[i] * ROW;
     if (top < pane.scrollTop + sticky) pane.scrollTop = top - sticky;
@@ -281,10 +286,13 @@
     if (i < 0 || i >= n) return;
     const hidden = errorsOnly && !kept[i];
     if (hidden) markErrorsOnly(false); // a span "Errors only" hides was asked for: show all
-    if (open(i) || hidden) layout();
+    const offPath = criticalOnly && criticalSet.size > 0 && !onPath[i];
+    if (offPath) markCriticalOnly(false); // the same for "Critical path only"
+    if (open(i) || hidden || offPath) layout();
     selected = i;
     setCursor(i);
     const id = rows[i][0];
+    document.dispatchEvent(new CustomEvent("studio:selected", { detail: { id: id } }));
     const url = "?span=" + encodeURIComponent(id);
     if (history === "push") window.history.pushState({ span: id }, "", url);
     else if (history === "replace") window.history.replaceState({ span: id }, "", url);
@@ -583,6 +591,64 @@
     jumpToError(event.key === "n" ? 1 : -1);
   });
 
+  // -- The critical path (studio.trace_page.time_split: the span ids in #critical-path, in the
+  // page or, for a big trace, in the fragment loaded after it): its rows are marked, and
+  // "Critical path only" shows just them (without JavaScript the link asks the server for a page
+  // listing only them: ?critical=1) -------------------------------------------------------------
+
+  const criticalButton = document.getElementById("critical-only");
+  let criticalSet = new Set();
+  let criticalOnly = !!criticalButton && criticalButton.getAttribute("aria-pressed") === "true";
+
+  function markCriticalOnly(on) {
+    criticalOnly = on;
+    if (criticalButton) criticalButton.setAttribute("aria-pressed", on ? "true" : "false");
+  }
+
+  function openCriticalPath() {
+    for (let i = 0; i < n; i++) if (onPath[i]) open(i);
+  }
+
+  function readCriticalPath() {
+    const script = document.getElementById("critical-path");
+    if (!script) return;
+    criticalSet = new Set(JSON.parse(script.textContent));
+    for (let i = 0; i < n; i++) onPath[i] = criticalSet.has(rows[i][0]) ? 1 : 0;
+    if (criticalOnly) openCriticalPath();
+    if (tree.classList.contains("virtual")) redraw();
+  }
+
+  if (criticalButton) {
+    criticalButton.addEventListener("click", function (event) {
+      if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      markCriticalOnly(!criticalOnly);
+      const url = new URL(window.location.href);
+      if (criticalOnly) url.searchParams.set("critical", "1");
+      else url.searchParams.delete("critical");
+      criticalButton.setAttribute("href", criticalOnly ? "?" : "?critical=1");
+      window.history.replaceState(window.history.state, "", url);
+      if (criticalOnly) openCriticalPath();
+      layout();
+      if (cursor >= 0 && !isShown(cursor)) cursor = shownAncestor(cursor);
+      if (selected >= 0 && isShown(selected)) scrollTo(selected);
+      draw();
+    });
+  }
+
+  document.body.addEventListener("htmx:afterSwap", function () {
+    if (document.getElementById("critical-path") && !criticalSet.size) readCriticalPath();
+  });
+
+  // The flame graph (flame.js) selects spans through the tree, and hands the pane back to it.
+  document.addEventListener("studio:goto", function (event) {
+    goTo(event.detail.id, "push");
+  });
+  document.addEventListener("studio:treeshown", function () {
+    if (selected >= 0 && isShown(selected)) scrollTo(selected);
+    schedule();
+  });
+
   // -- The panel's own controls: attribute filter and copy buttons (the panel is swapped in by
   // htmx, so the listeners are delegated) ----------------------------------------------------------
 
@@ -678,6 +744,7 @@
     tree.removeAttribute("aria-busy");
   }
 
+  readCriticalPath();
   if (source) {
     const data = JSON.parse(source.textContent);
     allocate(data.rows.length, data.max_indent);
