@@ -70,7 +70,8 @@ def compact(value: int | None) -> str:
 
 @register.filter
 def usd(value: float | None) -> str:
-    return "–" if value is None else formatting.usd(float(value))
+    """None is "no price" (model calls without a price), never $0; the trace page uses it too."""
+    return formatting.usd(None if value is None else float(value))
 
 
 @register.filter

@@ -35,7 +35,3 @@ def utc_time(moment: datetime | None) -> str:
         return ""
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f} UTC"
 
-
-@register.filter
-def usd(value: float | None) -> str:
-    return formatting.usd(value)
