@@ -13,10 +13,11 @@ from datetime import datetime
 from urllib.parse import quote, unquote
 
 from django import forms
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.http import HttpRequest, HttpResponse
 
 from studio import extensions
+from tracing import retention
 from tracing.models import Span, Trace, ns_to_datetime
 
 COOKIE = "studio_project"
@@ -89,6 +90,10 @@ def delete(name: str) -> list[str]:
             if not ids:
                 extensions.project_deleted.send(sender=Project, project=name)
                 return gone
+            if connection.vendor == "postgresql":
+                # The writer must not fold spans into a summary read before this delete.
+                with connection.cursor() as cursor:
+                    retention.lock_traces(cursor, ids)
             Span.objects.filter(trace_id__in=ids).delete()
             Trace.objects.filter(trace_id__in=ids).delete()
         gone += ids

@@ -381,6 +381,11 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """Delete these traces and every span of theirs; returns how many traces went."""
         ids = list(self.values_list("trace_id", flat=True))
         with transaction.atomic(using=self.db):
+            if ids and connections[self.db].vendor == "postgresql":
+                from tracing import retention  # which imports these models
+
+                with connections[self.db].cursor() as cursor:
+                    retention.lock_traces(cursor, ids)
             Span.objects.using(self.db).filter(trace_id__in=ids).delete()
             deleted, _ = self.model.objects.using(self.db).filter(trace_id__in=ids).delete()
         return deleted

@@ -7,7 +7,6 @@ Raw SQL over the two tables, so the migration that added the cost columns runs i
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,11 +86,10 @@ def reprice_traces(ids: list[str], table: PriceTable) -> int:
             # The writer folds a batch into the summary row it read (ingest.writer): repriced
             # and committed between that read and its write, a trace would keep the old prices'
             # total. So, as the retention purge does, these traces' lock buckets are held
-            # exclusive first (sorted, like the writer's), and each side waits for the other.
+            # exclusive first, and each side waits for the other.
             # (SQLite's IMMEDIATE transactions serialise the two already.)
-            buckets = sorted({zlib.crc32(t.encode()) % retention.LOCK_BUCKETS for t in ids})
             with connection.cursor() as cursor:
-                cursor.execute(retention._LOCK_SQL, [buckets])
+                retention.lock_traces(cursor, ids)
         changed = []
         for pk, model, stored, used in _usages(ids):
             cost = costs.cost(table.price(model), used)

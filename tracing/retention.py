@@ -17,9 +17,10 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import connections, models, transaction
@@ -48,6 +49,16 @@ SQLITE_AUTO_VACUUM_INCREMENTAL = 2
 # the purge and sees only its own spans: a trace never keeps a summary of spans already gone.
 LOCK_BUCKETS = 256
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(7370, b) FROM unnest(%s::int[]) AS b"
+
+
+def lock_traces(cursor: Any, trace_ids: Iterable[str]) -> None:
+    """PostgreSQL: hold, until commit, these traces' writer lock buckets exclusive. Whatever
+    changes or deletes spans or summaries of stored traces outside the writer takes them first:
+    the writer folds a batch into the summary row it read, so a change committed between that
+    read and its write would be overwritten (a deleted trace would come back counting its gone
+    spans). Sorted, like the writer's, so the two never wait for each other in a cycle."""
+    buckets = sorted({zlib.crc32(t.encode()) % LOCK_BUCKETS for t in trace_ids})
+    cursor.execute(_LOCK_SQL, [buckets])
 
 
 @dataclass(frozen=True)
@@ -411,9 +422,7 @@ def _delete_batch(ids: list[str], cutoff_ns: int | None, using: str) -> tuple[in
         # bucket locks just below.
         held = time.perf_counter()
         if connection.vendor == "postgresql":
-            # Sorted like the writer's, so the two never wait for each other in a cycle.
-            buckets = sorted({zlib.crc32(t.encode()) % LOCK_BUCKETS for t in ids})
-            cursor.execute(_LOCK_SQL, [buckets])
+            lock_traces(cursor, ids)
         placeholders = ", ".join(["%s"] * len(ids))
         sql = (
             f"SELECT trace_id, conversation_id FROM {trace_table} "
