@@ -384,6 +384,10 @@ _INSERTED_SQL = "SELECT trace_id, span_id FROM tracing_span WHERE id > %s"
 def insert_spans(cursor: CursorWrapper, records: Sequence[SpanRecord]) -> Sequence[SpanRecord]:
     """Insert records, skipping spans already stored; return the records actually inserted (of
     a span repeated within `records`, the first, which is the one stored)."""
+    if not records:
+        # Every span refused (ingest.ownership): psycopg's executemany of no rows has no result
+        # to fetch.
+        return []
     if connection.vendor == "postgresql":
         # psycopg runs the statements in one pipeline and keeps each one's result; Django's
         # wrapper has no `returning`, so its error mapping (may_pass) is applied here.

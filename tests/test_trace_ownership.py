@@ -85,6 +85,22 @@ def test_a_key_cannot_add_spans_to_another_projects_trace() -> None:
 
 
 @pytest.mark.django_db
+def test_a_request_whose_every_span_is_refused_is_answered_not_failed() -> None:
+    # PostgreSQL's insert of no rows had no result to read: the request failed with a 500.
+    writer.write_batch(agentscope("team-b"))
+    before = Trace.objects.values().get(trace_id=AGENTSCOPE_TRACE)
+    attack = [
+        forged(AGENTSCOPE_TRACE, "a" * 16, "team-a"),
+        forged(AGENTSCOPE_TRACE, "b" * 16, "team-a"),
+    ]
+
+    assert writer.write_batch(attack) == {AGENTSCOPE_TRACE}
+
+    assert [r.refused for r in attack] == [True, True]
+    assert Trace.objects.values().get(trace_id=AGENTSCOPE_TRACE) == before
+
+
+@pytest.mark.django_db
 def test_the_owning_key_and_keyless_senders_still_add_spans() -> None:
     records = agentscope("team-b")
     writer.write_batch(records[:3])
