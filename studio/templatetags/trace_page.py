@@ -34,4 +34,3 @@ def utc_time(moment: datetime | None) -> str:
     if moment is None:
         return ""
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f} UTC"
-
