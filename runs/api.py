@@ -38,6 +38,10 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "client_timestamp": run.client_timestamp,
         "trace_count": getattr(run, "trace_count", None),
         "total_tokens": getattr(run, "token_count", None),
+        # USD of its traces' priced model calls; None when there were model calls and none
+        # had a price (as a trace's `cost_usd`).
+        "cost_usd": run.cost,
+        "unpriced_spans": getattr(run, "unpriced_spans", None),
     }
 
 
@@ -115,6 +119,8 @@ class RunDetail(APIView):
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
                 "duration_ms": usage.duration_ms,
+                "cost_usd": usage.cost,
+                "unpriced_calls": usage.unpriced_spans,
             }
             for usage in selectors.model_usage(run.id, run.project)
         ]

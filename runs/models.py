@@ -24,8 +24,9 @@ RUN_STATUSES = (RUN_RUNNING, RUN_FINISHED)
 
 class RunQuerySet(models.QuerySet["Run"]):
     def with_trace_totals(self) -> RunQuerySet:
-        """Each run with the count and tokens of its traces, as correlated subqueries (one
-        query for the whole page, using the (conversation_id, start_ns) index)."""
+        """Each run with the count, tokens and cost (`cost_usd`, `unpriced_spans`) of its traces,
+        as correlated subqueries (one query for the whole page, using the (conversation_id,
+        start_ns) index)."""
         # Of the run's project only: a trace of another project naming the run as its
         # conversation is not the run's.
         traces = Trace.objects.filter(
@@ -33,9 +34,17 @@ class RunQuerySet(models.QuerySet["Run"]):
         ).order_by()
         count = traces.values("conversation_id").annotate(n=models.Count("*")).values("n")
         tokens = traces.values("conversation_id").annotate(n=models.Sum("total_tokens")).values("n")
+        cost = traces.values("conversation_id").annotate(n=models.Sum("cost_usd")).values("n")
+        unpriced = (
+            traces.values("conversation_id").annotate(n=models.Sum("unpriced_spans")).values("n")
+        )
         return self.annotate(
             trace_count=Coalesce(models.Subquery(count), 0, output_field=models.IntegerField()),
             token_count=Coalesce(models.Subquery(tokens), 0, output_field=models.BigIntegerField()),
+            cost_usd=Coalesce(models.Subquery(cost), 0.0, output_field=models.FloatField()),
+            unpriced_spans=Coalesce(
+                models.Subquery(unpriced), 0, output_field=models.IntegerField()
+            ),
         )
 
     def name_of_conversation(self) -> models.Subquery:
@@ -93,6 +102,15 @@ class Run(models.Model):
     @property
     def status(self) -> str:
         return RUN_RUNNING if self.finished_at is None else RUN_FINISHED
+
+    @property
+    def cost(self) -> float | None:
+        """Of a run read `with_trace_totals`, as Trace.cost: None when there were model calls
+        and none had a price."""
+        cost_usd = getattr(self, "cost_usd", None)
+        if getattr(self, "unpriced_spans", 0) and not cost_usd:
+            return None
+        return cost_usd
 
     @property
     def duration_seconds(self) -> float:

@@ -150,6 +150,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
     context = {
         "conversation_id": conversation_id,
         "turns": selectors.conversation_turns(traces[: selectors.MAX_TURNS]),
+        "cost": selectors.traces_cost(traces[: selectors.MAX_TURNS]),
         "truncated": len(traces) > selectors.MAX_TURNS,
         "usage": selectors.model_usage(conversation_id),
         "run": Run.objects.filter(id=conversation_id).first(),

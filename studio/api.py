@@ -213,7 +213,7 @@ class TraceTimeline(APIView):
 
 class ProjectList(APIView):
     """`GET /api/projects/`: every project, most recently active first, with how many traces
-    (and, per app, runs) it has and when it was last active."""
+    (and, per app, runs) it has, its cost and when it was last active."""
 
     def get(self, request: Request) -> Response:
         return Response(
@@ -222,6 +222,9 @@ class ProjectList(APIView):
                     {
                         "name": project.name,
                         "trace_count": project.trace_count,
+                        # None when there were model calls and none had a price.
+                        "cost_usd": project.cost,
+                        "unpriced_spans": project.unpriced_spans,
                         **{f"{source}_count": n for source, n in project.counts.items()},
                         "last_activity": (
                             project.last_activity.isoformat().replace("+00:00", "Z")

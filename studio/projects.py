@@ -34,6 +34,14 @@ class Project:
     last_activity: datetime | None = None
     # Per app source ("run"): how many of its things belong to the project.
     counts: dict[str, int] = field(default_factory=dict)
+    # USD of its traces' priced model calls, and how many model calls had no price.
+    cost_usd: float = 0.0
+    unpriced_spans: int = 0
+
+    @property
+    def cost(self) -> float | None:
+        """As Trace.cost: None when there were model calls and none had a price."""
+        return None if self.unpriced_spans and not self.cost_usd else self.cost_usd
 
     def seen(self, moment: datetime | None) -> None:
         if moment is not None and (self.last_activity is None or moment > self.last_activity):
@@ -56,11 +64,17 @@ def summaries() -> list[Project]:
     rows = (
         Trace.objects.order_by()
         .values_list("project")
-        .annotate(n=models.Count("*"), newest=models.Max("start_ns"))
+        .annotate(
+            n=models.Count("*"),
+            newest=models.Max("start_ns"),
+            cost=models.Sum("cost_usd"),
+            unpriced=models.Sum("unpriced_spans"),
+        )
     )
-    for name, count, newest in rows:
+    for name, count, newest, cost, unpriced in rows:
         project = projects.setdefault(name, Project(name))
         project.trace_count = count
+        project.cost_usd, project.unpriced_spans = cost or 0.0, unpriced or 0
         project.seen(ns_to_datetime(newest) if newest is not None else None)
     for source_name, source in extensions.project_counts.items():
         for name, (count, newest) in source().items():

@@ -296,6 +296,8 @@ def test_the_api_lists_projects_with_their_counts(
         "name": "alpha",
         "trace_count": 2,
         "run_count": 1,
+        "cost_usd": 0,
+        "unpriced_spans": 0,
     }
     assert by_name["runs-only"]["trace_count"] == 0 and by_name["runs-only"]["run_count"] == 1
     assert by_name["alpha"]["last_activity"].endswith("Z")

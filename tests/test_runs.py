@@ -310,6 +310,8 @@ def test_the_api_gives_a_run_with_its_traces_and_messages(client: Client, run: R
             "input_tokens": 126,
             "output_tokens": 27,
             "duration_ms": pytest.approx(body["models"][0]["duration_ms"]),
+            "cost_usd": pytest.approx(body["models"][0]["cost_usd"]),
+            "unpriced_calls": 0,
         }
     ]
     assert body["connected"] is False and body["input_requests"] == []

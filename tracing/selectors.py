@@ -43,6 +43,8 @@ TRACE_LIST_FIELDS = (
     "span_type",
     "root_span_id",
     "conversation_id",
+    "cost_usd",
+    "unpriced_spans",
 )
 # A conversation page shows this many turns at most (the newest are cut, with a note).
 MAX_TURNS = 500
@@ -65,10 +67,18 @@ class ModelUsage:
     input_tokens: int
     output_tokens: int
     duration_ns: int
+    # USD of the model's priced calls (Span.cost_usd summed), and how many had no price.
+    cost_usd: float = 0.0
+    unpriced_spans: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def cost(self) -> float | None:
+        """None when every call of the model was without a price, never a misleading 0."""
+        return None if self.unpriced_spans == self.calls and self.calls else self.cost_usd
 
     @property
     def duration_ms(self) -> float:
@@ -90,6 +100,9 @@ def model_usage(conversation_id: str, project: str | None = None) -> list[ModelU
             input=Sum("input_tokens"),
             output=Sum("output_tokens"),
             duration=Sum(F("end_ns") - F("start_ns")),
+            # Span.cost_usd is NULL for a model call without a price.
+            cost=Sum("cost_usd"),
+            unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
         )
         .order_by("model")
     )
@@ -100,9 +113,32 @@ def model_usage(conversation_id: str, project: str | None = None) -> list[ModelU
             input_tokens=row["input"] or 0,
             output_tokens=row["output"] or 0,
             duration_ns=row["duration"] or 0,
+            cost_usd=row["cost"] or 0.0,
+            unpriced_spans=row["unpriced"],
         )
         for row in rows
     ]
+
+
+@dataclass(frozen=True)
+class TracesCost:
+    """The cost of some traces: their priced model calls' USD, and how many had no price."""
+
+    cost_usd: float
+    unpriced_spans: int
+
+    @property
+    def cost(self) -> float | None:
+        return None if self.unpriced_spans and not self.cost_usd else self.cost_usd
+
+
+def traces_cost(traces: Iterable[Trace]) -> TracesCost:
+    """Summed from the traces' stored totals (no query: the traces are already read)."""
+    traces = list(traces)
+    return TracesCost(
+        cost_usd=sum((trace.cost_usd or 0.0 for trace in traces), 0.0),
+        unpriced_spans=sum(trace.unpriced_spans or 0 for trace in traces),
+    )
 
 
 @dataclass(frozen=True)
