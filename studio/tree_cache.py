@@ -27,14 +27,17 @@ from tracing import selectors
 from tracing.models import Trace
 
 # What identifies one state of a trace: the writer recomputes the summary row in the commit
-# that adds spans, so a trace that grew has another count or end.
-Version = tuple[int, int, int, int]
+# that adds spans, so a trace that grew has another count or end. The first span's row id tells
+# a trace deleted and sent again (same id, same summary) from the one kept: its rows are new, and
+# another process (--workers, another host) hears of neither the delete nor the new commit.
+Version = tuple[int, int, int, int, int | None]
 # At most this many traces are kept, whatever their size.
 MAX_ENTRIES = 64
 
 
 def version_of(trace: Trace) -> Version:
-    return (trace.span_count, trace.start_ns, trace.end_ns, trace.error_count)
+    first_row = selectors.first_span_row_id(trace.trace_id)
+    return (trace.span_count, trace.start_ns, trace.end_ns, trace.error_count, first_row)
 
 
 class SharedTree:
@@ -174,8 +177,9 @@ cache = TreeCache()
 
 def tree_lines(trace: Trace) -> Iterator[bytes]:
     """`trace_page.tree_chunks(trace)`, shared with every other reader of the trace. `trace`
-    needs its trace_id, start_ns, end_ns, span_count and error_count."""
-    return cache.get(trace).read(cache)
+    needs its trace_id, start_ns, end_ns, span_count and error_count. Lazy: the version's query
+    runs at the first line, in the thread that reads it, not in an async view's event loop."""
+    yield from cache.get(trace).read(cache)
 
 
 def forget(sender: Any = None, *, trace_ids: Iterable[str], **kwargs: Any) -> None:

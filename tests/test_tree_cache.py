@@ -114,6 +114,19 @@ def test_a_trace_that_grew_is_read_anew(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.django_db
+def test_a_trace_deleted_and_sent_again_is_read_anew() -> None:
+    store(payload(tricky_spans(60)))
+    assert b"step 7" in tree_response()
+    # Deleted, then sent again with other names but the same summary, in another process (no
+    # signal reaches this one): the same count, start, end and errors, but new rows.
+    Trace.objects.filter(trace_id=TRACE).delete_with_spans()
+    renamed = [{**one, "name": one["name"].replace("step", "stage")} for one in tricky_spans(60)]
+    store(payload(renamed))
+    assert tree_response() == uncached()
+    assert b"stage 7" in tree_response() and b"step 7" not in tree_response()
+
+
+@pytest.mark.django_db
 def test_the_writers_commit_forgets_the_traces_it_touched() -> None:
     store(payload(tricky_spans(60)))
     tree_response()

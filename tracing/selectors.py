@@ -85,6 +85,15 @@ class ModelUsage:
         return self.duration_ns / 1e6
 
 
+def first_span_row_id(trace_id: str) -> int | None:
+    """The row id of a trace's first span in start order: one seek of span_tree_idx. Rows are
+    never renumbered and ids never reused, so it changes when the trace is deleted and stored
+    again."""
+    return (
+        Span.objects.for_trace(trace_id).values_list("id", flat=True).first()  # type: ignore[return-value]
+    )
+
+
 def model_usage(conversation_id: str, project: str | None = None) -> list[ModelUsage]:
     """LLM calls of a conversation's traces, per model: one aggregate over narrow columns.
 
