@@ -521,9 +521,20 @@ def test_studio_tracing_and_ingest_never_import_runs() -> None:
     assert offenders == []
 
 
-def test_runstudio_serving_finishes_the_runs_the_last_studio_left_running(db: None) -> None:
+def test_runstudio_serving_finishes_the_runs_the_last_studio_left_running(
+    db: None, settings: Any
+) -> None:
     from studio import extensions
+    from tracing import search
 
+    # Neither the periodic sweep nor the search indexer (SQLite), which `serving` also starts:
+    # their threads would outlive this test and query the database in later tests that may not
+    # open it (tests/test_run_sweep.py covers the sweep).
+    settings.STUDIO_RUN_SWEEP_INTERVAL = 0
+    extensions.serving.disconnect(dispatch_uid="studio.search_indexer")
     writes.register_run(run_id="r1", project="p", name="n")
-    extensions.serving.send(sender=None)
+    try:
+        extensions.serving.send(sender=None)
+    finally:
+        extensions.serving.connect(search.indexer.start, dispatch_uid="studio.search_indexer")
     assert Run.objects.get(id="r1").status == RUN_FINISHED
