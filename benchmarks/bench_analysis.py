@@ -21,14 +21,10 @@ Target (issue 13): under 300 ms each at 10,000 spans; the flame graph usable at 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import os
 import random
 import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,19 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_trace_page import agent_trace, otlp, store  # noqa: E402
-
-
-def timed(repeat: int, fn: Any) -> tuple[float, float, float, Any]:
-    """Median wall time, median and least CPU time of this process (on a shared machine the
-    wall time includes waiting for a core; the CPU time is what the request itself costs)."""
-    walls, cpus, result = [], [], None
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus), min(cpus), result
+from benchmarks.common import agent_trace, enrich, setup_django, store, store_pair, timed  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -60,59 +44,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def enrich(spans: list[dict[str, Any]], rng: random.Random) -> None:
-    """Give every model call 2 kB of input messages and a cached-token count."""
-    words = ["agent", "tool", "result", "price", "the", "of", "search", "answer"]
-    for span in spans:
-        if span["name"].startswith("chat"):
-            text = " ".join(rng.choice(words) for _ in range(300))
-            messages = [{"role": "user", "parts": [{"type": "text", "content": text}]}]
-            span["attributes"] += otlp(
-                {
-                    "gen_ai.input.messages": json.dumps(messages),
-                    "gen_ai.usage.cache_read.input_tokens": 50,
-                    "gen_ai.request.temperature": 0.2,
-                }
-            )
-
-
-def variant(spans: list[dict[str, Any]], trace_id: str, rng: random.Random) -> list[dict]:
-    """The same run again, a little different: slower tools, new and lost spans, new answers."""
-    out = []
-    removed: set[str] = set()
-    for span in copy.deepcopy(spans):
-        span["traceId"] = trace_id
-        if span.get("parentSpanId") in removed:
-            removed.add(span["spanId"])
-            continue
-        if span["name"].startswith("execute_tool") and rng.random() < 0.02:
-            removed.add(span["spanId"])
-            continue
-        if span["name"].startswith("execute_tool") and rng.random() < 0.1:
-            span["endTimeUnixNano"] = str(int(span["endTimeUnixNano"]) + 2_000_000)
-        if span["name"].startswith("chat"):
-            span["attributes"] += otlp(
-                {
-                    "gen_ai.output.messages": json.dumps(
-                        [{"role": "assistant", "parts": [{"type": "text", "content": "v2"}]}]
-                    )
-                }
-            )
-        out.append(span)
-        if span["name"].startswith("format") and rng.random() < 0.02:
-            extra = copy.deepcopy(span)
-            extra["spanId"] = f"{rng.getrandbits(64) | 1:016x}"
-            extra["name"] = "format retry"
-            out.append(extra)
-    return out
-
-
 def report(label: str, size: int, repeat: int, get: Any) -> Any:
-    seconds, cpu, least, response = timed(repeat, get)
+    measured = timed(repeat, get)
+    response = measured.result
     assert response.status_code == 200, response.content[:300]
     print(
-        f"  {label:<16} {size:>6,} spans: {seconds * 1000:6.0f} ms "
-        f"(CPU {cpu * 1000:.0f} ms, least {least * 1000:.0f} ms), "
+        f"  {label:<16} {size:>6,} spans: {measured.wall * 1000:6.0f} ms "
+        f"(CPU {measured.cpu * 1000:.0f} ms, least {measured.least_cpu * 1000:.0f} ms), "
         f"{len(response.content) / 1e6:.2f} MB; load {os.getloadavg()[0]:.1f}"
     )
     return response
@@ -133,48 +71,36 @@ def page_figures(client: Any, trace_id: str, size: int, repeat: int) -> None:
 def main() -> None:
     args = parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    data_dir = setup_django(args.data_dir)
     from django.db import connection
     from django.test import Client
 
-    call_command("migrate", verbosity=0)
     rng = random.Random(42)
     client = Client(HTTP_HOST="localhost")
     print(f"Machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {connection.vendor}")
     try:
         for size in sizes:
-            trace_a = f"{rng.getrandbits(128):032x}"
-            trace_b = f"{rng.getrandbits(128):032x}"
-            spans = agent_trace(trace_a, size, rng)
-            enrich(spans, rng)
-            started = time.perf_counter()
-            store(spans)
-            store(variant(spans, trace_b, rng))
-            print(f"stored 2 x {size:,} spans in {time.perf_counter() - started:.1f} s")
-            seconds, cpu, least, response = timed(
+            trace_a, trace_b = store_pair(size, rng)
+            analysis = timed(
                 args.repeat, lambda t=trace_a: client.get(f"/api/traces/{t}/analysis/")
             )
+            response = analysis.result
             assert response.status_code == 200, response.content[:300]
             body = response.json()
             print(
-                f"  analysis, {size:>6,} spans: {seconds * 1000:6.0f} ms "
-                f"(CPU {cpu * 1000:.0f} ms, least {least * 1000:.0f} ms)"
+                f"  analysis, {size:>6,} spans: {analysis.wall * 1000:6.0f} ms "
+                f"(CPU {analysis.cpu * 1000:.0f} ms, least {analysis.least_cpu * 1000:.0f} ms)"
                 f"\n    {len(body['critical_path'])} spans on the critical path, "
                 f"cost ${body['cost_usd']:.2f}, {len(response.content) / 1e6:.1f} MB of JSON"
             )
             url = f"/api/traces/compare/?a={trace_a}&b={trace_b}"
-            seconds, cpu, least, response = timed(args.repeat, lambda u=url: client.get(u))
+            compare = timed(args.repeat, lambda u=url: client.get(u))
+            response = compare.result
             assert response.status_code == 200, response.content[:300]
             summary = response.json()["summary"]
             print(
-                f"  compare,  {size:>6,} spans: {seconds * 1000:6.0f} ms "
-                f"(CPU {cpu * 1000:.0f} ms, least {least * 1000:.0f} ms)"
+                f"  compare,  {size:>6,} spans: {compare.wall * 1000:6.0f} ms "
+                f"(CPU {compare.cpu * 1000:.0f} ms, least {compare.least_cpu * 1000:.0f} ms)"
                 f"\n    {summary['added']} added, {summary['removed']} removed, "
                 f"{summary['changed']} changed, {len(response.content) / 1e6:.1f} MB of JSON"
             )

@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_overview import RARE_SERVICE, build, calibrate  # noqa: E402
+from common import setup_django, time_requests  # noqa: E402
 
 
 def main() -> None:
@@ -34,24 +32,14 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
-    import django
-
-    django.setup()
+    data_dir = setup_django(args.data_dir)
     from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from tracing.models import Trace
 
     db_path = Path(settings.DATABASES["default"]["NAME"])
-    if not (args.keep and db_path.exists() and Trace.objects.exists()):
-        call_command("migrate", interactive=False, verbosity=0)
+    if not (args.keep and Trace.objects.exists()):
         build(db_path, args.traces, args.spans_per_trace)
     count = Trace.objects.count()
     urls = {
@@ -72,21 +60,7 @@ def main() -> None:
     print(f"calibration (fixed Python loop): {calibrate():.1f} ms")
     print(f"{'request':<24} {'median':>8} {'p95':>8} {'cpu med':>8} {'queries':>8}")
     for label, url in urls.items():
-        client.get(url)
-        timings, cpu = [], []
-        for _ in range(args.repeat):
-            with CaptureQueriesContext(connection) as queries:
-                started, started_cpu = time.perf_counter(), time.process_time()
-                response = client.get(url)
-                timings.append((time.perf_counter() - started) * 1000)
-                cpu.append((time.process_time() - started_cpu) * 1000)
-            assert response.status_code == 200, (url, response.status_code)
-        timings.sort()
-        p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
-        print(
-            f"{label:<24} {statistics.median(timings):8.1f} {p95:8.1f} "
-            f"{statistics.median(cpu):8.1f} {len(queries.captured_queries):8d}"
-        )
+        print(f"{label:<24} {time_requests(client, url, args.repeat).columns()}")
     print(f"load average after: {os.getloadavg()[0]:.2f}; calibration {calibrate():.1f} ms")
     if not args.keep and not args.data_dir:
         shutil.rmtree(data_dir)

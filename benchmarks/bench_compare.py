@@ -21,18 +21,13 @@ import argparse
 import os
 import random
 import shutil
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_analysis import enrich, variant  # noqa: E402
-from benchmarks.bench_trace_page import agent_trace, store  # noqa: E402
+from benchmarks.common import setup_django, store_pair, timed  # noqa: E402
 
 
 def vm_kib(field: str) -> int:
@@ -53,16 +48,6 @@ def reset_peak() -> bool:
     return True
 
 
-def timed(repeat: int, fn: Any) -> tuple[float, float, Any]:
-    walls, cpus, result = [], [], None
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus), result
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000", help="span counts, comma-separated")
@@ -74,33 +59,18 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
     # The generated traces start in 2023: retention must not take them while we measure.
     os.environ.setdefault("STUDIO_RETENTION_DAYS", "36500")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    data_dir = setup_django(args.data_dir)
     from django.db import connection
     from django.test import Client
 
-    call_command("migrate", verbosity=0)
     rng = random.Random(42)
     client = Client(HTTP_HOST="localhost")
     print(f"Machine: {os.cpu_count()} CPUs; {connection.vendor}")
     try:
         for size in sizes:
-            trace_a = f"{rng.getrandbits(128):032x}"
-            trace_b = f"{rng.getrandbits(128):032x}"
-            spans = agent_trace(trace_a, size, rng)
-            enrich(spans, rng)
-            started = time.perf_counter()
-            store(spans)
-            store(variant(spans, trace_b, rng))
-            del spans
-            print(f"stored 2 x {size:,} spans in {time.perf_counter() - started:.1f} s")
+            trace_a, trace_b = store_pair(size, rng)
             query = f"?a={trace_a}&b={trace_b}"
             cases = [
                 ("page", f"/traces/compare/{query}"),
@@ -111,7 +81,8 @@ def main() -> None:
                 client.get(url)  # warm: templates compiled, price table read
                 before = vm_kib("VmRSS")
                 peak_known = reset_peak()
-                wall, cpu, response = timed(args.repeat, lambda u=url: client.get(u))
+                measured = timed(args.repeat, lambda u=url: client.get(u))
+                wall, cpu, response = measured.wall, measured.cpu, measured.result
                 assert response.status_code == 200, response.content[:300]
                 peak = vm_kib("VmHWM") - before if peak_known else 0
                 print(

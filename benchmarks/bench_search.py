@@ -22,15 +22,15 @@ import json
 import os
 import random
 import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import setup_django, time_requests  # noqa: E402
 
 DAY_NS = 86_400 * 10**9
 SPANS_PER_TRACE = 10
@@ -149,7 +149,7 @@ def build(traces: int, seed: int = 42) -> None:
                 "events_json": "[]", "links_json": "[]",
                 "resource_json": json.dumps({"attributes": {"service.name": "travel-agent",
                                                             "deployment.environment": "prod"}}),
-                "scope_json": '{"name": "agentscope"}', "project": "default",
+                "scope_json": '{"name": "agentscope"}', "project": "default", "cost_usd": None,
             }  # fmt: skip
             rows.append(tuple(values[column] for column in SPAN_COLUMNS))
         if len(trace_ids) >= 500:
@@ -210,22 +210,13 @@ def main() -> None:
     parser.add_argument("--data-dir", help="use (and with --keep, reuse) this directory")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    data_dir = setup_django(args.data_dir)
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from benchmarks.bench_overview import calibrate
     from tracing.models import Span, Trace
 
-    call_command("migrate", interactive=False, verbosity=0)
     if not (args.keep and Trace.objects.exists()):
         build(args.traces)
         if connection.vendor == "sqlite":
@@ -266,27 +257,15 @@ def main() -> None:
     # on a loaded machine.
     print(f"{'page':<30} {'median':>8} {'p95':>8} {'cpu':>8} {'queries':>8} {'rows':>5}")
     for label, url in pages.items():
-        client.get(url)
-        timings, cpu = [], []
-        for _ in range(args.repeat):
-            with CaptureQueriesContext(connection) as queries:
-                started, cpu_started = time.perf_counter(), time.process_time()
-                response = client.get(url)
-                timings.append((time.perf_counter() - started) * 1000)
-                cpu.append((time.process_time() - cpu_started) * 1000)
-            assert response.status_code == 200, (url, response.status_code)
+        timing = time_requests(client, url, args.repeat)
+        response = timing.response
         if url.startswith("/api/"):
             rows = len(response.json()["results"])
         elif "/find" in url:
             rows = len(response.json()["matches"])
         else:
             rows = response.content.count(b'class="trace-row')
-        timings.sort()
-        p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
-        print(
-            f"{label:<30} {statistics.median(timings):8.1f} {p95:8.1f} "
-            f"{statistics.median(cpu):8.1f} {len(queries.captured_queries):8d} {rows:5d}"
-        )
+        print(f"{label:<30} {timing.columns()} {rows:5d}")
     print(f"load average after: {os.getloadavg()[0]:.2f}; calibration {calibrate():.1f} ms")
     if not args.keep and not args.data_dir:
         shutil.rmtree(data_dir)

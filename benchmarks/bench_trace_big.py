@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_trace_page import CHROMIUM, agent_trace, otlp, store  # noqa: E402
+from bench_trace_page import CHROMIUM  # noqa: E402
+from common import agent_trace, otlp, store  # noqa: E402
 
 from tests.conftest import start_studio  # noqa: E402
 

@@ -22,9 +22,7 @@ import json
 import os
 import random
 import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import BASE_NS, agent_trace, otlp, setup_django, store, timed  # noqa: E402
 from tests.conftest import start_studio  # noqa: E402
 
-BASE_NS = 1_700_000_000_000_000_000
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -45,113 +43,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--data-dir", help="use this directory (default: a temporary one)")
     return parser.parse_args()
-
-
-def otlp(attributes: dict[str, Any]) -> list[dict[str, Any]]:
-    from tracing.otlp_json import key_values
-
-    return key_values(attributes)
-
-
-def agent_trace(trace_id: str, spans: int, rng: random.Random) -> list[dict[str, Any]]:
-    """An agent loop: the root agent, then rounds of format > chat > tool (> nested functions),
-    with sub-agents every so often, until `spans` spans."""
-    out: list[dict[str, Any]] = []
-    clock = [0]
-
-    def add(name: str, parent: str, attributes: dict[str, Any], duration: int) -> str:
-        span_id = f"{rng.getrandbits(64) | 1:016x}"
-        start = clock[0]
-        clock[0] += max(duration // 4, 1000)
-        document = {
-            "traceId": trace_id,
-            "spanId": span_id,
-            "name": name,
-            "kind": 1,
-            "startTimeUnixNano": str(BASE_NS + start),
-            "endTimeUnixNano": str(BASE_NS + start + duration),
-            "attributes": otlp(attributes),
-            "status": {"code": 2 if rng.random() < 0.01 else 1},
-        }
-        if parent:
-            document["parentSpanId"] = parent
-        out.append(document)
-        return span_id
-
-    root = add(
-        "invoke_agent Orchestrator",
-        "",
-        {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Orchestrator"},
-        spans * 2_000_000,
-    )
-    parents = [root]
-    while len(out) < spans:
-        parent = parents[-1]
-        if rng.random() < 0.05 and len(parents) < 6:
-            parents.append(
-                add(
-                    "invoke_agent Helper",
-                    parent,
-                    {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Helper"},
-                    5_000_000,
-                )
-            )
-            continue
-        if rng.random() < 0.05 and len(parents) > 1:
-            parents.pop()
-        add(
-            "format openai",
-            parent,
-            {"gen_ai.operation.name": "format", "agentscope.format.target": "openai"},
-            100_000,
-        )
-        add(
-            "chat gpt-4o",
-            parent,
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": "gpt-4o",
-                "gen_ai.usage.input_tokens": rng.randrange(100, 4000),
-                "gen_ai.usage.output_tokens": rng.randrange(10, 400),
-                "gen_ai.output.messages": json.dumps(
-                    [
-                        {
-                            "role": "assistant",
-                            "parts": [
-                                {
-                                    "type": "tool_call",
-                                    "id": "c",
-                                    "name": "search",
-                                    "arguments": {"q": "x"},
-                                }
-                            ],
-                        }
-                    ]
-                ),
-            },
-            800_000,
-        )
-        tool = add(
-            "execute_tool search",
-            parent,
-            {
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": "search",
-                "gen_ai.tool.call.arguments": '{"q": "x"}',
-            },
-            300_000,
-        )
-        for _ in range(rng.randrange(0, 3)):
-            add(
-                "invoke_generic_function fetch",
-                tool,
-                {
-                    "gen_ai.operation.name": "invoke_generic_function",
-                    "agentscope.function.name": "fetch",
-                },
-                50_000,
-            )
-    return out[:spans]
 
 
 def big_message_trace(trace_id: str) -> tuple[list[dict[str, Any]], str]:
@@ -205,33 +96,6 @@ def big_message_trace(trace_id: str) -> tuple[list[dict[str, Any]], str]:
         ),
     }
     return [span], f"{len(body) / 1e6:.2f} MB"
-
-
-def store(spans: list[dict[str, Any]]) -> None:
-    from ingest.otlp import decode_json
-    from ingest.writer import write_batch
-
-    document = {
-        "resourceSpans": [
-            {
-                "resource": {"attributes": otlp({"service.name": "bench-agent"})},
-                "scopeSpans": [{"scope": {"name": "bench"}, "spans": spans}],
-            }
-        ]
-    }
-    batch = decode_json(json.dumps(document).encode())
-    assert not batch.rejected, batch.messages
-    for start in range(0, len(batch.records), 5000):
-        write_batch(batch.records[start : start + 5000])
-
-
-def timed(repeat: int, fn: Any) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
 
 
 def browser(data_dir: Path, trace_id: str, spans: int) -> None:
@@ -313,18 +177,11 @@ def browser(data_dir: Path, trace_id: str, spans: int) -> None:
 def main() -> None:
     args = parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    data_dir = setup_django(args.data_dir)
     from django.test import Client
 
-    call_command("migrate", verbosity=0)
     rng = random.Random(42)
-    client = Client()
+    client = Client(HTTP_HOST="localhost")
     nproc = os.cpu_count()
     model = next(
         (
@@ -349,25 +206,25 @@ def main() -> None:
 
         print("Server (Django test client, median):")
         for size, trace_id in traces.items():
-            seconds, response = timed(args.repeat, lambda t=trace_id: client.get(f"/traces/{t}/"))
-            assert response.status_code == 200
+            page = timed(args.repeat, lambda t=trace_id: client.get(f"/traces/{t}/"))
+            assert page.result.status_code == 200
             print(
-                f"  /traces/<id>/ with {size:>6,} spans: {seconds * 1000:7.0f} ms, "
-                f"{len(response.content) / 1e6:.1f} MB of HTML"
+                f"  /traces/<id>/ with {size:>6,} spans: {page.wall * 1000:7.0f} ms, "
+                f"{len(page.result.content) / 1e6:.1f} MB of HTML"
             )
-        seconds, response = timed(
+        panel = timed(
             args.repeat * 2,
             lambda: client.get(
                 f"/traces/{big_trace}/spans/00000000000000b1/", HTTP_HX_REQUEST="true"
             ),
         )
-        assert response.status_code == 200
+        assert panel.result.status_code == 200
         print(
-            f"  span panel, {big_size} of messages:   {seconds * 1000:7.0f} ms, "
-            f"{len(response.content) / 1e6:.1f} MB of HTML"
+            f"  span panel, {big_size} of messages:   {panel.wall * 1000:7.0f} ms, "
+            f"{len(panel.result.content) / 1e6:.1f} MB of HTML"
         )
-        seconds, response = timed(args.repeat, lambda: client.get(f"/traces/{big_trace}/otlp.json"))
-        print(f"  OTLP/JSON download of that trace:  {seconds * 1000:7.0f} ms")
+        download = timed(args.repeat, lambda: client.get(f"/traces/{big_trace}/otlp.json"))
+        print(f"  OTLP/JSON download of that trace:  {download.wall * 1000:7.0f} ms")
         if not args.no_browser and Path(CHROMIUM).exists():
             from django.db import connection
 
