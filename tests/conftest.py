@@ -217,6 +217,43 @@ def page(chromium: Any) -> Iterator[Any]:
     context.close()
 
 
+def page_problems(page: Any) -> list[str]:
+    """What a browser test expects none of on its page, gathered from now on: script errors and
+    Content-Security-Policy violations."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return problems
+
+
+def export_one_span(exporter: Any, service: str, name: str) -> str:
+    """One span sent through an official OTel exporter, as an instrumented app sends it: its
+    trace id."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span(name) as span:
+        trace_id = f"{span.get_span_context().trace_id:032x}"
+    provider.shutdown()
+    return trace_id
+
+
+@pytest.fixture
+def watched(page: Any) -> Iterator[Any]:
+    """The page, failing the test on script errors or Content-Security-Policy violations."""
+    problems = page_problems(page)
+    yield page
+    assert problems == []
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Playwright's sync API keeps an event loop running in the main thread for as long as the
     # session-scoped browser lives; async_to_sync and asyncio.run refuse to run beside it. So

@@ -4,8 +4,6 @@ charts over time (`/api/traces/stats/`), in Django and in Chromium."""
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
 from io import StringIO
 from typing import Any
@@ -13,11 +11,11 @@ from typing import Any
 import pytest
 import requests
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client, override_settings
 
 from studio.filters import TraceFilter
 from tests.conftest import StudioServer
+from tests.races import Threads, hold_the_fold, postgresql_only
 from tests.test_overview import HTMX, make_trace, row_ids
 from tests.test_trace_page import payload, span, store
 from tracing import timeline
@@ -148,59 +146,32 @@ def test_spans_are_priced_with_the_users_prices_and_reprice_applies_new_ones() -
     assert Span.objects.get(span_id="c000000000000100").cost_usd is None
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason="SQLite's IMMEDIATE transactions serialise reprice and the writer",
-)
+@postgresql_only("SQLite's IMMEDIATE transactions serialise reprice and the writer")
 @pytest.mark.django_db(transaction=True)
 def test_a_reprice_while_the_writer_folds_a_trace_leaves_the_new_prices_total(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # PostgreSQL: the writer reads a trace's summary row and writes it back with its batch
     # added. A reprice committed in between was overwritten with the old prices' total.
-    from ingest import writer
 
     call = {**CHAT, "gen_ai.request.model": "my-llama", "gen_ai.usage.input_tokens": 1_000_000}
     with override_settings(STUDIO_PRICES={"my-llama": Price(2.0, 8.0)}):
         store(payload(agent_with([call])))
-    folding, go = threading.Event(), threading.Event()
-    fold = writer._fold
-    failures: list[BaseException] = []
-
-    def slow_fold(*args: Any) -> Any:
-        folding.set()
-        go.wait(10)
-        return fold(*args)
-
-    monkeypatch.setattr(writer, "_fold", slow_fold)
-
-    def late_span() -> None:
-        try:
-            store(payload([span("c000000000000200", "late", "c000000000000001")]))
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connection.close()
+    folding, go = hold_the_fold(monkeypatch)
+    threads = Threads()
 
     def reprice() -> None:
-        try:
-            with override_settings(STUDIO_PRICES={"my-llama": Price(3.0, 8.0)}):
-                call_command("reprice", stdout=StringIO())
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connection.close()
+        with override_settings(STUDIO_PRICES={"my-llama": Price(3.0, 8.0)}):
+            call_command("reprice", stdout=StringIO())
 
-    adding = threading.Thread(target=late_span)
-    adding.start()
+    adding = threads.start(store, payload([span("c000000000000200", "late", "c000000000000001")]))
     assert folding.wait(10)
-    repricing = threading.Thread(target=reprice)
-    repricing.start()
+    repricing = threads.start(reprice)
     repricing.join(1)  # with the fix it waits for the writer's locks
     go.set()
     adding.join(10)
     repricing.join(10)
-    assert not failures
+    assert not threads.failures
     trace = Trace.objects.get(trace_id=TRACE)
     assert trace.span_count == 3
     assert trace.cost_usd == pytest.approx(3.0)

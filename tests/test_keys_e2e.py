@@ -19,11 +19,8 @@ import requests
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tests.conftest import ROOT, StudioServer, start_studio
+from tests.conftest import ROOT, StudioServer, export_one_span, start_studio
 
 pytestmark = pytest.mark.server
 
@@ -124,11 +121,7 @@ def test_the_official_http_exporter_sends_its_key_in_headers(secured: dict[str, 
     exporter = HttpExporter(
         endpoint=f"{server.url}/v1/traces", headers={"Authorization": f"Bearer {secured['ingest']}"}
     )
-    provider = TracerProvider(resource=Resource.create({"service.name": "keyed"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("t").start_as_current_span("http keyed") as span:
-        trace_id = f"{span.get_span_context().trace_id:032x}"
-    provider.shutdown()
+    trace_id = export_one_span(exporter, "keyed", "http keyed")
     assert stored(secured, trace_id, wait=10)
 
 
@@ -139,11 +132,7 @@ def test_the_official_grpc_exporter_sends_its_key_as_metadata(secured: dict[str,
         insecure=True,
         headers={"authorization": f"Bearer {secured['ingest']}"},
     )
-    provider = TracerProvider(resource=Resource.create({"service.name": "keyed"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("t").start_as_current_span("grpc keyed") as span:
-        trace_id = f"{span.get_span_context().trace_id:032x}"
-    provider.shutdown()
+    trace_id = export_one_span(exporter, "keyed", "grpc keyed")
     assert stored(secured, trace_id, wait=10)
     assert project_of(secured, trace_id) == "team-a"
 

@@ -23,6 +23,7 @@ from django.test import Client
 from ingest import otlp, writer
 from ingest.otlp import SpanRecord
 from tests.conftest import ROOT, fixture_bytes, start_studio
+from tests.races import ON_POSTGRESQL, Threads, postgresql_only
 from tracing import retention
 from tracing.models import Span, Trace
 from tracing.retention import Pacer, Policy, PurgeContext
@@ -274,7 +275,7 @@ def test_a_purge_waits_for_a_batch_summarising_the_trace_and_deletes_it_whole() 
     # the new span without a trace. On SQLite the writer's transaction holds the write lock.
     write(spans(1, 5, start_ns=NOW - 2 * SECOND), spans(2, 5, start_ns=NOW - SECOND))
     summarised, commit = threading.Event(), threading.Event()
-    failures: list[BaseException] = []
+    threads = Threads()
 
     def write_and_hold() -> None:
         try:
@@ -282,37 +283,21 @@ def test_a_purge_waits_for_a_batch_summarising_the_trace_and_deletes_it_whole() 
                 writer.write_batch(spans(1, 1, start_ns=NOW - 2 * SECOND, first=5))
                 summarised.set()
                 commit.wait(30)
-        except BaseException as exc:
-            failures.append(exc)
         finally:
             summarised.set()
-            connection.close()
 
-    def purge() -> None:
-        try:
-            retention.purge(Policy(days=0, max_spans=5), pacer=EAGER)
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    held = threading.Thread(target=write_and_hold)
-    held.start()
+    held = threads.start(write_and_hold)
     summarised.wait(30)
-    purging = threading.Thread(target=purge)
-    purging.start()
+    purging = threads.start(retention.purge, Policy(days=0, max_spans=5), pacer=EAGER)
     time.sleep(1)  # the purge is now as far as it can get
     commit.set()
     held.join()
     purging.join()
-    assert not failures
+    assert not threads.failures
     assert consistent() == {trace_id(2): 5}
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason="on SQLite the writer holds the write lock from its first insert",
-)
+@postgresql_only("on SQLite the writer holds the write lock from its first insert")
 @pytest.mark.django_db(transaction=True)
 def test_a_span_inserted_before_the_cap_purge_locks_its_trace_keeps_a_summary(
     monkeypatch: pytest.MonkeyPatch,
@@ -323,7 +308,7 @@ def test_a_span_inserted_before_the_cap_purge_locks_its_trace_keeps_a_summary(
     # be left without its trace row once the batch commits.
     write(spans(1, 5, start_ns=NOW - 2 * SECOND), spans(2, 5, start_ns=NOW - SECOND))
     inserted, purged = threading.Event(), threading.Event()
-    failures: list[BaseException] = []
+    threads = Threads()
     lock_traces = writer.lock_traces
 
     def insert_then_wait(cursor: Any, trace_ids: set[str], *args: Any) -> None:
@@ -336,21 +321,17 @@ def test_a_span_inserted_before_the_cap_purge_locks_its_trace_keeps_a_summary(
     def late_batch() -> None:
         try:
             writer.write_batch(spans(1, 1, start_ns=NOW - 2 * SECOND, first=5))
-        except BaseException as exc:
-            failures.append(exc)
         finally:
             inserted.set()
-            connection.close()
 
-    thread = threading.Thread(target=late_batch)
-    thread.start()
+    thread = threads.start(late_batch)
     inserted.wait(30)
     try:
         result = retention.purge(Policy(days=0, max_spans=5), pacer=EAGER)
     finally:
         purged.set()
         thread.join()
-    assert not failures
+    assert not threads.failures
     assert (result.capped_traces, result.capped_spans) == (1, 5)
     # The late span was acknowledged: it stays, with a summary of its own.
     assert consistent() == {trace_id(1): 1, trace_id(2): 5}
@@ -365,33 +346,27 @@ def test_traces_stay_consistent_while_the_writer_adds_to_them_during_a_purge() -
         write(spans(n, 20, start_ns=NOW - (100 - n) * SECOND))
     write(spans(99, 20, start_ns=NOW))
     stop = threading.Event()
-    failures: list[BaseException] = []
+    threads = Threads()
 
     def keep_writing() -> None:
-        try:
-            k = 20
-            while not stop.is_set():
-                batch = [
-                    s
-                    for n in (*range(1, 21, 3), 99)
-                    for s in spans(n, 1, start_ns=NOW - (100 - n) * SECOND, first=k)
-                ]
-                writer.write_batch(batch)
-                k += 1
-                time.sleep(0.001)
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connection.close()
+        k = 20
+        while not stop.is_set():
+            batch = [
+                s
+                for n in (*range(1, 21, 3), 99)
+                for s in spans(n, 1, start_ns=NOW - (100 - n) * SECOND, first=k)
+            ]
+            writer.write_batch(batch)
+            k += 1
+            time.sleep(0.001)
 
-    thread = threading.Thread(target=keep_writing)
-    thread.start()
+    thread = threads.start(keep_writing)
     try:
         retention.purge(Policy(days=0, max_spans=100), batch_spans=25, pacer=Pacer(duty=0.5))
     finally:
         stop.set()
         thread.join()
-    assert not failures
+    assert not threads.failures
     stored = consistent()
     assert trace_id(99) in stored
     assert len(stored) < 21
@@ -449,7 +424,7 @@ def test_the_purge_takes_the_same_postgresql_locks_as_the_writer() -> None:
 # Space given back on SQLite.
 
 sqlite_only = pytest.mark.skipif(
-    os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    ON_POSTGRESQL,
     reason="incremental vacuum is SQLite's; PostgreSQL's autovacuum makes space reusable",
 )
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from tests.conftest import page_problems
 from tests.test_trace_analysis_page import (
     CHAT,
     FORMAT,
@@ -69,17 +70,12 @@ def big_trace(studio_server: Any) -> str:
     return BIG_TRACE
 
 
-def watch(page: Any) -> list[str]:
-    """Page errors and CSP reports, which every test here expects none of."""
+def open_watched(page: Any, url: str) -> list[str]:
+    """The page at `url`, and its problems from now on (page errors, CSP reports), which every
+    test here expects none of."""
     page.set_default_timeout(30_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
+    problems = page_problems(page)
+    page.goto(url)
     return problems
 
 
@@ -91,8 +87,7 @@ def flame_point(page: Any, fraction: float, level: int) -> tuple[float, float]:
 def test_a_click_in_the_flame_graph_selects_the_span_and_opens_its_panel(
     studio_server: Any, known_trace: str, page: Any
 ) -> None:
-    problems = watch(page)
-    page.goto(f"{studio_server.url}/traces/{known_trace}/")
+    problems = open_watched(page, f"{studio_server.url}/traces/{known_trace}/")
     canvas = page.locator("#flame canvas")
     expect(canvas).to_be_hidden()
     page.click("#tab-flame")
@@ -138,8 +133,7 @@ def test_a_click_in_the_flame_graph_selects_the_span_and_opens_its_panel(
 def test_the_critical_path_toggle_shows_only_the_path(
     studio_server: Any, known_trace: str, page: Any
 ) -> None:
-    problems = watch(page)
-    page.goto(f"{studio_server.url}/traces/{known_trace}/")
+    problems = open_watched(page, f"{studio_server.url}/traces/{known_trace}/")
     rows = page.locator("#tree .r")
     expect(rows).to_have_count(6)
     cp = re.compile(r"\bcp\b")
@@ -180,8 +174,7 @@ def test_the_time_split_and_its_tables(studio_server: Any, known_trace: str, pag
 def test_a_big_traces_analysis_arrives_after_the_page(
     studio_server: Any, big_trace: str, page: Any
 ) -> None:
-    problems = watch(page)
-    page.goto(f"{studio_server.url}/traces/{big_trace}/")
+    problems = open_watched(page, f"{studio_server.url}/traces/{big_trace}/")
     expect(page.locator("#critical-path")).to_be_attached(timeout=30_000)
     expect(page.locator("#trace-cost")).to_have_text("no model calls")
     expect(page.locator("#time-split")).to_contain_text("critical path: 2 spans")

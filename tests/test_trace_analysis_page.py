@@ -64,6 +64,13 @@ def known_trace() -> str:
     return TRACE
 
 
+@pytest.fixture
+def big_known_trace(known_trace: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The known trace, shown as a big trace is: more spans than the page draws inline."""
+    monkeypatch.setattr(trace_page, "INLINE_SPANS", 2)
+    return known_trace
+
+
 def table_row(html: str, by: str, key: str) -> list[str]:
     """The cells of one row of a time split table, as text."""
     table = re.search(rf'<table class="split-table" data-by="{by}">(.*?)</table>', html, re.S)
@@ -184,14 +191,10 @@ def test_a_trace_without_model_calls_says_so(client: Client) -> None:
 
 
 def test_a_big_traces_page_loads_where_the_time_went_after_itself(
-    client: Client,
-    known_trace: str,
-    monkeypatch: pytest.MonkeyPatch,
-    django_assert_num_queries: Any,
+    client: Client, big_known_trace: str, django_assert_num_queries: Any
 ) -> None:
-    monkeypatch.setattr(trace_page, "INLINE_SPANS", 2)
-    html = client.get(f"/traces/{known_trace}/").content.decode()
-    url = f"/traces/{known_trace}/analysis/"
+    html = client.get(f"/traces/{big_known_trace}/").content.decode()
+    url = f"/traces/{big_known_trace}/analysis/"
     assert f'hx-get="{url}" hx-trigger="load"' in html
     assert 'href="?analysis=1"' in html  # the same without JavaScript
     assert 'id="critical-path"' not in html
@@ -205,7 +208,7 @@ def test_a_big_traces_page_loads_where_the_time_went_after_itself(
     # Anyone else gets the page with it inside.
     response = client.get(url)
     assert response.status_code == 302
-    assert response["Location"] == f"/traces/{known_trace}/?analysis=1"
+    assert response["Location"] == f"/traces/{big_known_trace}/?analysis=1"
     inline = client.get(response["Location"]).content.decode()
     assert "135 ms of work" in inline and 'id="critical-path"' in inline
     assert client.get(f"/traces/{'ab' * 16}/analysis/").status_code == 404
@@ -271,17 +274,13 @@ def test_costs_read_as_dollars(value: float | None, text: str) -> None:
 
 
 def test_a_big_traces_page_costs_no_analysis_until_asked(
-    client: Client,
-    known_trace: str,
-    monkeypatch: pytest.MonkeyPatch,
-    django_assert_num_queries: Any,
+    client: Client, big_known_trace: str, django_assert_num_queries: Any
 ) -> None:
-    monkeypatch.setattr(trace_page, "INLINE_SPANS", 2)
     # The trace, the first span's id, the span, its children's times (its self time), the
     # services: no analysis in the page; the fragment brings it.
     with django_assert_num_queries(5):
-        client.get(f"/traces/{known_trace}/")
+        client.get(f"/traces/{big_known_trace}/")
     # Asked for (no JavaScript): the analysis instead of the children's times.
     with django_assert_num_queries(5):
-        html = client.get(f"/traces/{known_trace}/?analysis=1").content.decode()
+        html = client.get(f"/traces/{big_known_trace}/?analysis=1").content.decode()
     assert fact(html, "Self time") == "10 ms"

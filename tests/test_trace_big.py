@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from playwright.sync_api import expect
 
 from studio import trace_page
+from tests.conftest import page_problems
 from tests.test_trace_finder import wait_until_found
 from tests.test_trace_page import TRACE, payload, span, store
 from tracing import selectors
@@ -248,14 +249,7 @@ def pane_scroll(page: Any, where: str) -> None:
 def test_a_20000_span_trace_is_a_virtual_tree(
     studio_server: Any, big_trace: dict, page: Any
 ) -> None:
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
+    problems = page_problems(page)
     url = f"{studio_server.url}/traces/{BIG_TRACE}/"
     page.goto(url)
     tree = page.locator("#tree")

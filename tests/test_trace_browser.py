@@ -101,21 +101,6 @@ def nested_trace(studio_server: Any) -> dict[str, str]:
     return ids
 
 
-@pytest.fixture
-def watched(page: Any) -> Iterator[Any]:
-    """The page, failing the test on script errors or Content-Security-Policy violations."""
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    yield page
-    assert problems == []
-
-
 def row(page: Any, span_id: str) -> Any:
     return page.locator(f"#s-{span_id}")
 

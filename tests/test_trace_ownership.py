@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from ingest import otlp, writer
 from ingest.otlp import SpanRecord
-from tests.conftest import StudioServer, fixture_bytes, start_studio
+from tests.conftest import StudioServer, export_one_span, fixture_bytes, start_studio
 from tests.test_keys_e2e import manage
 from tracing.models import Span, Trace
 
@@ -238,11 +238,7 @@ def victims_trace(teams: dict[str, Any]) -> str:
     exporter = HttpExporter(
         endpoint=f"{server.url}/v1/traces", headers={"Authorization": f"Bearer {teams['b']}"}
     )
-    provider = TracerProvider(resource=Resource.create({"service.name": "victim"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("t").start_as_current_span("b's agent") as span:
-        trace_id = f"{span.get_span_context().trace_id:032x}"
-    provider.shutdown()
+    trace_id = export_one_span(exporter, "victim", "b's agent")
     assert spans_of(teams, trace_id)["project"] == "team-b"
     return trace_id
 

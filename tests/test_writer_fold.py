@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import threading
+from collections.abc import Callable
 
 import pytest
 from django.db import connection
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ingest import writer
 from ingest.otlp import SpanRecord
+from tests.races import Threads, hold_the_fold, postgresql_only
 from tracing.models import Span, Trace
 
 TRACES = ("a" * 32, "b" * 32)
@@ -213,51 +214,26 @@ def _delete_project(trace_id: str) -> None:
     projects.delete(Trace.objects.get(trace_id=trace_id).project)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason="SQLite's IMMEDIATE transactions serialise the delete and the writer",
-)
+@postgresql_only("SQLite's IMMEDIATE transactions serialise the delete and the writer")
 @pytest.mark.parametrize("delete", [_delete_trace, _delete_project])
 @pytest.mark.django_db(transaction=True)
 def test_a_trace_deleted_while_the_writer_folds_a_late_span_does_not_come_back_counting_its_gone_spans(  # noqa: E501
-    monkeypatch: pytest.MonkeyPatch, delete: object
+    monkeypatch: pytest.MonkeyPatch, delete: Callable[[str], None]
 ) -> None:
     # PostgreSQL: the writer reads the summary row, then writes it back with its batch added; a
     # delete committed in between brought the row back, counting the deleted spans.
     trace_id = TRACES[0]
     writer.write_batch([record(trace_id, f"{n:016x}", start_ns=n) for n in range(1, 4)])
-    folding, go = threading.Event(), threading.Event()
-    fold = writer._fold
-    failures: list[BaseException] = []
-
-    def slow_fold(*args: object) -> object:
-        folding.set()
-        go.wait(10)
-        return fold(*args)
-
-    monkeypatch.setattr(writer, "_fold", slow_fold)
-
-    def run(target: object, *args: object) -> threading.Thread:
-        def body() -> None:
-            try:
-                target(*args)  # type: ignore[operator]
-            except BaseException as exc:
-                failures.append(exc)
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=body)
-        thread.start()
-        return thread
-
-    adding = run(writer.write_batch, [record(trace_id, "f" * 16, start_ns=9)])
+    folding, go = hold_the_fold(monkeypatch)
+    threads = Threads()
+    adding = threads.start(writer.write_batch, [record(trace_id, "f" * 16, start_ns=9)])
     assert folding.wait(10)
-    deleting = run(delete, trace_id)
+    deleting = threads.start(delete, trace_id)
     deleting.join(1)  # fixed: it waits for the writer's locks
     go.set()
     adding.join(10)
     deleting.join(10)
-    assert not failures
+    assert not threads.failures
     stored = Span.objects.filter(trace_id=trace_id).count()
     summary = Trace.objects.filter(trace_id=trace_id).values_list("span_count", flat=True)
     assert list(summary) == ([stored] if stored else [])
