@@ -224,7 +224,7 @@ def timed(repeat: int, fn: Any) -> Timed:
 
 
 @dataclass
-class Requests:
+class RequestTimes:
     """`repeat` GETs of one URL through Django's test client, in milliseconds."""
 
     median: float
@@ -237,7 +237,7 @@ class Requests:
         return f"{self.median:8.1f} {self.p95:8.1f} {self.cpu:8.1f} {self.queries:8d}"
 
 
-def time_requests(client: Any, url: str, repeat: int) -> Requests:
+def time_requests(client: Any, url: str, repeat: int) -> RequestTimes:
     """GET `url` once to warm (templates compiled, pages cached), then `repeat` times."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -253,7 +253,7 @@ def time_requests(client: Any, url: str, repeat: int) -> Requests:
         assert response.status_code == 200, (url, response.status_code)
     timings.sort()
     p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
-    return Requests(
+    return RequestTimes(
         statistics.median(timings),
         p95,
         statistics.median(cpu),
