@@ -106,27 +106,83 @@ class TraceStats:
     capped: bool = False
 
 
+# What the cards read and the walkable filters test, besides the duration: the indexes that sort
+# by duration and by cost carry them, so that the cards of a filter on these alone never read
+# the wide trace rows (names, previews).
+CARD_COLUMNS = [
+    "cost_usd",
+    "start_ns",
+    "status_code",
+    "span_count",
+    "error_count",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "unpriced_spans",
+]
+# A filtered match bigger than this gets its percentiles by walking the duration index (about
+# half the traces stepped over, each a test of a few columns in the index) instead of sorting
+# every match twice (n log n, and on PostgreSQL beyond work_mem, on disk).
+WALK_PERCENTILES = 5000
+
 # Totals and exact nearest-rank percentiles (rank = ceil(p * n)) in one statement, in SQL that
 # SQLite and PostgreSQL share. Filtered: the matching rows are materialized once, summed, and
-# sorted for each pick.
+# sorted for each pick. (No GROUP BY: it cost SQLite a temporary B-tree insert per match.)
 _STATS_SQL = """
 WITH f AS MATERIALIZED ({matching}), n AS MATERIALIZED (SELECT COUNT(*) AS n FROM f)
 SELECT
-    n.n,
+    (SELECT n FROM n),
     COALESCE(SUM(span_count), 0),
     COALESCE(SUM(CASE WHEN status_code = 2 THEN 1 ELSE 0 END), 0),
     COALESCE(SUM(error_count), 0),
     COALESCE(SUM(input_tokens), 0),
     COALESCE(SUM(output_tokens), 0),
     MAX(start_ns),
-    (SELECT duration_ns FROM f ORDER BY duration_ns LIMIT 1 OFFSET (
-        SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
-    (SELECT duration_ns FROM f ORDER BY duration_ns DESC LIMIT 1 OFFSET (
-        SELECT n - (n * 95 + 99) / 100 FROM n)),
+    (SELECT duration_ns FROM f ORDER BY duration_ns LIMIT 1 OFFSET {p50_offset}),
+    (SELECT duration_ns FROM f ORDER BY duration_ns DESC LIMIT 1 OFFSET {p95_offset}),
     COALESCE(SUM(cost_usd), 0),
     COALESCE(SUM(unpriced_spans), 0)
-FROM f, n
-GROUP BY n.n
+FROM f
+"""
+_P50_OFFSET = "(SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)"
+_P95_OFFSET = "(SELECT n - (n * 95 + 99) / 100 FROM n)"
+
+# A filter on CARD_COLUMNS alone: the sums in one pass over the match (an index range or scan
+# that covers them), nothing materialized but the totals; each percentile a second read of the
+# match in duration order (`{up}` / `{down}`, ending in ORDER BY), sorted when it is small, and
+# walked down the duration index when it is big (`{walk_up}` / `{walk_down}`). Both databases
+# evaluate only the branch taken.
+_WALKED_STATS_SQL = """
+WITH n AS MATERIALIZED (
+    SELECT
+        COUNT(*) AS n,
+        COALESCE(SUM(span_count), 0) AS span_count,
+        COALESCE(SUM(CASE WHEN status_code = 2 THEN 1 ELSE 0 END), 0) AS error_traces,
+        COALESCE(SUM(error_count), 0) AS error_count,
+        COALESCE(SUM(input_tokens), 0) AS input_tokens,
+        COALESCE(SUM(output_tokens), 0) AS output_tokens,
+        MAX(start_ns) AS newest,
+        COALESCE(SUM(cost_usd), 0) AS cost_usd,
+        COALESCE(SUM(unpriced_spans), 0) AS unpriced_spans
+    FROM ({matching}) AS m
+)
+SELECT
+    n.n,
+    n.span_count,
+    n.error_traces,
+    n.error_count,
+    n.input_tokens,
+    n.output_tokens,
+    n.newest,
+    CASE WHEN n.n > {walk_from}
+        THEN ({walk_up} LIMIT 1 OFFSET {p50_offset})
+        ELSE ({up} LIMIT 1 OFFSET {p50_offset}) END,
+    CASE WHEN n.n > {walk_from}
+        THEN ({walk_down} LIMIT 1 OFFSET {p95_offset})
+        ELSE ({down} LIMIT 1 OFFSET {p95_offset}) END,
+    n.cost_usd,
+    n.unpriced_spans
+FROM n
 """
 
 # Unfiltered: the count, the error traces and the newest start come from indexes, the sums from
@@ -323,10 +379,12 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             (getattr(last, field), last.trace_id) if has_next else None,
         )
 
-    def stats(self, first: tuple[str, bool, int] | None = None) -> TraceStats:
+    def stats(self, first: tuple[str, bool, int] | None = None, walk: bool = False) -> TraceStats:
         """Counts, tokens and exact duration p50/p95 of the matched traces, in one statement.
         With `first` (field, descending, n), of the first n in that order only (a broad search,
-        whose every match would take a walk over every trace): `capped` if n were found."""
+        whose every match would take a walk over every trace): `capped` if n were found. `walk`
+        says the filter tests only columns of the duration index (CARD_COLUMNS): a big match's
+        percentiles are then found by walking it."""
         connection = connections[self.db]
         table = connection.ops.quote_name(self.model._meta.db_table)
         if self.query.where:
@@ -341,7 +399,28 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             if first is not None:
                 values = values[: first[2]]
             matching, params = values.query.sql_with_params()
-            sql = _STATS_SQL.format(matching=matching)
+            offsets = {"p50_offset": _P50_OFFSET, "p95_offset": _P95_OFFSET}
+            if walk and first is None:
+                up, up_params = self._durations("duration_ns")
+                down, down_params = self._durations("-duration_ns")
+                walk_up, walk_down = up, down
+                if connection.vendor == "sqlite":
+                    # Its planner would rather read the filter's own index and sort the match.
+                    indexed = f"FROM {table} INDEXED BY trace_duration_cards_idx"
+                    walk_up = up.replace(f"FROM {table}", indexed, 1)
+                    walk_down = down.replace(f"FROM {table}", indexed, 1)
+                sql = _WALKED_STATS_SQL.format(
+                    matching=matching,
+                    walk_from=WALK_PERCENTILES,
+                    walk_up=walk_up,
+                    up=up,
+                    walk_down=walk_down,
+                    down=down,
+                    **offsets,
+                )
+                params = (*params, *up_params, *up_params, *down_params, *down_params)
+            else:
+                sql = _STATS_SQL.format(matching=matching, **offsets)
         else:
             sql, params = _ALL_STATS_SQL.format(table=table), ()
             first = None
@@ -359,6 +438,11 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             unpriced_spans=int(row[10] or 0),
             capped=first is not None and totals[0] >= first[2],
         )
+
+    def _durations(self, order: str) -> tuple[str, tuple[Any, ...]]:
+        """The matched durations in `order`, as SQL ending in its ORDER BY."""
+        sql, params = self.order_by(order).values("duration_ns").query.sql_with_params()
+        return sql, tuple(params)
 
     def service_names(self, limit: int = 500) -> list[str]:
         """Every service of every trace (at most `limit`), sorted, whatever this queryset filters:
@@ -434,10 +518,18 @@ class Trace(TimedRow, models.Model):
             models.Index(fields=["-start_ns", "-trace_id"], name="trace_start_idx"),
             models.Index(fields=["service_name", "-start_ns"], name="trace_service_idx"),
             models.Index(fields=["status_code", "-start_ns"], name="trace_status_idx"),
-            models.Index(fields=["-duration_ns", "-trace_id"], name="trace_duration_idx"),
+            # Sorting by duration, and (covering what the cards filter on and sum) the walk to a
+            # big match's percentiles (see TraceQuerySet.stats), which no sort of it can match.
+            models.Index(
+                fields=["-duration_ns", "-trace_id", *CARD_COLUMNS], name="trace_duration_cards_idx"
+            ),
             models.Index(fields=["-span_count", "-trace_id"], name="trace_span_count_idx"),
             models.Index(fields=["-total_tokens", "-trace_id"], name="trace_tokens_idx"),
-            models.Index(fields=["-cost_usd", "-trace_id"], name="trace_cost_idx"),
+            # Sorting by cost, and the cards of a cost filter without reading each trace's row.
+            models.Index(
+                fields=["-cost_usd", "-trace_id", "duration_ns", *CARD_COLUMNS[1:]],
+                name="trace_cost_cards_idx",
+            ),
             models.Index(fields=["conversation_id", "start_ns"], name="trace_conversation_idx"),
             # A project's overview, newest first, and the list of projects by skip-scan.
             models.Index(fields=["project", "-start_ns", "-trace_id"], name="trace_project_idx"),
