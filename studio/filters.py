@@ -455,16 +455,16 @@ class TraceFilter:
     @property
     def walks_durations(self) -> bool:
         """True if this filter tests only the columns the duration index carries (time range,
-        status, duration, spans, tokens, cost): its cards' percentiles can walk that index."""
+        status, duration, spans, tokens, cost, service, project): its cards' percentiles can
+        walk that index."""
         return not (
             self.q
             or self.clauses
-            or self.service
             or self.conversation
-            or self.project
             or self.error_type
             or self.model
             or self.agent
+            or self.trace_id
         )
 
     def timeline(self, traces: TraceQuerySet, now: datetime | None = None) -> timelines.Timeline:

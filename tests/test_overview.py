@@ -155,6 +155,9 @@ def test_a_big_match_walks_the_duration_index_to_the_same_exact_cards(
         ("min_duration=20", (81, 60_000_000, 96_000_000)),
         ("range=24h&max_spans=2", (8, 10_000_000, 22_000_000)),
         ("min_cost=5", (0, None, None)),
+        ("service=shop&status=OK", (90, 50_000_000, 96_000_000)),
+        ("project=default&min_cost=0.05", (50, 75_000_000, 98_000_000)),
+        ("service=elsewhere", (0, None, None)),
     ]:
         trace_filter = TraceFilter.from_query(QueryDict(url))
         assert trace_filter.walks_durations

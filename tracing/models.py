@@ -106,11 +106,12 @@ class TraceStats:
     capped: bool = False
 
 
-# What the cards read and the walkable filters test, besides the duration: the indexes that sort
-# by duration and by cost carry them, so that the cards of a filter on these alone never read
-# the wide trace rows (names, previews).
+# What the cards read and what a filter walkable to its percentiles tests (see
+# TraceQuerySet.stats). The indexes that sort by duration and cost and the ones that filter by
+# service and project carry them all, so that the cards of such a filter read an index range or
+# scan, never the wide trace rows (names, previews) one by one.
 CARD_COLUMNS = [
-    "cost_usd",
+    "duration_ns",
     "start_ns",
     "status_code",
     "span_count",
@@ -118,8 +119,19 @@ CARD_COLUMNS = [
     "input_tokens",
     "output_tokens",
     "total_tokens",
+    "cost_usd",
     "unpriced_spans",
+    "service_name",
+    "project",
 ]
+
+
+def _carrying(*leading: str) -> list[str]:
+    """An index's fields: `leading`, then every other card column."""
+    names = {name.lstrip("-") for name in leading}
+    return [*leading, *(name for name in CARD_COLUMNS if name not in names)]
+
+
 # A filtered match bigger than this gets its percentiles by walking the duration index (about
 # half the traces stepped over, each a test of a few columns in the index) instead of sorting
 # every match twice (n log n, and on PostgreSQL beyond work_mem, on disk).
@@ -147,7 +159,7 @@ FROM f
 _P50_OFFSET = "(SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)"
 _P95_OFFSET = "(SELECT n - (n * 95 + 99) / 100 FROM n)"
 
-# A filter on CARD_COLUMNS alone: the sums in one pass over the match (an index range or scan
+# No filter, or one on CARD_COLUMNS alone: the sums in one pass over the match (an index range or scan
 # that covers them), nothing materialized but the totals; each percentile a second read of the
 # match in duration order (`{up}` / `{down}`, ending in ORDER BY), sorted when it is small, and
 # walked down the duration index when it is big (`{walk_up}` / `{walk_down}`). Both databases
@@ -183,37 +195,6 @@ SELECT
     n.cost_usd,
     n.unpriced_spans
 FROM n
-"""
-
-# Unfiltered: the count, the error traces and the newest start come from indexes, the sums from
-# one pass over the narrow cards index (never the wide trace rows), and the percentiles walk the
-# duration index (p95 from its far end). A trace is ERROR exactly when it has an error span.
-_ALL_STATS_SQL = """
-WITH n AS MATERIALIZED (SELECT COUNT(*) AS n FROM {table})
-SELECT
-    n.n,
-    sums.span_count,
-    (SELECT COUNT(*) FROM {table} WHERE status_code = 2),
-    sums.error_count,
-    sums.input_tokens,
-    sums.output_tokens,
-    (SELECT MAX(start_ns) FROM {table}),
-    (SELECT duration_ns FROM {table} ORDER BY duration_ns LIMIT 1 OFFSET (
-        SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
-    (SELECT duration_ns FROM {table} ORDER BY duration_ns DESC LIMIT 1 OFFSET (
-        SELECT n - (n * 95 + 99) / 100 FROM n)),
-    sums.cost_usd,
-    sums.unpriced_spans
-FROM n, (
-    SELECT
-        COALESCE(SUM(span_count), 0) AS span_count,
-        COALESCE(SUM(error_count), 0) AS error_count,
-        COALESCE(SUM(input_tokens), 0) AS input_tokens,
-        COALESCE(SUM(output_tokens), 0) AS output_tokens,
-        COALESCE(SUM(cost_usd), 0) AS cost_usd,
-        COALESCE(SUM(unpriced_spans), 0) AS unpriced_spans
-    FROM {table}
-) AS sums
 """
 
 # Distinct services by skip-scan: one index seek per service instead of reading every row.
@@ -383,47 +364,45 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """Counts, tokens and exact duration p50/p95 of the matched traces, in one statement.
         With `first` (field, descending, n), of the first n in that order only (a broad search,
         whose every match would take a walk over every trace): `capped` if n were found. `walk`
-        says the filter tests only columns of the duration index (CARD_COLUMNS): a big match's
-        percentiles are then found by walking it."""
+        says the filter tests CARD_COLUMNS only: a big match's percentiles are then found by
+        walking the duration index, which carries them."""
         connection = connections[self.db]
         table = connection.ops.quote_name(self.model._meta.db_table)
-        if self.query.where:
-            columns = ("duration_ns", "span_count", "error_count", "status_code")
-            columns += ("input_tokens", "output_tokens", "start_ns", "cost_usd", "unpriced_spans")
-            rows = self.order_by()
-            if first is not None:
-                field, descending, _ = first
-                prefix = "-" if descending else ""
-                rows = self.order_by(f"{prefix}{field}", f"{prefix}trace_id")
-            values = rows.values(*columns)
-            if first is not None:
-                values = values[: first[2]]
-            matching, params = values.query.sql_with_params()
-            offsets = {"p50_offset": _P50_OFFSET, "p95_offset": _P95_OFFSET}
-            if walk and first is None:
-                up, up_params = self._durations("duration_ns")
-                down, down_params = self._durations("-duration_ns")
-                walk_up, walk_down = up, down
-                if connection.vendor == "sqlite":
-                    # Its planner would rather read the filter's own index and sort the match.
-                    indexed = f"FROM {table} INDEXED BY trace_duration_cards_idx"
-                    walk_up = up.replace(f"FROM {table}", indexed, 1)
-                    walk_down = down.replace(f"FROM {table}", indexed, 1)
-                sql = _WALKED_STATS_SQL.format(
-                    matching=matching,
-                    walk_from=WALK_PERCENTILES,
-                    walk_up=walk_up,
-                    up=up,
-                    walk_down=walk_down,
-                    down=down,
-                    **offsets,
-                )
-                params = (*params, *up_params, *up_params, *down_params, *down_params)
-            else:
-                sql = _STATS_SQL.format(matching=matching, **offsets)
+        if not self.query.where:
+            first, walk = None, True  # everything: one pass over an index, and the walks
+        columns = ("duration_ns", "span_count", "error_count", "status_code")
+        columns += ("input_tokens", "output_tokens", "start_ns", "cost_usd", "unpriced_spans")
+        rows = self.order_by()
+        if first is not None:
+            field, descending, _ = first
+            prefix = "-" if descending else ""
+            rows = self.order_by(f"{prefix}{field}", f"{prefix}trace_id")
+        values = rows.values(*columns)
+        if first is not None:
+            values = values[: first[2]]
+        matching, params = values.query.sql_with_params()
+        offsets = {"p50_offset": _P50_OFFSET, "p95_offset": _P95_OFFSET}
+        if walk and first is None:
+            up, up_params = self._durations("duration_ns")
+            down, down_params = self._durations("-duration_ns")
+            walk_up, walk_down = up, down
+            if connection.vendor == "sqlite":
+                # Its planner would rather read the filter's own index and sort the match.
+                indexed = f"FROM {table} INDEXED BY trace_duration_cards_idx"
+                walk_up = up.replace(f"FROM {table}", indexed, 1)
+                walk_down = down.replace(f"FROM {table}", indexed, 1)
+            sql = _WALKED_STATS_SQL.format(
+                matching=matching,
+                walk_from=WALK_PERCENTILES,
+                walk_up=walk_up,
+                up=up,
+                walk_down=walk_down,
+                down=down,
+                **offsets,
+            )
+            params = (*params, *up_params, *up_params, *down_params, *down_params)
         else:
-            sql, params = _ALL_STATS_SQL.format(table=table), ()
-            first = None
+            sql = _STATS_SQL.format(matching=matching, **offsets)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None, 0, 0)
@@ -516,23 +495,23 @@ class Trace(TimedRow, models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["-start_ns", "-trace_id"], name="trace_start_idx"),
-            models.Index(fields=["service_name", "-start_ns"], name="trace_service_idx"),
-            models.Index(fields=["status_code", "-start_ns"], name="trace_status_idx"),
-            # Sorting by duration, and (covering what the cards filter on and sum) the walk to a
-            # big match's percentiles (see TraceQuerySet.stats), which no sort of it can match.
             models.Index(
-                fields=["-duration_ns", "-trace_id", *CARD_COLUMNS], name="trace_duration_cards_idx"
+                fields=_carrying("service_name", "-start_ns"), name="trace_service_cards_idx"
+            ),
+            models.Index(fields=["status_code", "-start_ns"], name="trace_status_idx"),
+            # Sorting by duration, and the walk to a big match's exact percentiles.
+            models.Index(
+                fields=_carrying("-duration_ns", "-trace_id"), name="trace_duration_cards_idx"
             ),
             models.Index(fields=["-span_count", "-trace_id"], name="trace_span_count_idx"),
             models.Index(fields=["-total_tokens", "-trace_id"], name="trace_tokens_idx"),
-            # Sorting by cost, and the cards of a cost filter without reading each trace's row.
-            models.Index(
-                fields=["-cost_usd", "-trace_id", "duration_ns", *CARD_COLUMNS[1:]],
-                name="trace_cost_cards_idx",
-            ),
+            models.Index(fields=_carrying("-cost_usd", "-trace_id"), name="trace_cost_cards_idx"),
             models.Index(fields=["conversation_id", "start_ns"], name="trace_conversation_idx"),
             # A project's overview, newest first, and the list of projects by skip-scan.
-            models.Index(fields=["project", "-start_ns", "-trace_id"], name="trace_project_idx"),
+            models.Index(
+                fields=_carrying("project", "-start_ns", "-trace_id"),
+                name="trace_project_cards_idx",
+            ),
             # Covers the overview's cards: sums and counts over a time range (or everything)
             # read this narrow index instead of the trace rows with their names and previews.
             models.Index(
