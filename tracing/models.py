@@ -159,11 +159,11 @@ FROM f
 _P50_OFFSET = "(SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)"
 _P95_OFFSET = "(SELECT n - (n * 95 + 99) / 100 FROM n)"
 
-# No filter, or one on CARD_COLUMNS alone: the sums in one pass over the match (an index range or scan
-# that covers them), nothing materialized but the totals; each percentile a second read of the
-# match in duration order (`{up}` / `{down}`, ending in ORDER BY), sorted when it is small, and
-# walked down the duration index when it is big (`{walk_up}` / `{walk_down}`). Both databases
-# evaluate only the branch taken.
+# No filter, or one on CARD_COLUMNS alone: the sums in one pass over the match (an index range
+# or scan that covers them), nothing materialized but the totals; each percentile a second read
+# of the match in duration order (`{up}` / `{down}`, ending in ORDER BY), sorted when it is
+# small, and walked down the duration index when it is big (`{walk_up}` / `{walk_down}`). Both
+# databases evaluate only the branch taken.
 _WALKED_STATS_SQL = """
 WITH n AS MATERIALIZED (
     SELECT
