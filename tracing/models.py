@@ -108,8 +108,8 @@ class TraceStats:
 
 # What the cards read and what a filter walkable to its percentiles tests (see
 # TraceQuerySet.stats). The indexes that sort by duration and cost and the ones that filter by
-# service and project carry them all, so that the cards of such a filter read an index range or
-# scan, never the wide trace rows (names, previews) one by one.
+# service, status and project carry them all, so that the cards of such a filter read an index
+# range or scan, never the wide trace rows (names, previews) one by one.
 CARD_COLUMNS = [
     "duration_ns",
     "start_ns",
@@ -133,9 +133,10 @@ def _carrying(*leading: str) -> list[str]:
 
 
 # A filtered match bigger than this gets its percentiles by walking the duration index (about
-# half the traces stepped over, each a test of a few columns in the index) instead of sorting
-# every match twice (n log n, and on PostgreSQL beyond work_mem, on disk).
-WALK_PERCENTILES = 5000
+# half of all traces stepped over, each a test of a few columns in the index) instead of sorting
+# every match twice (n log n, and on PostgreSQL beyond work_mem, on disk). Below it, sorting the
+# match (read through a covering index) costs less, at 100,000 traces.
+WALK_PERCENTILES = 20_000
 
 # Totals and exact nearest-rank percentiles (rank = ceil(p * n)) in one statement, in SQL that
 # SQLite and PostgreSQL share. Filtered: the matching rows are materialized once, summed, and
@@ -159,7 +160,7 @@ FROM f
 _P50_OFFSET = "(SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)"
 _P95_OFFSET = "(SELECT n - (n * 95 + 99) / 100 FROM n)"
 
-# No filter, or one on CARD_COLUMNS alone: the sums in one pass over the match (an index range
+# A filter on CARD_COLUMNS alone: the sums in one pass over the match (an index range
 # or scan that covers them), nothing materialized but the totals; each percentile a second read
 # of the match in duration order (`{up}` / `{down}`, ending in ORDER BY), sorted when it is
 # small, and walked down the duration index when it is big (`{walk_up}` / `{walk_down}`). Both
@@ -197,6 +198,37 @@ SELECT
 FROM n
 """
 
+# Unfiltered: the count, the error traces and the newest start come from indexes, the sums from
+# one pass over the narrow cards index (never the wide trace rows), and the percentiles walk the
+# duration index (p95 from its far end). A trace is ERROR exactly when it has an error span.
+_ALL_STATS_SQL = """
+WITH n AS MATERIALIZED (SELECT COUNT(*) AS n FROM {table})
+SELECT
+    n.n,
+    sums.span_count,
+    (SELECT COUNT(*) FROM {table} WHERE status_code = 2),
+    sums.error_count,
+    sums.input_tokens,
+    sums.output_tokens,
+    (SELECT MAX(start_ns) FROM {table}),
+    (SELECT duration_ns FROM {table} ORDER BY duration_ns LIMIT 1 OFFSET (
+        SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
+    (SELECT duration_ns FROM {table} ORDER BY duration_ns DESC LIMIT 1 OFFSET (
+        SELECT n - (n * 95 + 99) / 100 FROM n)),
+    sums.cost_usd,
+    sums.unpriced_spans
+FROM n, (
+    SELECT
+        COALESCE(SUM(span_count), 0) AS span_count,
+        COALESCE(SUM(error_count), 0) AS error_count,
+        COALESCE(SUM(input_tokens), 0) AS input_tokens,
+        COALESCE(SUM(output_tokens), 0) AS output_tokens,
+        COALESCE(SUM(cost_usd), 0) AS cost_usd,
+        COALESCE(SUM(unpriced_spans), 0) AS unpriced_spans
+    FROM {table}
+) AS sums
+"""
+
 # Distinct services by skip-scan: one index seek per service instead of reading every row.
 _SERVICES_SQL = """
 WITH RECURSIVE s (name) AS (
@@ -210,6 +242,21 @@ SELECT name FROM s WHERE name IS NOT NULL LIMIT %s
 
 # Distinct projects the same way, on the (project, start) index.
 _PROJECTS_SQL = _SERVICES_SQL.replace("service_name", "project")
+
+
+def _trace_stats(row: tuple[Any, ...] | None, first: tuple[str, bool, int] | None) -> TraceStats:
+    row = row or (0, 0, 0, 0, 0, 0, None, None, None, 0, 0)
+    totals = [int(value) for value in row[:6]]
+    newest, p50, p95 = (None if value is None else int(value) for value in row[6:9])
+    return TraceStats(
+        *totals,
+        duration_p50_ns=p50,
+        duration_p95_ns=p95,
+        newest_start_ns=newest,
+        cost_usd=float(row[9] or 0),
+        unpriced_spans=int(row[10] or 0),
+        capped=first is not None and totals[0] >= first[2],
+    )
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
@@ -369,7 +416,9 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         connection = connections[self.db]
         table = connection.ops.quote_name(self.model._meta.db_table)
         if not self.query.where:
-            first, walk = None, True  # everything: one pass over an index, and the walks
+            with connection.cursor() as cursor:
+                cursor.execute(_ALL_STATS_SQL.format(table=table))
+                return _trace_stats(cursor.fetchone(), None)
         columns = ("duration_ns", "span_count", "error_count", "status_code")
         columns += ("input_tokens", "output_tokens", "start_ns", "cost_usd", "unpriced_spans")
         rows = self.order_by()
@@ -405,18 +454,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             sql = _STATS_SQL.format(matching=matching, **offsets)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None, 0, 0)
-        totals = [int(value) for value in row[:6]]
-        newest, p50, p95 = (None if value is None else int(value) for value in row[6:9])
-        return TraceStats(
-            *totals,
-            duration_p50_ns=p50,
-            duration_p95_ns=p95,
-            newest_start_ns=newest,
-            cost_usd=float(row[9] or 0),
-            unpriced_spans=int(row[10] or 0),
-            capped=first is not None and totals[0] >= first[2],
-        )
+            return _trace_stats(cursor.fetchone(), first)
 
     def _durations(self, order: str) -> tuple[str, tuple[Any, ...]]:
         """The matched durations in `order`, as SQL ending in its ORDER BY."""
@@ -498,7 +536,9 @@ class Trace(TimedRow, models.Model):
             models.Index(
                 fields=_carrying("service_name", "-start_ns"), name="trace_service_cards_idx"
             ),
-            models.Index(fields=["status_code", "-start_ns"], name="trace_status_idx"),
+            models.Index(
+                fields=_carrying("status_code", "-start_ns"), name="trace_status_cards_idx"
+            ),
             # Sorting by duration, and the walk to a big match's exact percentiles.
             models.Index(
                 fields=_carrying("-duration_ns", "-trace_id"), name="trace_duration_cards_idx"
