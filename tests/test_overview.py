@@ -548,3 +548,20 @@ def test_the_old_names_work_on_the_page_and_the_pushed_url_has_the_shared_ones(
     html = client.get("/traces/?ordering=start_time").content.decode()
     assert row_ids(html) == [AGENTSCOPE_2, AGENTSCOPE_1][::-1]
     assert '<option value="start" selected>' in html
+
+
+def test_a_rows_link_is_the_trace_page_under_any_script_prefix() -> None:
+    from django.urls import NoReverseMatch, reverse, set_script_prefix
+
+    from studio.templatetags.overview import trace_url
+
+    trace_id = "ab" * 16
+    try:
+        for prefix in ("/", "/studio/"):
+            set_script_prefix(prefix)
+            assert trace_url(trace_id) == reverse("trace_detail", args=[trace_id])
+            assert trace_url(trace_id) == f"{prefix}traces/{trace_id}/"
+    finally:
+        set_script_prefix("/")
+    with pytest.raises(NoReverseMatch):
+        trace_url("not a trace id")
