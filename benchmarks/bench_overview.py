@@ -7,7 +7,8 @@ with COPY).
     .venv/bin/python benchmarks/bench_overview.py --data-dir /tmp/bench --keep   # build once, reuse
 
 It migrates a fresh STUDIO_DATA_DIR, inserts spans with sqlite3 `executemany` (the writer's
-own INSERT columns), derives the trace rows with the writer's own summary SQL, then renders pages
+own INSERT columns), derives the trace rows with the writer's own summary SQL, indexes the spans
+for search as runstudio's indexer thread does (tracing.search.index_pending), then renders pages
 through Django's test client (middleware, view, template: everything but the socket) and prints
 the median and p95 of each. Traces are spread over the last 30 days, so "24 h" holds about 1/30
 of them.
@@ -51,6 +52,9 @@ def parse_args() -> argparse.Namespace:
         "full-text searches then match trace names only)",
     )
     parser.add_argument(
+        "--only", default="", help="time only the pages whose label holds one of these: first,api"
+    )
+    parser.add_argument(
         "--trace-pages", default="", help="also time the trace page of traces this big: 10000,50000"
     )
     return parser.parse_args()
@@ -90,12 +94,21 @@ def build(
         chunk = trace_ids[start : start + 500]
         conn.execute(summary.format(ids=", ".join("?" * len(chunk))), chunk * 3)
     conn.commit()
+    conn.close()
+    summarised = time.perf_counter()
+    # The search index, as runstudio's indexer thread builds it after each commit: without it
+    # every search reads every span's text on the fly, which no running Studio does for long.
+    from tracing import search
+
+    while search.index_pending(limit=5000):
+        pass
+    conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA optimize")
     conn.close()
     print(
         f"built {traces:,} traces / {traces * spans_per_trace:,} spans: spans "
-        f"{inserted - started:.1f} s, summaries {time.perf_counter() - inserted:.1f} s, "
-        f"{db_path.stat().st_size / 1e6:.0f} MB"
+        f"{inserted - started:.1f} s, summaries {summarised - inserted:.1f} s, search index "
+        f"{time.perf_counter() - summarised:.1f} s, {db_path.stat().st_size / 1e6:.0f} MB"
     )
 
 
@@ -243,6 +256,8 @@ def main() -> None:
         "first page (all time)": "/traces/?range=all",
         "first page (24 h)": "/traces/?range=24h",
         "filtered: service (1 %)": f"/traces/?range=all&service={RARE_SERVICE}",
+        "filtered: service (50 %)": f"/traces/?range=all&service={SERVICES[0][0]}",
+        "project home (all)": "/projects/default/",
         "filtered: status ERROR": "/traces/?range=all&status=ERROR",
         "filtered: search name": "/traces/?range=all&q=Friday-3",
         "filtered: 7 d, min 2 s": "/traces/?range=7d&min_duration=2000",
@@ -274,26 +289,39 @@ def main() -> None:
     print(f"calibration (fixed Python loop): {calibrate():.1f} ms")
     # Wall time is what a user waits for; CPU time (this process, one thread) is the work
     # itself, and stays honest on a machine shared with other jobs.
-    print(f"{'page':<26} {'median':>8} {'p95':>8} {'cpu med':>8} {'queries':>8} {'rows':>5}")
+    # PostgreSQL's share of the work runs in its backend process: its CPU time too, when that
+    # process is on this machine and readable (/proc), else a dash.
+    db_cpu = backend_cpu(connection) if postgresql else None
+    print(
+        f"{'page':<26} {'median':>8} {'p95':>8} {'cpu med':>8} {'db cpu':>8} {'queries':>8} "
+        f"{'rows':>5}"
+    )
+    if args.only:
+        wanted = args.only.split(",")
+        pages = {label: url for label, url in pages.items() if any(w in label for w in wanted)}
     for label, url in pages.items():
         headers = {"HX-Request": "true", "HX-Target": "results"} if "htmx" in label else {}
         client.get(url, headers=headers)  # warm the page cache and the template loader
-        timings, cpu = [], []
+        timings, cpu, database_cpu = [], [], []
         for _ in range(args.repeat):
             with CaptureQueriesContext(connection) as queries:
                 started, started_cpu = time.perf_counter(), time.process_time()
+                started_db = db_cpu() if db_cpu else 0.0
                 response = client.get(url, headers=headers)
                 if response.streaming:  # the API's trace document streams
                     body = b"".join(response.streaming_content)
                 timings.append((time.perf_counter() - started) * 1000)
                 cpu.append((time.process_time() - started_cpu) * 1000)
+                if db_cpu:
+                    database_cpu.append(db_cpu() - started_db)
             assert response.status_code == 200, (url, response.status_code)
         rows = (body if response.streaming else response.content).count(b'class="trace-row')
         timings.sort()
         p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+        db = f"{statistics.mean(database_cpu):8.1f}" if database_cpu else f"{'-':>8}"
         print(
             f"{label:<26} {statistics.median(timings):8.1f} {p95:8.1f} "
-            f"{statistics.median(cpu):8.1f} {len(queries.captured_queries):8d} {rows:5d}"
+            f"{statistics.median(cpu):8.1f} {db} {len(queries.captured_queries):8d} {rows:5d}"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}; calibration {calibrate():.1f} ms")
     if not args.keep and not args.data_dir:
@@ -301,6 +329,27 @@ def main() -> None:
     if drop_database is not None and not args.keep:
         connection.close()
         drop_database()
+
+
+def backend_cpu(connection: Any) -> Callable[[], float] | None:
+    """A reader of the CPU milliseconds the connection's PostgreSQL backend has used, or None
+    if its process cannot be read from here. Linux counts them in clock ticks (10 ms), so the
+    bench reports their mean over the renders, not a median."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    stat = Path(f"/proc/{pid}/stat")
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * tick_ms
+
+    try:
+        read()
+    except OSError:
+        return None
+    return read
 
 
 def database_beside(url: str, suffix: str, fresh: bool) -> tuple[str, Callable[[], None]]:

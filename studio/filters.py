@@ -450,7 +450,22 @@ class TraceFilter:
         walked = bool(self.walked_spans) and len(self.walked_spans) == span_filters
         if self.broad_search or self.broad_clauses or walked:
             return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
-        return traces.stats()
+        return traces.stats(walk=self.walks_durations)
+
+    @property
+    def walks_durations(self) -> bool:
+        """True if this filter tests only the columns the duration index carries (time range,
+        status, duration, spans, tokens, cost, service, project): its cards' percentiles can
+        walk that index."""
+        return not (
+            self.q
+            or self.clauses
+            or self.conversation
+            or self.error_type
+            or self.model
+            or self.agent
+            or self.trace_id
+        )
 
     def timeline(self, traces: TraceQuerySet, now: datetime | None = None) -> timelines.Timeline:
         """The overview's charts of `traces` (what this filter selects) over the filter's time

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from html import unescape
 from typing import Any
 
 import pytest
+from django.http import QueryDict
 from django.test import Client
 
 from ingest import otlp, writer
@@ -128,6 +130,44 @@ def test_the_cards_total_the_whole_filter_with_exact_percentiles(client: Client,
     cards = html[html.index('id="cards"') : html.index("</dl>", html.index('id="cards"'))]
     assert ">100<" in cards and ">200<" in cards and "10%" in cards
     assert "50 ms" in cards and "95 ms" in cards
+
+
+@pytest.mark.parametrize("walk_from", [0, 10_000])
+def test_a_big_match_walks_the_duration_index_to_the_same_exact_cards(
+    db: None, monkeypatch: pytest.MonkeyPatch, walk_from: int
+) -> None:
+    # walk_from=0: every match counts as big, and its percentiles walk the duration index.
+    monkeypatch.setattr("tracing.models.WALK_PERCENTILES", walk_from)
+    for n in range(100):
+        failed = n % 10 == 0
+        make_trace(
+            n,
+            duration_ns=(n + 1) * 1_000_000,
+            span_count=2 + n % 3,
+            ago_s=n * 3600,
+            status_code=2 if failed else 1,
+            error_count=1 if failed else 0,
+            cost_usd=n / 1000,
+        )
+    for url, expected in [
+        ("status=OK", (90, 50_000_000, 96_000_000)),
+        ("min_cost=0.05", (50, 75_000_000, 98_000_000)),
+        ("min_duration=20", (81, 60_000_000, 96_000_000)),
+        ("range=24h&max_spans=2", (8, 10_000_000, 22_000_000)),
+        ("min_cost=5", (0, None, None)),
+        ("service=shop&status=OK", (90, 50_000_000, 96_000_000)),
+        ("project=default&min_cost=0.05", (50, 75_000_000, 98_000_000)),
+        ("service=elsewhere", (0, None, None)),
+    ]:
+        trace_filter = TraceFilter.from_query(QueryDict(url))
+        assert trace_filter.walks_durations
+        traces = trace_filter.traces()
+        stats = trace_filter.stats(traces)
+        assert (stats.traces, stats.duration_p50_ns, stats.duration_p95_ns) == expected, url
+        # The same totals as the statement that sorts the whole match.
+        sorted_stats = traces.stats()
+        assert stats.cost_usd == pytest.approx(sorted_stats.cost_usd), url
+        assert replace(stats, cost_usd=0) == replace(sorted_stats, cost_usd=0), url
 
 
 def test_the_cards_of_nothing_are_zeros(db: None) -> None:
@@ -508,3 +548,20 @@ def test_the_old_names_work_on_the_page_and_the_pushed_url_has_the_shared_ones(
     html = client.get("/traces/?ordering=start_time").content.decode()
     assert row_ids(html) == [AGENTSCOPE_2, AGENTSCOPE_1][::-1]
     assert '<option value="start" selected>' in html
+
+
+def test_a_rows_link_is_the_trace_page_under_any_script_prefix() -> None:
+    from django.urls import NoReverseMatch, reverse, set_script_prefix
+
+    from studio.templatetags.overview import trace_url
+
+    trace_id = "ab" * 16
+    try:
+        for prefix in ("/", "/studio/"):
+            set_script_prefix(prefix)
+            assert trace_url(trace_id) == reverse("trace_detail", args=[trace_id])
+            assert trace_url(trace_id) == f"{prefix}traces/{trace_id}/"
+    finally:
+        set_script_prefix("/")
+    with pytest.raises(NoReverseMatch):
+        trace_url("not a trace id")

@@ -106,27 +106,96 @@ class TraceStats:
     capped: bool = False
 
 
+# What the cards read and what a filter walkable to its percentiles tests (see
+# TraceQuerySet.stats). The indexes that sort by duration and cost and the ones that filter by
+# service, status and project carry them all, so that the cards of such a filter read an index
+# range or scan, never the wide trace rows (names, previews) one by one.
+CARD_COLUMNS = [
+    "duration_ns",
+    "start_ns",
+    "status_code",
+    "span_count",
+    "error_count",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "unpriced_spans",
+    "service_name",
+    "project",
+]
+
+
+def _carrying(*leading: str) -> list[str]:
+    """An index's fields: `leading`, then every other card column."""
+    names = {name.lstrip("-") for name in leading}
+    return [*leading, *(name for name in CARD_COLUMNS if name not in names)]
+
+
+# A filtered match bigger than this gets its percentiles by walking the duration index (about
+# half of all traces stepped over, each a test of a few columns in the index) instead of sorting
+# every match twice (n log n, and on PostgreSQL beyond work_mem, on disk). Below it, sorting the
+# match (read through a covering index) costs less, at 100,000 traces.
+WALK_PERCENTILES = 20_000
+
 # Totals and exact nearest-rank percentiles (rank = ceil(p * n)) in one statement, in SQL that
 # SQLite and PostgreSQL share. Filtered: the matching rows are materialized once, summed, and
-# sorted for each pick.
+# sorted for each pick. (No GROUP BY: it cost SQLite a temporary B-tree insert per match.)
 _STATS_SQL = """
 WITH f AS MATERIALIZED ({matching}), n AS MATERIALIZED (SELECT COUNT(*) AS n FROM f)
 SELECT
-    n.n,
+    (SELECT n FROM n),
     COALESCE(SUM(span_count), 0),
     COALESCE(SUM(CASE WHEN status_code = 2 THEN 1 ELSE 0 END), 0),
     COALESCE(SUM(error_count), 0),
     COALESCE(SUM(input_tokens), 0),
     COALESCE(SUM(output_tokens), 0),
     MAX(start_ns),
-    (SELECT duration_ns FROM f ORDER BY duration_ns LIMIT 1 OFFSET (
-        SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)),
-    (SELECT duration_ns FROM f ORDER BY duration_ns DESC LIMIT 1 OFFSET (
-        SELECT n - (n * 95 + 99) / 100 FROM n)),
+    (SELECT duration_ns FROM f ORDER BY duration_ns LIMIT 1 OFFSET {p50_offset}),
+    (SELECT duration_ns FROM f ORDER BY duration_ns DESC LIMIT 1 OFFSET {p95_offset}),
     COALESCE(SUM(cost_usd), 0),
     COALESCE(SUM(unpriced_spans), 0)
-FROM f, n
-GROUP BY n.n
+FROM f
+"""
+_P50_OFFSET = "(SELECT CASE WHEN n > 0 THEN (n + 1) / 2 - 1 ELSE 0 END FROM n)"
+_P95_OFFSET = "(SELECT n - (n * 95 + 99) / 100 FROM n)"
+
+# A filter on CARD_COLUMNS alone: the sums in one pass over the match (an index range
+# or scan that covers them), nothing materialized but the totals; each percentile a second read
+# of the match in duration order (`{up}` / `{down}`, ending in ORDER BY), sorted when it is
+# small, and walked down the duration index when it is big (`{walk_up}` / `{walk_down}`). Both
+# databases evaluate only the branch taken.
+_WALKED_STATS_SQL = """
+WITH n AS MATERIALIZED (
+    SELECT
+        COUNT(*) AS n,
+        COALESCE(SUM(span_count), 0) AS span_count,
+        COALESCE(SUM(CASE WHEN status_code = 2 THEN 1 ELSE 0 END), 0) AS error_traces,
+        COALESCE(SUM(error_count), 0) AS error_count,
+        COALESCE(SUM(input_tokens), 0) AS input_tokens,
+        COALESCE(SUM(output_tokens), 0) AS output_tokens,
+        MAX(start_ns) AS newest,
+        COALESCE(SUM(cost_usd), 0) AS cost_usd,
+        COALESCE(SUM(unpriced_spans), 0) AS unpriced_spans
+    FROM ({matching}) AS m
+)
+SELECT
+    n.n,
+    n.span_count,
+    n.error_traces,
+    n.error_count,
+    n.input_tokens,
+    n.output_tokens,
+    n.newest,
+    CASE WHEN n.n > {walk_from}
+        THEN ({walk_up} LIMIT 1 OFFSET {p50_offset})
+        ELSE ({up} LIMIT 1 OFFSET {p50_offset}) END,
+    CASE WHEN n.n > {walk_from}
+        THEN ({walk_down} LIMIT 1 OFFSET {p95_offset})
+        ELSE ({down} LIMIT 1 OFFSET {p95_offset}) END,
+    n.cost_usd,
+    n.unpriced_spans
+FROM n
 """
 
 # Unfiltered: the count, the error traces and the newest start come from indexes, the sums from
@@ -173,6 +242,21 @@ SELECT name FROM s WHERE name IS NOT NULL LIMIT %s
 
 # Distinct projects the same way, on the (project, start) index.
 _PROJECTS_SQL = _SERVICES_SQL.replace("service_name", "project")
+
+
+def _trace_stats(row: tuple[Any, ...] | None, first: tuple[str, bool, int] | None) -> TraceStats:
+    row = row or (0, 0, 0, 0, 0, 0, None, None, None, 0, 0)
+    totals = [int(value) for value in row[:6]]
+    newest, p50, p95 = (None if value is None else int(value) for value in row[6:9])
+    return TraceStats(
+        *totals,
+        duration_p50_ns=p50,
+        duration_p95_ns=p95,
+        newest_start_ns=newest,
+        cost_usd=float(row[9] or 0),
+        unpriced_spans=int(row[10] or 0),
+        capped=first is not None and totals[0] >= first[2],
+    )
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
@@ -323,42 +407,59 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             (getattr(last, field), last.trace_id) if has_next else None,
         )
 
-    def stats(self, first: tuple[str, bool, int] | None = None) -> TraceStats:
+    def stats(self, first: tuple[str, bool, int] | None = None, walk: bool = False) -> TraceStats:
         """Counts, tokens and exact duration p50/p95 of the matched traces, in one statement.
         With `first` (field, descending, n), of the first n in that order only (a broad search,
-        whose every match would take a walk over every trace): `capped` if n were found."""
+        whose every match would take a walk over every trace): `capped` if n were found. `walk`
+        says the filter tests CARD_COLUMNS only: a big match's percentiles are then found by
+        walking the duration index, which carries them."""
         connection = connections[self.db]
         table = connection.ops.quote_name(self.model._meta.db_table)
-        if self.query.where:
-            columns = ("duration_ns", "span_count", "error_count", "status_code")
-            columns += ("input_tokens", "output_tokens", "start_ns", "cost_usd", "unpriced_spans")
-            rows = self.order_by()
-            if first is not None:
-                field, descending, _ = first
-                prefix = "-" if descending else ""
-                rows = self.order_by(f"{prefix}{field}", f"{prefix}trace_id")
-            values = rows.values(*columns)
-            if first is not None:
-                values = values[: first[2]]
-            matching, params = values.query.sql_with_params()
-            sql = _STATS_SQL.format(matching=matching)
+        if not self.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(_ALL_STATS_SQL.format(table=table))
+                return _trace_stats(cursor.fetchone(), None)
+        columns = ("duration_ns", "span_count", "error_count", "status_code")
+        columns += ("input_tokens", "output_tokens", "start_ns", "cost_usd", "unpriced_spans")
+        rows = self.order_by()
+        if first is not None:
+            field, descending, _ = first
+            prefix = "-" if descending else ""
+            rows = self.order_by(f"{prefix}{field}", f"{prefix}trace_id")
+        values = rows.values(*columns)
+        if first is not None:
+            values = values[: first[2]]
+        matching, params = values.query.sql_with_params()
+        offsets = {"p50_offset": _P50_OFFSET, "p95_offset": _P95_OFFSET}
+        if walk and first is None:
+            up, up_params = self._durations("duration_ns")
+            down, down_params = self._durations("-duration_ns")
+            walk_up, walk_down = up, down
+            if connection.vendor == "sqlite":
+                # Its planner would rather read the filter's own index and sort the match.
+                indexed = f"FROM {table} INDEXED BY trace_duration_cards_idx"
+                walk_up = up.replace(f"FROM {table}", indexed, 1)
+                walk_down = down.replace(f"FROM {table}", indexed, 1)
+            sql = _WALKED_STATS_SQL.format(
+                matching=matching,
+                walk_from=WALK_PERCENTILES,
+                walk_up=walk_up,
+                up=up,
+                walk_down=walk_down,
+                down=down,
+                **offsets,
+            )
+            params = (*params, *up_params, *up_params, *down_params, *down_params)
         else:
-            sql, params = _ALL_STATS_SQL.format(table=table), ()
-            first = None
+            sql = _STATS_SQL.format(matching=matching, **offsets)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone() or (0, 0, 0, 0, 0, 0, None, None, None, 0, 0)
-        totals = [int(value) for value in row[:6]]
-        newest, p50, p95 = (None if value is None else int(value) for value in row[6:9])
-        return TraceStats(
-            *totals,
-            duration_p50_ns=p50,
-            duration_p95_ns=p95,
-            newest_start_ns=newest,
-            cost_usd=float(row[9] or 0),
-            unpriced_spans=int(row[10] or 0),
-            capped=first is not None and totals[0] >= first[2],
-        )
+            return _trace_stats(cursor.fetchone(), first)
+
+    def _durations(self, order: str) -> tuple[str, tuple[Any, ...]]:
+        """The matched durations in `order`, as SQL ending in its ORDER BY."""
+        sql, params = self.order_by(order).values("duration_ns").query.sql_with_params()
+        return sql, tuple(params)
 
     def service_names(self, limit: int = 500) -> list[str]:
         """Every service of every trace (at most `limit`), sorted, whatever this queryset filters:
@@ -432,15 +533,25 @@ class Trace(TimedRow, models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["-start_ns", "-trace_id"], name="trace_start_idx"),
-            models.Index(fields=["service_name", "-start_ns"], name="trace_service_idx"),
-            models.Index(fields=["status_code", "-start_ns"], name="trace_status_idx"),
-            models.Index(fields=["-duration_ns", "-trace_id"], name="trace_duration_idx"),
+            models.Index(
+                fields=_carrying("service_name", "-start_ns"), name="trace_service_cards_idx"
+            ),
+            models.Index(
+                fields=_carrying("status_code", "-start_ns"), name="trace_status_cards_idx"
+            ),
+            # Sorting by duration, and the walk to a big match's exact percentiles.
+            models.Index(
+                fields=_carrying("-duration_ns", "-trace_id"), name="trace_duration_cards_idx"
+            ),
             models.Index(fields=["-span_count", "-trace_id"], name="trace_span_count_idx"),
             models.Index(fields=["-total_tokens", "-trace_id"], name="trace_tokens_idx"),
-            models.Index(fields=["-cost_usd", "-trace_id"], name="trace_cost_idx"),
+            models.Index(fields=_carrying("-cost_usd", "-trace_id"), name="trace_cost_cards_idx"),
             models.Index(fields=["conversation_id", "start_ns"], name="trace_conversation_idx"),
             # A project's overview, newest first, and the list of projects by skip-scan.
-            models.Index(fields=["project", "-start_ns", "-trace_id"], name="trace_project_idx"),
+            models.Index(
+                fields=_carrying("project", "-start_ns", "-trace_id"),
+                name="trace_project_cards_idx",
+            ),
             # Covers the overview's cards: sums and counts over a time range (or everything)
             # read this narrow index instead of the trace rows with their names and previews.
             models.Index(
