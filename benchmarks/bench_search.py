@@ -149,7 +149,7 @@ def build(traces: int, seed: int = 42) -> None:
                 "events_json": "[]", "links_json": "[]",
                 "resource_json": json.dumps({"attributes": {"service.name": "travel-agent",
                                                             "deployment.environment": "prod"}}),
-                "scope_json": '{"name": "agentscope"}', "project": "default",
+                "scope_json": '{"name": "agentscope"}', "project": "default", "cost_usd": None,
             }  # fmt: skip
             rows.append(tuple(values[column] for column in SPAN_COLUMNS))
         if len(trace_ids) >= 500:
