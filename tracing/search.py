@@ -43,7 +43,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
-from django.db.models import BooleanField
+from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
 from tracing.clauses import ORDERED, Clause
@@ -432,7 +432,7 @@ def _pg_like(word: str) -> str:
     return "ILIKE" if any(c.lower() != c.upper() for c in word) else "LIKE"
 
 
-def text_trace_ids(q: str, using: str = "default") -> RawSQL | list[str] | None:
+def text_trace_ids(q: str, using: str = "default") -> RawSQL | Collected | None:
     """The trace ids with a span whose text holds every word of `q`: for `trace_id__in`."""
     words = terms(q)
     if not words:
@@ -454,19 +454,38 @@ def text_trace_ids(q: str, using: str = "default") -> RawSQL | list[str] | None:
     return _pg_collected(sql, params, using)
 
 
-def _pg_collected(sql: str, params: list[Any], using: str) -> list[str] | RawSQL:
-    """The trace ids of `sql`, collected now, once, deduplicated, as a list for `trace_id__in`:
-    the page's rows and its cards then read the texts once, not once per query, and with the list
-    (a hashed `= ANY`) the planner can tell a few ids, looked up by key, from many, checked while
-    it walks the page's index. Left as a subquery, the planner, its estimate of how many texts an
-    ILIKE or a clause holds on being rough, walked the traces in page order checking each one's
-    texts instead: 0.5 s for a word in 1 % of the traces, 6 s with a clause beside it. Only
-    narrow searches and clauses are collected (is_broad, clauses_broad), so the list is bounded."""
+@dataclass(frozen=True)
+class Collected:
+    """Trace ids collected once (PostgreSQL, for a narrow search or clauses): the page's rows
+    and its cards read the texts once, not once per query."""
+
+    ids: tuple[str, ...]
+
+    def condition(self, outer: str) -> RawSQL:
+        """The trace row `outer` is one of them: one parameter, whatever the count, and a hashed
+        `= ANY` whose estimate lets the planner choose between looking a few ids up by key and
+        checking many as it walks the page's index (as an IN list of parameters, binding them
+        cost more than the query; as a subquery, a lookup per id, sorted after)."""
+        sql = f"{outer}.trace_id = ANY(string_to_array(%s, ','))"
+        return RawSQL(sql, [",".join(self.ids)], output_field=BooleanField())
+
+
+def trace_ids_filter(found: RawSQL | Collected, outer: str) -> Q:
+    """A filter on the trace rows `outer` for what text_trace_ids or clause_trace_ids found."""
+    if isinstance(found, Collected):
+        return Q(found.condition(outer))
+    return Q(trace_id__in=found)
+
+
+def _pg_collected(sql: str, params: list[Any], using: str) -> Collected:
+    """The trace ids of `sql`, collected now, deduplicated. Left as a subquery, the planner, its
+    estimate of how many texts an ILIKE or a clause holds on being rough, walked the traces in
+    page order checking each one's texts instead: 0.5 s for a word in 1 % of the traces, 6 s with
+    a clause beside it. Only narrow searches and clauses are collected (is_broad, clauses_broad),
+    so the list is bounded."""
     with connections[using].cursor() as cursor:
         cursor.execute(f"SELECT DISTINCT c.trace_id FROM ({sql}) c", params)
-        ids = [trace_id for (trace_id,) in cursor.fetchall()]
-    # An empty list would make Django skip the query, which the cards' SQL cannot.
-    return ids or RawSQL("SELECT NULL WHERE FALSE", [])
+        return Collected(tuple(trace_id for (trace_id,) in cursor.fetchall()))
 
 
 # A broad search (a word in many spans) is answered by walking the traces in the page's order
@@ -733,7 +752,7 @@ def _split(clauses: Sequence[Clause]) -> tuple[str, list[Any], list[Clause]]:
 
 def clause_trace_ids(
     clauses: Sequence[Clause], using: str = "default"
-) -> RawSQL | list[str] | None:
+) -> RawSQL | Collected | None:
     """The trace ids with a span matching every clause: for `trace_id__in`. The attribute table
     answers what it can (one index range, then a primary key probe per other clause); what it
     cannot (`~`, long texts) is checked on the span's JSON; with no clause it can answer, the
