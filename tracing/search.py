@@ -20,13 +20,17 @@ serving process woken after each commit, indexes new spans in id order, in short
 its own, and records the last id indexed. Searches read the index up to that id and build the text
 of the few newer spans on the fly, so a search never misses an acknowledged span, however far the
 indexer lags. PostgreSQL: a table kept by a trigger in the writer's transaction, with a pg_trgm
-GIN index, and ILIKE, which uses the index for terms of 3 characters or more in the same way.
+GIN index, and ILIKE (LIKE for terms without cased letters), which uses the index for terms of 3
+characters or more in the same way.
 
 Attribute clauses read an attribute table (ATTRS: one typed row per span and key), filled and
 emptied alongside the search text. A search or clauses that hold on many spans (is_broad,
 clauses_broad: a bounded read of the newest spans indexed) are not collected whole: the page's
 query checks each trace as it walks them in its order (text_exists, clauses_exist), so a first
-page costs about a page of traces, and its cards count a bounded number of matches.
+page costs about a page of traces, and its cards count a bounded number of matches. Text and
+clauses are each walked or collected by their own breadth and combine by trace; on PostgreSQL a
+narrow part's trace ids are collected once per request (Collected) and shared by the rows, the
+cards and the count.
 """
 
 from __future__ import annotations
