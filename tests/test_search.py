@@ -265,14 +265,15 @@ def test_a_row_shows_the_match_escaped_and_opens_the_trace_at_that_span(
 def test_the_page_with_a_search_costs_one_query_more(
     client: Client, stored: None, django_assert_num_queries: Any
 ) -> None:
-    # First a bounded read says how broad the search is (both), and the clauses (SQLite).
-    probe = 1 if connection.vendor == "sqlite" else 0
-    with django_assert_num_queries(5):  # how broad, rows, the rows' snippets, cards, services
+    # First a bounded read says how broad the search is, and one how broad the clauses are;
+    # PostgreSQL then collects the trace ids of a narrow one once, for the rows and the cards.
+    collect = 1 if connection.vendor == "postgresql" else 0
+    with django_assert_num_queries(5 + collect):  # how broad, rows, snippets, cards, services
         client.get("/traces/", {"q": "Tokyo"})
-    with django_assert_num_queries(2 + probe):  # rows, cards
+    with django_assert_num_queries(3 + collect):  # how broad, rows, cards
         client.get("/traces/", {"attr": "gen_ai.request.model = gpt-4o"}, headers={
             "HX-Request": "true", "HX-Target": "results"})  # fmt: skip
-    with django_assert_num_queries(3 + probe):  # the API: how broad, rows, count
+    with django_assert_num_queries(4 + 2 * collect):  # the API: how broad (both), rows, count
         client.get("/api/traces/", {"q": "Tokyo", "attr": "stream = true", "min_spans": 2})
 
 
@@ -358,6 +359,44 @@ def test_every_clause_must_hold_on_one_span(
     # Text and trace-level filters combine with clauses.
     assert ids(client, attr=same_span, q="Tokyo", min_spans=3) == [WEATHER]
     assert ids(client, attr=same_span, q="Kyoto") == []
+
+
+@pytest.mark.parametrize("text_plan", ["collected", "walked"])
+@pytest.mark.parametrize("clause_plan", ["collected", "walked"])
+@pytest.mark.parametrize(
+    ("q", "clause", "expected"),
+    [
+        ("Tokyo", "gen_ai.request.model = gpt-4o", [WEATHER]),
+        ("svc", "llm.token_count.total < 1000", [ARABIC]),  # text everywhere, clause on one
+        ("svc", "service.name = svc", [WEATHER, CJK, ARABIC]),  # both everywhere
+        ("Tokyo", "llm.token_count.total < 1000", []),  # each holds, on different traces
+        ("Kyoto", "gen_ai.request.model = gpt-4o", []),  # the text holds nowhere
+        ("東京", "service.name = svc", [CJK]),  # a short term: no trigram to look up
+        ("Tokyo", "gen_ai.request.model ~ GPT", [WEATHER]),  # a clause the table cannot answer
+    ],
+)
+def test_text_and_clauses_combine_whichever_is_walked_or_collected(
+    client: Client,
+    stored: None,
+    q: str,
+    clause: str,
+    expected: list[str],
+    text_plan: str,
+    clause_plan: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each part is walked (checked trace by trace in the page's order) or collected (its trace
+    # ids read first), as its own breadth says; every mix must select the same traces.
+    monkeypatch.setattr(search, "is_broad", lambda *args, **kwargs: text_plan == "walked")
+    # A clause the attribute table cannot answer (`~`) is never walked.
+    walk_clauses = clause_plan == "walked" and "~" not in clause
+    monkeypatch.setattr(search, "clauses_broad", lambda *args, **kwargs: walk_clauses)
+    assert TraceFilter.from_query({"q": q}).broad_search == (text_plan == "walked")
+    assert ids(client, q=q, attr=clause) == expected
+    response = client.get("/api/traces/", {"q": q, "attr": clause})
+    assert response.json()["count"] == len(expected)
+    html = client.get("/traces/", {"q": q, "attr": clause}).content.decode()
+    assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == expected
 
 
 def test_a_bad_clause_is_a_400_naming_it_on_the_api(client: Client, stored: None) -> None:

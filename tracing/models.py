@@ -307,7 +307,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             if walk is not None:
                 named = models.Q(walk)
             elif text is not None:
-                named = models.Q(trace_id__in=text)
+                named = search.trace_ids_filter(text, table)
             else:
                 named = models.Q(name__icontains=q) | models.Q(label__icontains=q)
             if conventions.is_hex_id(lowered, 32):
@@ -318,7 +318,10 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             table = connections[self.db].ops.quote_name(self.model._meta.db_table)
             qs = qs.filter(search.clauses_exist(clauses, table, using=self.db))
         elif clauses:
-            qs = qs.filter(trace_id__in=search.clause_trace_ids(clauses, using=self.db))
+            table = connections[self.db].ops.quote_name(self.model._meta.db_table)
+            found = search.clause_trace_ids(clauses, using=self.db)
+            if found is not None:
+                qs = qs.filter(search.trace_ids_filter(found, table))
         if min_spans is not None:
             qs = qs.filter(span_count__gte=min_spans)
         if max_spans is not None:

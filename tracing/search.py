@@ -20,13 +20,17 @@ serving process woken after each commit, indexes new spans in id order, in short
 its own, and records the last id indexed. Searches read the index up to that id and build the text
 of the few newer spans on the fly, so a search never misses an acknowledged span, however far the
 indexer lags. PostgreSQL: a table kept by a trigger in the writer's transaction, with a pg_trgm
-GIN index, and ILIKE, which uses the index for terms of 3 characters or more in the same way.
+GIN index, and ILIKE (LIKE for terms without cased letters), which uses the index for terms of 3
+characters or more in the same way.
 
 Attribute clauses read an attribute table (ATTRS: one typed row per span and key), filled and
 emptied alongside the search text. A search or clauses that hold on many spans (is_broad,
 clauses_broad: a bounded read of the newest spans indexed) are not collected whole: the page's
 query checks each trace as it walks them in its order (text_exists, clauses_exist), so a first
-page costs about a page of traces, and its cards count a bounded number of matches.
+page costs about a page of traces, and its cards count a bounded number of matches. Text and
+clauses are each walked or collected by their own breadth and combine by trace; on PostgreSQL a
+narrow part's trace ids are collected once per request (Collected) and shared by the rows, the
+cards and the count.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
-from django.db.models import BooleanField
+from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
 from tracing.clauses import ORDERED, Clause
@@ -422,11 +426,17 @@ def _text_condition(alias: str, words: Sequence[str], vendor: str) -> tuple[str,
             parts.append(f"{alias}.body LIKE %s ESCAPE '\\'")
             params.append(_like(w))
         return " AND ".join(parts), params
-    parts = [f"{alias}.body ILIKE %s" for _ in words]
+    parts = [f"{alias}.body {_pg_like(w)} %s" for w in words]
     return " AND ".join(parts), [_like(w) for w in words]
 
 
-def text_trace_ids(q: str, using: str = "default") -> RawSQL | None:
+def _pg_like(word: str) -> str:
+    """ILIKE, or LIKE for a word without cased letters (东京, 4500): the same matches, without
+    folding the case of every text it is checked on (several times as fast on long texts)."""
+    return "ILIKE" if any(c.lower() != c.upper() for c in word) else "LIKE"
+
+
+def text_trace_ids(q: str, using: str = "default") -> RawSQL | Collected | None:
     """The trace ids with a span whose text holds every word of `q`: for `trace_id__in`."""
     words = terms(q)
     if not words:
@@ -444,7 +454,42 @@ def text_trace_ids(q: str, using: str = "default") -> RawSQL | None:
         tail = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
         sql += f" UNION ALL SELECT t.trace_id FROM ({_TAIL}) t WHERE {tail}"
         params += [_like(w) for w in words]
-    return RawSQL(sql, params)
+        return RawSQL(sql, params)
+    return _pg_collected(sql, params, using)
+
+
+@dataclass(frozen=True)
+class Collected:
+    """Trace ids collected once (PostgreSQL, for a narrow search or clauses): the page's rows
+    and its cards read the texts once, not once per query."""
+
+    ids: tuple[str, ...]
+
+    def condition(self, outer: str) -> RawSQL:
+        """The trace row `outer` is one of them: one parameter, whatever the count, and a hashed
+        `= ANY` whose estimate lets the planner choose between looking a few ids up by key and
+        checking many as it walks the page's index (as an IN list of parameters, binding them
+        cost more than the query; as a subquery, a lookup per id, sorted after)."""
+        sql = f"{outer}.trace_id = ANY(string_to_array(%s, ','))"
+        return RawSQL(sql, [",".join(self.ids)], output_field=BooleanField())
+
+
+def trace_ids_filter(found: RawSQL | Collected, outer: str) -> Q:
+    """A filter on the trace rows `outer` for what text_trace_ids or clause_trace_ids found."""
+    if isinstance(found, Collected):
+        return Q(found.condition(outer))
+    return Q(trace_id__in=found)
+
+
+def _pg_collected(sql: str, params: list[Any], using: str) -> Collected:
+    """The trace ids of `sql`, collected now, deduplicated. Left as a subquery, the planner, its
+    estimate of how many texts an ILIKE or a clause holds on being rough, walked the traces in
+    page order checking each one's texts instead: 0.5 s for a word in 1 % of the traces, 6 s with
+    a clause beside it. Only narrow searches and clauses are collected (is_broad, clauses_broad),
+    so the list is bounded."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT c.trace_id FROM ({sql}) c", params)
+        return Collected(tuple(trace_id for (trace_id,) in cursor.fetchall()))
 
 
 # A broad search (a word in many spans) is answered by walking the traces in the page's order
@@ -454,11 +499,24 @@ PROBE_SPANS = 20_000
 BROAD_SPANS = 400  # 2 % of the newest spans
 
 
-# PostgreSQL has no index that counts matches within a range of spans: it reads the texts of the
-# newest PG_PROBE_SPANS and calls the search broad when PG_BROAD_SPANS of them match (the same 2 %;
-# a broad search stops reading early, a narrow one reads them all, a few milliseconds).
+# PostgreSQL has no index that counts matches within a range of spans: it reads the rows of the
+# first PG_PROBE_SPANS spans of the newest traces (the traces a walk checks first, through the
+# trace index and the tables' (trace_id, ...) keys: no scan of a whole table) and calls the search
+# broad when PG_BROAD_SPANS of them match (the same 2 %; a broad search stops reading early, a
+# narrow one reads them all, a few milliseconds).
 PG_PROBE_SPANS = 1000
 PG_BROAD_SPANS = 20
+
+
+def _pg_newest(table: str, columns: str) -> str:
+    """`columns` of the rows of `table` (keyed by trace_id first) of the newest traces, at most
+    PG_PROBE_SPANS spans' worth: a nested loop down the trace index, stopping early (OFFSET 0
+    keeps the planner from making it a hash join over the whole table)."""
+    return (
+        f"SELECT found.* FROM (SELECT trace_id FROM tracing_trace ORDER BY start_ns DESC "
+        f"LIMIT %s) newest CROSS JOIN LATERAL (SELECT {columns} FROM {table} "
+        f"WHERE {table}.trace_id = newest.trace_id OFFSET 0) found LIMIT %s"
+    )
 
 
 def is_broad(q: str, using: str = "default") -> bool:
@@ -477,12 +535,12 @@ def is_broad(q: str, using: str = "default") -> bool:
     if not long:
         return True  # no trigram to look up: collecting would read every text
     if not sqlite:
-        condition = " AND ".join("f.body ILIKE %s" for _ in words)
+        condition, params = _text_condition("f", words, "postgresql")
         with connections[using].cursor() as cursor:
             cursor.execute(
-                f"SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT body FROM {TABLE} ORDER BY id DESC "
-                f"LIMIT %s) f WHERE {condition} LIMIT %s) matches",
-                [PG_PROBE_SPANS, *(_like(w) for w in words), PG_BROAD_SPANS],
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM ({_pg_newest(TABLE, 'body')}) f "
+                f"WHERE {condition} LIMIT %s) matches",
+                [PG_PROBE_SPANS, PG_PROBE_SPANS, *params, PG_BROAD_SPANS],
             )
             return cursor.fetchone()[0] >= PG_BROAD_SPANS
     match = " AND ".join('"' + w.replace('"', '""') + '"' for w in long)
@@ -518,12 +576,12 @@ def text_exists(q: str, outer: str, using: str = "default") -> RawSQL | None:
         # The trace's rows of the search table through its trace_id index. A scalar subquery,
         # not EXISTS: the planner would turn EXISTS into a join and, misjudging how many texts
         # an ILIKE holds on, read every text first; this it evaluates per trace, in page order.
-        condition = " AND ".join("f.body ILIKE %s" for _ in words)
+        condition, params = _text_condition("f", words, "postgresql")
         sql = (
             f"COALESCE((SELECT TRUE FROM {TABLE} f WHERE f.trace_id = {outer}.trace_id "
             f"AND {condition} LIMIT 1), FALSE)"
         )
-        return RawSQL(sql, [_like(w) for w in words], output_field=BooleanField())
+        return RawSQL(sql, params, output_field=BooleanField())
     # LIKE on the indexed text, read by rowid (a MATCH correlated with each span would read the
     # whole posting list every time): it folds the case of ASCII only, which is why is_broad()
     # leaves words with other cased letters to the index.
@@ -696,7 +754,9 @@ def _split(clauses: Sequence[Clause]) -> tuple[str, list[Any], list[Clause]]:
     return " AND ".join(parts), params, rest
 
 
-def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQL | None:
+def clause_trace_ids(
+    clauses: Sequence[Clause], using: str = "default"
+) -> RawSQL | Collected | None:
     """The trace ids with a span matching every clause: for `trace_id__in`. The attribute table
     answers what it can (one index range, then a primary key probe per other clause); what it
     cannot (`~`, long texts) is checked on the span's JSON; with no clause it can answer, the
@@ -730,18 +790,29 @@ def clause_trace_ids(clauses: Sequence[Clause], using: str = "default") -> RawSQ
             f"WHERE s.id > (SELECT last_id FROM {STATE}) AND {span_sql}"
         )
         params += span_params
-    return RawSQL(sql, params)
+        return RawSQL(sql, params)
+    return _pg_collected(sql, params, using)
 
 
 def clauses_broad(clauses: Sequence[Clause], using: str = "default") -> bool:
     """True if the clauses' table part holds on at least BROAD_SPANS of the newest PROBE_SPANS
-    spans indexed (SQLite; a bounded read of the table's primary key), so walking the traces
-    finds a page sooner than collecting every match."""
-    if not clauses or _vendor(using) != "sqlite":
+    spans indexed (SQLite; a bounded read of the table's primary key; PostgreSQL: PG_BROAD_SPANS
+    rows of the newest traces' first PG_PROBE_SPANS spans or so, as is_broad), so walking the
+    traces finds a page sooner than collecting every match."""
+    if not clauses:
         return False
     indexed, params, _ = _split(clauses)
     if not indexed:
         return False
+    if _vendor(using) != "sqlite":
+        # The newest traces' attribute rows by the table's key (see is_broad).
+        newest = _pg_newest(ATTRS, "key, str, num, t, trace_id, span")
+        with connections[using].cursor() as cursor:
+            cursor.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM ({newest}) a0 WHERE {indexed} LIMIT %s) m",
+                [PG_PROBE_SPANS, PG_PROBE_SPANS * 10, *params, PG_BROAD_SPANS],
+            )
+            return cursor.fetchone()[0] >= PG_BROAD_SPANS
     with connections[using].cursor() as cursor:
         cursor.execute(
             f"SELECT COUNT(*) FROM (SELECT 1 FROM {ATTRS} a0 NOT INDEXED "
@@ -762,6 +833,17 @@ def clauses_exist(clauses: Sequence[Clause], outer: str, using: str = "default")
         rest_sql, rest_params = span_condition(rest, vendor)
         indexed += f" AND {rest_sql}"
         params += rest_params
+    if vendor != "sqlite":
+        # The trace's rows by the table's key (trace_id, span, key); a scalar subquery for the
+        # reason text_exists gives.
+        join = ""
+        if rest:
+            join = "JOIN tracing_span s ON s.trace_id = a0.trace_id AND s.id = a0.span "
+        sql = (
+            f"COALESCE((SELECT TRUE FROM {ATTRS} a0 {join}"
+            f"WHERE a0.trace_id = {outer}.trace_id AND {indexed} LIMIT 1), FALSE)"
+        )
+        return RawSQL(sql, params, output_field=BooleanField())
     sql = (
         # CROSS JOIN and NOT INDEXED keep SQLite on this trace's spans, then their rows by
         # primary key, instead of the key's whole range for every trace.
@@ -811,7 +893,7 @@ def _rows_matching(
         # Each span's search row by its key (trace_id, id), one lookup a span: OFFSET 0 keeps
         # the planner from turning the lateral into a join, which with a stale estimate of the
         # search table's size it ran as a scan of every span's text (4 to 9 s a query).
-        condition = " AND ".join("f.body ILIKE %s ESCAPE '\\'" for _ in words)
+        condition = " AND ".join(f"f.body {_pg_like(w)} %s ESCAPE '\\'" for w in words)
         sql = (
             f"SELECT s.trace_id, s.span_id, f.body FROM tracing_span s "
             f"CROSS JOIN LATERAL (SELECT body FROM {TABLE} "
