@@ -241,3 +241,16 @@ def test_sqlite_needs_no_backlog(db: None) -> None:
         pytest.skip("PostgreSQL's backlog is tested above")
     with connection.cursor() as cursor:
         assert search.BACKLOG not in connection.introspection.table_names(cursor)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_indexer_thread_empties_the_backlog_after_a_commit(client: Client) -> None:
+    indexer = search.Indexer()
+    indexer.start()  # as runstudio does; nothing to index yet
+    store([span(WEATHER, f"{n:016x}", f"span {n}") for n in range(1, 4)])
+    indexer.wake()  # the writer's traces_changed
+    deadline = time.monotonic() + 30
+    while counts() != (0, 3, 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counts() == (0, 3, 3)

@@ -1,10 +1,10 @@
 """Finding spans by what they say: full-text search over one text per span, and attribute clauses.
 
-The search text of a span is built by the database itself, by a trigger on `tracing_span` (so the
-one writer needs no change and every path that stores a span keeps it current). It holds, one part
-per line: the name, the label (agent / tool / model name), the span and trace ids, the kind, type,
-operation, model and service, the status message, every span attribute as `key=value`, the text
-leaves of the events (names, exception types and messages), and every resource attribute as
+The search text of a span is built by the database itself, from the span row (so the one writer
+needs no change; triggers on `tracing_span` cover every path that stores a span). It holds, one
+part per line: the name, the label (agent / tool / model name), the span and trace ids, the kind,
+type, operation, model and service, the status message, every span attribute as `key=value`, the
+text leaves of the events (names, exception types and messages), and every resource attribute as
 `key=value`. An attribute value that is JSON (the input and output messages: a string holding a
 JSON list) contributes the text of its leaves, JSON-decoded, so `\\u6771\\u4eac` is indexed as
 東京. A long value is cut to its first and last 2,000 characters (a chat's history repeats in every
@@ -19,14 +19,20 @@ span itself, so on SQLite it is not built in the writer's transaction: `Indexer`
 serving process woken after each commit, indexes new spans in id order, in short transactions of
 its own, and records the last id indexed. Searches read the index up to that id and build the text
 of the few newer spans on the fly, so a search never misses an acknowledged span, however far the
-indexer lags. PostgreSQL: a table kept by a trigger in the writer's transaction, with a pg_trgm
-GIN index, and ILIKE, which uses the index for terms of 3 characters or more in the same way.
+indexer lags. PostgreSQL: a table with a pg_trgm GIN index, and ILIKE, which uses the index for
+terms of 3 characters or more in the same way. It is indexed after the commit too: a trigger notes
+each new span in a backlog table (BACKLOG), and the same indexer thread, in every serving process
+and on every host, takes the backlog in chunks (FOR UPDATE SKIP LOCKED), deleting what it takes in
+the transaction that writes its index rows, so each span is indexed once and a crash loses
+nothing (sequence ids are not committed in order there, so no last id would do). Searches build
+the text and attributes of the spans in the backlog on the fly.
 
 Attribute clauses read an attribute table (ATTRS: one typed row per span and key), filled and
-emptied alongside the search text. A search or clauses that hold on many spans (is_broad,
-clauses_broad: a bounded read of the newest spans indexed) are not collected whole: the page's
-query checks each trace as it walks them in its order (text_exists, clauses_exist), so a first
-page costs about a page of traces, and its cards count a bounded number of matches.
+emptied alongside the search text (spans not indexed yet: their JSON is checked). A search or
+clauses that hold on many spans (is_broad, clauses_broad: a bounded read of the newest spans
+indexed) are not collected whole: the page's query checks each trace as it walks them in its
+order (text_exists, clauses_exist), so a first page costs about a page of traces, and its cards
+count a bounded number of matches.
 """
 
 from __future__ import annotations
@@ -259,7 +265,8 @@ def reindex_failed(apps: Any, schema_editor: Any) -> None:
 # The attribute table: one row per (span, key) of the span's attributes merged over its
 # resource's (a span attribute wins, as in the clauses), typed, so a clause is an index range
 # instead of a JSON parse of every candidate span. Filled with the search text (SQLite: by the
-# indexer, in the same transaction that moves last_id; PostgreSQL: by a trigger), removed with
+# indexer, in the same transaction that moves last_id; PostgreSQL: likewise since
+# 0014_search_backlog, by a trigger before), removed with
 # the span. `t` is the JSON type: n(umber), s(hort text, in `str`), l(ong text: only its
 # existence is indexed), b(oolean, 'true'/'false' in `str`), o(bject, array or null).
 
@@ -365,8 +372,11 @@ POSTGRES_ATTRS_DROP = [
 
 # PostgreSQL, since 0014_search_backlog: indexing after the commit, as on SQLite. Building a
 # span's text and attribute rows costs about 0.9 ms of PostgreSQL CPU, seven times its insert;
-# the writer's transaction now only notes the span in a backlog, one statement-level trigger per
-# INSERT (every path that stores spans is covered), and indexers take the backlog in chunks.
+# the writer's transaction now only notes the span in a backlog (a trigger, so every path that
+# stores spans is covered: about 7 us of CPU a span), and indexers take the backlog in chunks.
+# A row trigger, not a statement trigger with a transition table: the writer runs one INSERT
+# per span anyway (a pipelined executemany), where both cost the same, and Citus refuses
+# statement triggers on distributed tables.
 # Sequence ids are not committed in id order when several processes write, so a watermark like
 # SQLite's last_id could pass a span still being committed: the backlog names each span, and an
 # indexer deletes the rows it takes (FOR UPDATE SKIP LOCKED: indexers of several processes share
@@ -384,7 +394,7 @@ PG_BACKLOG_CREATE = [
     "PRIMARY KEY (trace_id, id))",
     f"""CREATE FUNCTION tracing_span_search_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO {BACKLOG} (trace_id, id) SELECT trace_id, id FROM inserted_spans;
+        INSERT INTO {BACKLOG} (trace_id, id) VALUES (NEW.trace_id, NEW.id);
         RETURN NULL;
     END $$""",
     # The backlog row first: when an indexer holds it, this waits for the indexer's commit, and
@@ -403,8 +413,7 @@ PG_BACKLOG_CREATE = [
     "DROP FUNCTION IF EXISTS tracing_span_search_sync()",
     "DROP FUNCTION IF EXISTS tracing_span_attr_sync()",
     f"""CREATE TRIGGER {BACKLOG}_enqueue AFTER INSERT ON tracing_span
-        REFERENCING NEW TABLE AS inserted_spans
-        FOR EACH STATEMENT EXECUTE FUNCTION tracing_span_search_enqueue()""",
+        FOR EACH ROW EXECUTE FUNCTION tracing_span_search_enqueue()""",
     f"""CREATE TRIGGER {TABLE}_forget AFTER DELETE ON tracing_span
         FOR EACH ROW EXECUTE FUNCTION tracing_span_search_forget()""",
 ]
@@ -1146,7 +1155,8 @@ class Indexer:
                         break
                     # SQLite has one write lock: between chunks the writer gets it for as long
                     # as the chunk held it, so ingest keeps most of its pace while the index
-                    # catches up (searches read what it has not reached on the fly).
+                    # catches up (searches read what it has not reached on the fly). On
+                    # PostgreSQL the pause leaves the writer the database's CPU in the same way.
                     time.sleep((time.monotonic() - started) * INDEX_PAUSE)
             except Exception:
                 # Searches still see unindexed spans (built on the fly); the next commit retries.
