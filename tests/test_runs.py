@@ -523,7 +523,14 @@ def test_studio_tracing_and_ingest_never_import_runs() -> None:
 
 def test_runstudio_serving_finishes_the_runs_the_last_studio_left_running(db: None) -> None:
     from studio import extensions
+    from tracing import search
 
     writes.register_run(run_id="r1", project="p", name="n")
-    extensions.serving.send(sender=None)
+    # Without the search indexer's receiver: it would start an indexing thread in the test
+    # process for the tests after this one (which count index rows, or memory).
+    extensions.serving.disconnect(dispatch_uid="studio.search_indexer")
+    try:
+        extensions.serving.send(sender=None)
+    finally:
+        extensions.serving.connect(search.indexer.start, dispatch_uid="studio.search_indexer")
     assert Run.objects.get(id="r1").status == RUN_FINISHED
