@@ -161,8 +161,7 @@ def build(traces: int, seed: int = 42) -> None:
         flush()
     print(f"built {traces:,} traces / {traces * SPANS_PER_TRACE:,} spans in "
           f"{time.perf_counter() - started:.0f} s")  # fmt: skip
-    # SQLite indexes after the commit (what runstudio's indexer thread does); PostgreSQL's
-    # trigger already has.
+    # Both databases index after the commit (what runstudio's indexer thread does).
     started = time.perf_counter()
     indexed = 0
     while done := search.index_pending(limit=5000):

@@ -8,6 +8,15 @@ over OTLP/HTTP, timed until all are readable through the API, each `--workers` f
 own Studio on a fresh PostgreSQL database beside DATABASE_URL's (more than one worker needs
 REDIS_URL). Beside them, the floor: decoding the same bodies and psycopg's executemany into a
 PostgreSQL table in one process, no server.
+
+With --search, the price of search at ingest instead (one worker): Studio as shipped (`async`:
+the writer notes each span in the search backlog, the indexer thread indexes it after the
+commit) against the same Studio with no search work at all (`none`: the backlog's triggers
+dropped in that run's database), and, with --search-modes none,async,sync, the row-level
+triggers of the writer's transaction that PostgreSQL ran before migration 0015_search_backlog
+(`sync`), alternating in each round. Each run reports its bytes on disk per span (every table
+and index of the database, the search index caught up) and how long after the last span was
+readable the backlog was empty.
 """
 
 from __future__ import annotations
@@ -124,14 +133,69 @@ class Round:
     advisory_wait: float  # share of active backend samples waiting on an advisory lock
     memory: float
     load: float
+    search: str = "async"
+    bytes_per_span: float = 0.0
+    lag: float = 0.0  # seconds from readable to an empty search backlog
+    postgres_cpu_indexed: float = 0.0  # PostgreSQL's CPU seconds until then
+
+
+def set_search(database_url: str, mode: str) -> None:
+    """`none`: no search work at ingest; `sync`: the triggers of the writer's transaction, as
+    before 0015_search_backlog (the backlog table stays, empty, for the idle indexer)."""
+    import psycopg
+
+    from tracing import search
+
+    if mode == "async":
+        return
+    with psycopg.connect(database_url, autocommit=True) as db:
+        db.execute(f"DROP TRIGGER {search.BACKLOG}_enqueue ON tracing_span")
+        db.execute(f"DROP TRIGGER {search.TABLE}_forget ON tracing_span")
+        if mode == "sync":
+            for statement in search.PG_BACKLOG_DROP:
+                if statement.startswith("LOCK") or f"TABLE IF EXISTS {search.BACKLOG}" in statement:
+                    continue  # nothing writes yet; the idle indexer reads the empty backlog
+                db.execute(statement)
+
+
+def caught_up(database_url: str, timeout: float = 1800) -> float:
+    """Seconds until the search backlog is empty."""
+    import psycopg
+
+    from tracing import search
+
+    started = time.perf_counter()
+    with psycopg.connect(database_url, autocommit=True) as db:
+        while db.execute(f"SELECT EXISTS (SELECT 1 FROM {search.BACKLOG})").fetchone()[0]:
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError("the search backlog did not empty")
+            time.sleep(0.1)
+    return time.perf_counter() - started
+
+
+def bytes_on_disk(database_url: str) -> int:
+    """Every table of the database with its indexes and TOAST."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as db:
+        return db.execute(
+            "SELECT SUM(pg_total_relation_size(oid)) FROM pg_class "
+            "WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+        ).fetchone()[0]
 
 
 def studio(
-    bodies: list[bytes], senders: int, processes: int, total: int, workers: int = 1
+    bodies: list[bytes],
+    senders: int,
+    processes: int,
+    total: int,
+    workers: int = 1,
+    search: str = "async",
 ) -> Round:
     with tempfile.TemporaryDirectory() as tmp:
         server, cleanup = start_studio(Path(tmp), args=("--workers", str(workers)))
         try:
+            set_search(server.env["DATABASE_URL"], search)
             sampler = LockSampler(server.env["DATABASE_URL"])
             traces = total // SPANS_PER_TRACE
             load = os.getloadavg()[0]
@@ -148,6 +212,11 @@ def studio(
             postgres_cpu = sum(
                 cpu_seconds(pid) - pg_before.get(pid, 0.0) for pid in sampler.backend_pids()
             )
+            lag = caught_up(server.env["DATABASE_URL"])
+            postgres_cpu_indexed = sum(
+                cpu_seconds(pid) - pg_before.get(pid, 0.0) for pid in sampler.backend_pids()
+            )
+            size = bytes_on_disk(server.env["DATABASE_URL"])
             for trace_no in (0, traces // 2, traces - 1):
                 trace = server.trace(f"{trace_no + 1:032x}")
                 assert trace["span_count"] == SPANS_PER_TRACE, trace["span_count"]
@@ -168,7 +237,60 @@ def studio(
         sampler.advisory / max(sampler.active, 1),
         memory,
         load,
+        search,
+        size / total,
+        lag,
+        postgres_cpu_indexed,
     )
+
+
+def compare_search(args: argparse.Namespace, bodies: list[bytes]) -> None:
+    modes = args.search_modes.split(",")
+    print(
+        f"{'round':>5} {'search':>6} {'spans/s':>9} {'wall s':>7} {'studio':>7} {'pg':>6} "
+        f"{'pg+idx':>6} {'B/span':>7} {'lag s':>6} {'load':>5}   (CPU seconds, pg+idx: until "
+        "indexed; lag: readable to indexed)"
+    )
+    rounds: list[Round] = []
+    for number in range(args.rounds):
+        for mode in modes if number % 2 == 0 else list(reversed(modes)):
+            r = studio(bodies, args.senders, args.sender_processes, args.spans, 1, mode)
+            rounds.append(r)
+            print(
+                f"{number + 1:>5} {mode:>6} {r.rate:9,.0f} {r.seconds:7.1f} {r.studio_cpu:7.1f} "
+                f"{r.postgres_cpu:6.1f} {r.postgres_cpu_indexed:6.1f} {r.bytes_per_span:7,.0f} "
+                f"{r.lag:6.1f} {r.load:5.1f}"
+            )
+    medians = {}
+    for mode in modes:
+        mine = [r for r in rounds if r.search == mode]
+        medians[mode] = statistics.median(r.rate for r in mine)
+        print(
+            f"{mode}: median {medians[mode]:,.0f} spans/s, "
+            f"{statistics.median(r.bytes_per_span for r in mine):,.0f} bytes/span on disk, "
+            f"PostgreSQL CPU per 1,000 spans "
+            f"{statistics.median(r.postgres_cpu for r in mine) / args.spans * 1000:.3f} s "
+            f"until readable, "
+            f"{statistics.median(r.postgres_cpu_indexed for r in mine) / args.spans * 1000:.3f} s "
+            f"until indexed, "
+            f"index caught up {statistics.median(r.lag for r in mine):.1f} s after readable"
+        )
+    if "none" in medians:
+        for mode in modes:
+            if mode == "none":
+                continue
+            pairs = [
+                b.rate / a.rate
+                for a, b in zip(
+                    [r for r in rounds if r.search == "none"],
+                    [r for r in rounds if r.search == mode],
+                    strict=False,
+                )
+            ]
+            print(
+                f"{mode} / none: {medians[mode] / medians['none']:.2f} of medians; per round "
+                + ", ".join(f"{p:.2f}" for p in pairs)
+            )
 
 
 def main() -> None:
@@ -181,6 +303,10 @@ def main() -> None:
     )
     parser.add_argument("--workers", default="1,2", help="comma-separated: 1,2")
     parser.add_argument("--rounds", type=int, default=3, help="each round runs every --workers")
+    parser.add_argument(
+        "--search", action="store_true", help="search at ingest: as shipped against none"
+    )
+    parser.add_argument("--search-modes", default="none,async", help="of none,async,sync")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         parser.error("set DATABASE_URL to a PostgreSQL database")
@@ -192,6 +318,12 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print("PostgreSQL (a fresh database beside DATABASE_URL's for each Studio)")
     print(f"payload: {args.spans} spans in {len(bodies)} requests, {size / 1e6:.1f} MB protobuf")
+    if args.search:
+        import django
+
+        django.setup()  # tracing.search's SQL
+        compare_search(args, bodies)
+        return
     print(
         f"senders: {args.senders} threads in {args.sender_processes} processes; "
         f"{args.rounds} rounds, the order of --workers alternating"

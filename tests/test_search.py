@@ -286,10 +286,9 @@ def test_a_broad_search_walks_the_traces_and_counts_its_cards_up_to_a_bound(
     monkeypatch.setattr(search, "BROAD_SPANS", 1)
     monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
     everywhere = [WEATHER, CJK, ARABIC]  # the resource's service.name=svc is in every span
-    # How broad: read from the index (SQLite), so not before the indexer has run; PostgreSQL's
-    # texts are written with the spans.
-    indexed = request.node.callspec.params["stored"] == "indexed"
-    broad = connection.vendor != "sqlite" or indexed
+    # How broad: read from the index, so not before the indexer has run (both databases index
+    # after the commit).
+    broad = request.node.callspec.params["stored"] == "indexed"
     assert TraceFilter.from_query({"q": "svc"}).broad_search == broad
     assert ids(client, q="svc") == everywhere  # the API still counts every match
     assert client.get("/api/traces/", {"q": "svc"}).json()["count"] == 3
@@ -547,9 +546,6 @@ def test_deleting_traces_removes_their_spans_from_the_index(client: Client, stor
 
 def test_the_indexer_indexes_new_spans_in_order_once(client: Client, db: None) -> None:
     store([span(WEATHER, f"{n:016x}", f"span {n}", attributes={"n": n}) for n in range(1, 8)])
-    if connection.vendor != "sqlite":
-        assert search.index_pending() == 0  # PostgreSQL indexes in the writer's transaction
-        return
     assert search.index_pending(limit=5) == 5
     assert ids(client, q="span 7") == [WEATHER]  # the last two from the unindexed tail
     assert search.index_pending(limit=5) == 2
@@ -599,10 +595,9 @@ def test_the_attribute_table_is_kept_in_step_with_ingest(client: Client, db: Non
         ],
         resource={"deployment.environment": "from the resource"},
     )  # fmt: skip
-    if connection.vendor == "sqlite":
-        assert attr_rows(WEATHER) == {}  # after the commit, with the search text
-        assert ids(client, attr="n = 7") == [WEATHER]  # meanwhile from the unindexed tail
-        search.index_pending()
+    assert attr_rows(WEATHER) == {}  # after the commit, with the search text
+    assert ids(client, attr="n = 7") == [WEATHER]  # meanwhile from the unindexed tail
+    search.index_pending()
     rows = {key: value for (_, key), value in attr_rows(WEATHER).items()}
     assert {key: (t, value) for key, (t, value, _) in rows.items()} == {
         "n": ("n", None),

@@ -79,8 +79,8 @@ def _usages(ids: list[str]) -> list[tuple[int, str, float | None, costs.Usage]]:
 
 def reprice_traces(ids: list[str], table: PriceTable) -> int:
     """Price these traces' model calls again and update their totals, in one transaction;
-    returns how many calls changed. Only changed rows are written (on PostgreSQL an update
-    re-runs the span's search triggers)."""
+    returns how many calls changed. Only changed rows are written (the search index holds no
+    cost: an update leaves it as it is)."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # The writer folds a batch into the summary row it read (ingest.writer): repriced
