@@ -230,12 +230,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets pages read while the writer commits; IMMEDIATE avoids lock upgrades failing.
         "transaction_mode": "IMMEDIATE",
         "timeout": SQLITE_TIMEOUT,
+        # Per connection, and none takes a lock: each page opens a connection while the writer
+        # may hold the write lock. Incremental auto-vacuum and WAL, which are the database's,
+        # are set by tracing.retention.prepare_sqlite_connection.
         "init_command": (
-            # Before WAL: auto_vacuum takes only on a database with no tables yet, and turning WAL
-            # on already writes the file. Lets retention give freed pages back to the disk
-            # (tracing.retention); an older database is converted once by runstudio.
-            "PRAGMA auto_vacuum=INCREMENTAL;"
-            "PRAGMA journal_mode=WAL;"
             f"PRAGMA synchronous={SQLITE_SYNCHRONOUS};"
             f"PRAGMA busy_timeout={SQLITE_TIMEOUT * 1000};"
             f"PRAGMA cache_size=-{SQLITE_CACHE_MB * 1024};"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -268,3 +269,29 @@ def test_the_writer_runs_at_ingests_lower_priority_and_the_pages_do_not(settings
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours
     finally:
         assert one.close(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_opens_its_connection_while_the_writer_holds_the_write_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import connection
+    from django.test import Client
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock")
+    # Each page opens a connection: none of its set-up statements may wait for the lock that
+    # the writer (or the search indexer, or a purge) holds through each transaction.
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "timeout", 1)
+    holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE tracing_trace SET name = name")
+    try:
+        connection.close()
+        started = time.monotonic()
+        response = Client(HTTP_HOST="127.0.0.1").get("/traces/")
+        assert response.status_code == 200
+        assert time.monotonic() - started < 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

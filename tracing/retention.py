@@ -486,6 +486,22 @@ def give_back_space(using: str = "default", pacer: Pacer | None = None) -> int:
     return freed * page_size
 
 
+def prepare_sqlite_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """The connection_created receiver: a new SQLite database gets incremental auto-vacuum (so
+    that retention can give freed pages back to the disk), then WAL (pages read while the writer
+    commits). Auto-vacuum takes only on a database with no tables yet, and before WAL, which
+    writes the file; an older database is converted once by runstudio (ensure_incremental_vacuum).
+    Only a database with no tables is asked: setting auto_vacuum takes the write lock even when
+    it is set already, and a page's new connection would wait for the writer's transaction
+    (under ingest, most of `/traces/`'s time)."""
+    if connection.vendor != "sqlite":
+        return
+    raw = connection.connection
+    if not raw.execute("SELECT EXISTS (SELECT 1 FROM sqlite_master)").fetchone()[0]:
+        raw.execute(f"PRAGMA auto_vacuum={SQLITE_AUTO_VACUUM_INCREMENTAL}")
+    raw.execute("PRAGMA journal_mode=WAL")
+
+
 def ensure_incremental_vacuum(using: str = "default") -> bool:
     """Convert a SQLite database made before Studio set auto_vacuum (it takes only on an empty
     database) with one VACUUM; True if it did. Runs once, at runstudio's start, before anything
