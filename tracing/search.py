@@ -1235,8 +1235,12 @@ class Indexer:
             except Exception:
                 # Searches still see unindexed spans (built on the fly); the next commit retries.
                 logger.exception("indexing spans for search failed")
-            finally:
+            # Outside the try above, a failure here would end the thread, and no span would be
+            # indexed again until a restart.
+            try:
                 close_old_connections()
+            except Exception:
+                logger.exception("closing the search indexer's connection failed")
 
 
 indexer = Indexer()
