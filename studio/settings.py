@@ -325,13 +325,6 @@ STUDIO_MAX_QUEUE_SPANS = env_int("STUDIO_MAX_QUEUE_SPANS", 100_000, minimum=1)
 # The niceness of ingest's threads and decoding processes (0 to 19; 0: as the pages'), so that
 # under load the CPU serves the pages first.
 STUDIO_INGEST_NICENESS = env_int("STUDIO_INGEST_NICENESS", 10, maximum=19)
-# How long a thread may hold the GIL while another waits for it (sys.setswitchinterval), in
-# microseconds. A page's query gives the GIL up around every row SQLite steps through and must win
-# it back each time: against the writer's busy thread, each return waits up to this long. Python's
-# default of 5,000 made a page of 150 row steps take most of a second under ingest.
-STUDIO_GIL_SWITCH_MICROSECONDS = env_int(
-    "STUDIO_GIL_SWITCH_MICROSECONDS", 5000, minimum=100, maximum=100_000
-)
 # Spans of huge prompts would blow a span-count bound: the queue is bounded in bytes too.
 STUDIO_MAX_QUEUE_BYTES = env_int(
     "STUDIO_MAX_QUEUE_BYTES", 4 * STUDIO_MAX_BODY_BYTES, minimum=STUDIO_MAX_BODY_BYTES

@@ -136,7 +136,6 @@ class Command(BaseCommand):
         from tracing import retention
 
         limit_heap_growth()
-        sys.setswitchinterval(settings.STUDIO_GIL_SWITCH_MICROSECONDS / 1_000_000)
 
         workers: int = options["workers"]
         if workers < 1:
@@ -389,7 +388,6 @@ def run_worker(
 
     load_settings()
     django.setup()
-    sys.setswitchinterval(settings.STUDIO_GIL_SWITCH_MICROSECONDS / 1_000_000)
     for name, value in overrides.items():
         setattr(settings, name, value)
     from ingest.grpc import make_server
