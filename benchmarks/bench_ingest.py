@@ -18,6 +18,9 @@ in alternating runs, best of --repeat each. On a shared machine those runs vary 
 check costs, so it also times requests one at a time on ONE server, alternating with and without
 a key (a key's project is looked up in either mode), and compares their median latencies.
 
+With --totals, Studio as shipped against the same without the triggers that keep the overview's
+totals (tracing.totals), alternating, --repeat rounds: their price at ingest.
+
 With --compare, it runs twice, once with the full-text search indexer idle (what ingest cost
 before the index) and once as shipped, and reports the ratio, the bytes on disk per span of each,
 and how long after the last span was readable the search index had caught up (SQLite indexes
@@ -32,6 +35,7 @@ import os
 import platform
 import random
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -159,7 +163,13 @@ def manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
 
 
 def studio(
-    bodies: list[bytes], senders: int, total: int, *, key: bool = False, search_index: bool = True
+    bodies: list[bytes],
+    senders: int,
+    total: int,
+    *,
+    key: bool = False,
+    search_index: bool = True,
+    totals: bool = True,
 ) -> tuple[float, float, float, float]:
     """Spans/s, the server's peak memory (MB), the database's bytes per span, and the seconds
     the search index took to catch up after the last span was readable."""
@@ -171,6 +181,13 @@ def studio(
             # Studio as it was before the index: the indexer finds no span past its last id.
             with sqlite3.connect(database) as db:
                 db.execute("UPDATE tracing_span_search_state SET last_id = 1 << 62")
+        if not totals:
+            # Without the triggers that keep the overview's totals (tracing.totals).
+            from tracing.totals import SQLITE_DROP
+
+            with sqlite3.connect(database) as db:
+                for statement in SQLITE_DROP:
+                    db.execute(statement)
         headers = {"Content-Type": "application/x-protobuf"}
         read_headers: dict[str, str] = {}
         if key:
@@ -192,7 +209,8 @@ def studio(
             started = time.perf_counter()
             send_all(server.url, bodies, senders, headers)
             traces = total // SPANS_PER_TRACE
-            while api("/api/traces/", limit=1)["count"] < traces:
+            # Counted from the trace rows (a filter), not the totals, which a run may go without.
+            while api("/api/traces/", limit=1, min_duration=0)["count"] < traces:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - started
             for trace_no in (0, traces // 2, traces - 1):
@@ -262,6 +280,11 @@ def main() -> None:
     parser.add_argument(
         "--compare", action="store_true", help="also run without the full-text index, first"
     )
+    parser.add_argument(
+        "--totals",
+        action="store_true",
+        help="as shipped against without the overview totals' triggers, --repeat rounds",
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
@@ -292,6 +315,23 @@ def main() -> None:
             f"one request at a time, alternating on one server: median {plain_ms:.2f} ms "
             f"without a key, {keyed_ms:.2f} ms with one "
             f"({(keyed_ms / plain_ms - 1) * 100:+.1f} %)"
+        )
+        return
+    if args.totals:
+        import django
+
+        django.setup()  # tracing.totals's SQL
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for number in range(args.repeat):
+            for kept in (False, True) if number % 2 == 0 else (True, False):
+                rate = studio(bodies, args.senders, args.spans, totals=kept)[0]
+                rates[kept].append(rate)
+                state = "kept" if kept else "off"
+                print(f"round {number + 1}, totals {state}: {rate:,.0f} spans/s")
+        kept_rate, off_rate = statistics.median(rates[True]), statistics.median(rates[False])
+        print(
+            f"with the totals / without: {kept_rate / off_rate:.2f} of the medians "
+            f"({kept_rate:,.0f} against {off_rate:,.0f} spans/s)"
         )
         return
     floor_rate = floor(bodies)

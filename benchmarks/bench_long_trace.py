@@ -83,7 +83,7 @@ def recompute_write(records: Sequence) -> None:
             writer.lock_traces(cursor, trace_ids)
         writer.refresh_summaries(cursor, trace_ids)
         if previews:
-            cursor.executemany(writer._OUTPUT_PREVIEW_SQL, previews)
+            writer.set_output_previews(cursor, previews)
 
 
 def run(name: str, write: Callable[[Sequence], object], records: list, batches: int) -> dict:

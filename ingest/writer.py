@@ -207,15 +207,17 @@ _FOLD_COLUMNS = (
     "total_tokens", "conversation_id", "input_preview",
 )  # fmt: skip
 _READ_SQL = "SELECT {columns} FROM tracing_trace WHERE trace_id IN ({ids})"
+# One statement per chunk of traces, not one per trace: the statement triggers that keep the
+# overview's totals on PostgreSQL (tracing.totals) then run once per chunk.
 _FOLD_SQL = """
-INSERT INTO tracing_trace ({columns}, output_preview, project) VALUES ({values}, '', %s)
+INSERT INTO tracing_trace ({columns}, output_preview, project) VALUES {{values}}
 ON CONFLICT (trace_id) DO UPDATE SET {updates}
 """.format(
     columns=", ".join(_FOLD_COLUMNS),
-    values=", ".join(["%s"] * len(_FOLD_COLUMNS)),
     # Not the project: a trace keeps the one it was created with.
     updates=", ".join(f"{c} = excluded.{c}" for c in _FOLD_COLUMNS[1:]),
 )
+_FOLD_ROW = "({}, '', %s)".format(", ".join(["%s"] * len(_FOLD_COLUMNS)))
 # Whether a span stored before holds an input preview and starts before (start_ns, span_id).
 _EARLIER_PREVIEW_SQL = """
 SELECT 1 FROM tracing_span
@@ -279,7 +281,10 @@ def fold_summaries(cursor: Any, inserted: Iterable[SpanRecord]) -> None:
         )
         stored = {row[0]: dict(zip(_FOLD_COLUMNS, row, strict=True)) for row in cursor.fetchall()}
         rows = [_fold(cursor, deltas[t], stored.get(t)) for t in chunk]
-        cursor.executemany(_FOLD_SQL, rows)
+        cursor.execute(
+            _FOLD_SQL.format(values=", ".join([_FOLD_ROW] * len(rows))),
+            [value for row in rows for value in row],
+        )
         projects.resolve(cursor, chunk)
 
 
@@ -347,9 +352,19 @@ def _has_earlier_preview(cursor: Any, candidate: SpanRecord) -> bool:
 # The output preview is the root span's final answer, read from its attributes: too costly for
 # SQL, so it is computed from the records before the transaction and set here, for the trace
 # whose root that span is (a trace whose root has not arrived keeps "").
-_OUTPUT_PREVIEW_SQL = (
-    "UPDATE tracing_trace SET output_preview = %s WHERE trace_id = %s AND root_span_id = %s"
-)
+_OUTPUT_PREVIEW_SQL = """
+WITH v (preview, trace_id, span_id) AS (VALUES {values})
+UPDATE tracing_trace SET output_preview = v.preview
+FROM v WHERE tracing_trace.trace_id = v.trace_id AND tracing_trace.root_span_id = v.span_id
+"""
+
+
+def set_output_previews(cursor: Any, previews: Sequence[tuple[str, str, str]]) -> None:
+    """(preview, trace id, span id): one statement a chunk, as the fold."""
+    for start in range(0, len(previews), SUMMARY_CHUNK):
+        chunk = previews[start : start + SUMMARY_CHUNK]
+        values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+        cursor.execute(_OUTPUT_PREVIEW_SQL.format(values=values), [v for row in chunk for v in row])
 
 
 # A record as the INSERT's parameters, in SPAN_COLUMNS order.
@@ -372,7 +387,7 @@ def write_batch(records: Sequence[SpanRecord]) -> set[str]:
                 lock_traces(cursor, trace_ids)
             fold_summaries(cursor, inserted)
             if previews:
-                cursor.executemany(_OUTPUT_PREVIEW_SQL, previews)
+                set_output_previews(cursor, previews)
     return trace_ids
 
 

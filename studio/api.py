@@ -161,7 +161,7 @@ class TraceList(APIView):
 
         return Response(
             {
-                "count": traces.count(),
+                "count": trace_filter.count(traces),
                 "next": link(page.next, None),
                 "previous": link(None, page.previous),
                 "results": [trace_to_dict(trace) for trace in page.rows],

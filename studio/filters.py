@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tracing import clauses as attribute_clauses
-from tracing import conventions, search
+from tracing import conventions, search, totals
 from tracing import timeline as timelines
 from tracing.clauses import Clause
 from tracing.models import (
@@ -446,11 +446,20 @@ class TraceFilter:
         """The cards: over every match, or for a broad search over the first STATS_BOUND in the
         page's order (the count then reads "at least"). Span-level filters that are walked count
         up to the bound only when none of them is narrow (a narrow one bounds the matches)."""
+        if not self.narrows and not self.trace_id:
+            # Every trace (of the project): the totals kept as traces change, not a read of each.
+            return totals.stats(self.project)
         span_filters = sum(1 for name in ("error_type", "model", "agent") if getattr(self, name))
         walked = bool(self.walked_spans) and len(self.walked_spans) == span_filters
         if self.broad_search or self.broad_clauses or walked:
             return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
         return traces.stats(walk=self.walks_durations)
+
+    def count(self, traces: TraceQuerySet) -> int:
+        """How many traces `traces` (what this filter selects) holds."""
+        if not self.narrows and not self.trace_id:
+            return totals.count(self.project)
+        return traces.count()
 
     @property
     def walks_durations(self) -> bool:

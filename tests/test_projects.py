@@ -145,8 +145,9 @@ def two_projects(db: None) -> None:
 def test_a_projects_home_is_its_overview(
     client: Client, two_projects: None, django_assert_num_queries: Any
 ) -> None:
-    # Rows, cards, services: as the overview of every project; and the project's own retention.
-    with django_assert_num_queries(4):
+    # Rows, cards (the project's totals, then its percentiles and newest trace: tracing.totals),
+    # services: as the overview of every project; and the project's own retention.
+    with django_assert_num_queries(5):
         response = client.get("/projects/alpha/")
     assert response.status_code == 200
     assert [t.trace_id for t in response.context["page"].rows] == [tid(2), tid(1)]

@@ -745,6 +745,32 @@ class Span(TimedRow, models.Model):
         return conventions.display_name(self.name, self.label)
 
 
+class TraceTotal(models.Model):
+    """What a project's traces add up to, split by duration bucket (tracing.totals): the
+    overview's cards over all time without reading every trace. Triggers on tracing_trace keep
+    it, whichever statement changes a trace (the writer, a delete, a purge, a reprice). A
+    project's totals are the sum of its rows: one per bucket on SQLite, updated in place; on
+    PostgreSQL each statement appends rows (no two writers wait on one row) that the serving
+    processes fold together now and then (tracing.totals.compact)."""
+
+    project = models.TextField()
+    bucket = models.IntegerField()
+    traces = models.BigIntegerField(default=0)
+    spans = models.BigIntegerField(default=0)
+    error_traces = models.BigIntegerField(default=0)
+    error_spans = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0)
+    unpriced_spans = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "bucket"], name="trace_total_bucket_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.project} {self.bucket}"
+
+
 class ProjectRetention(models.Model):
     """A project's own retention policy, set by an admin on the project's page (tracing.retention
     reads it). A field left blank (NULL) keeps the global default; a project without a row keeps

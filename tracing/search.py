@@ -1235,6 +1235,13 @@ class Indexer:
             except Exception:
                 # Searches still see unindexed spans (built on the fly); the next commit retries.
                 logger.exception("indexing spans for search failed")
+            try:
+                # The same thread folds the cards' totals that PostgreSQL's writers appended.
+                from tracing import totals  # tracing.models imports this module
+
+                totals.compact()
+            except Exception:
+                logger.exception("folding the overview's totals failed")
             # Outside the try above, a failure here would end the thread, and no span would be
             # indexed again until a restart.
             try:
