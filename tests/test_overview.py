@@ -218,9 +218,9 @@ def test_span_content_is_escaped(client: Client, db: None) -> None:
         "output_preview",
     ],
 )
-def test_each_text_of_a_row_is_escaped_where_the_row_marks_numbers_safe(field: str) -> None:
-    # The row partial gets its values formatted (overview_row), some marked safe to skip
-    # escaping: none of them may be text a span sent.
+def test_each_text_of_a_row_is_escaped(field: str) -> None:
+    # The row is built in Python (overview.trace_row), outside the template's autoescape: every
+    # text a span sent must go through html.escape there.
     from django.template.loader import render_to_string
 
     trace = Trace(**{**ROW_FIELDS, "name": "plain", "label": "", field: '"><b x="1'})

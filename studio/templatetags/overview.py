@@ -1,4 +1,5 @@
-"""Filters for the trace overview: nanosecond times and durations, compact numbers, dollars."""
+"""The trace overview's rows (`trace_row`) and its filters: nanosecond times and durations, compact
+numbers, dollars."""
 
 from __future__ import annotations
 
