@@ -37,7 +37,6 @@ from studio.api import span_to_dict
 from studio.filters import (
     PAGE_SIZE,
     RANGES,
-    SORT_FIELDS,
     SORTS,
     TraceFilter,
     as_trace_id,
@@ -95,6 +94,8 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 # websocket by studio.consumers.TraceListConsumer.
 
 MAX_DELETE = 500
+# The columns whose header sorts the table (the page's sort menu offers the same).
+TABLE_SORTS = tuple(dict.fromkeys(key.lstrip("-") for key in SORTS))
 
 
 def trace_list(request: HttpRequest) -> HttpResponse:
@@ -242,6 +243,8 @@ def _overview_context(
         "stats": stats,
         "notice": notice,
         "max_duration": max((trace.duration_ns for trace in page.rows), default=0),
+        # The rows the live subscription says are shown (studio.consumers reads them back).
+        "shown": [f"{trace.start_ns}_{trace.trace_id}" for trace in page.rows],
         # New traces go on top only where the top is shown and newest-first.
         "live_top": trace_filter.is_newest_first and page.previous is None,
         # Names this rendering for the live pushes (studio.consumers), which target only it.
@@ -249,8 +252,9 @@ def _overview_context(
         "first_url": trace_filter.first_page_url(),
         "newer_url": trace_filter.url(before=page.previous, after=None) if page.previous else "",
         "older_url": trace_filter.url(after=page.next, before=None) if page.next else "",
-        "sort_links": {key: trace_filter.sort_url(key) for key in SORT_FIELDS},
-        "aria_sort": {key: trace_filter.aria_sort(key) for key in SORT_FIELDS},
+        # The table's sortable columns only: a URL each is a reverse() and an urlencode.
+        "sort_links": {key: trace_filter.sort_url(key) for key in TABLE_SORTS},
+        "aria_sort": {key: trace_filter.aria_sort(key) for key in TABLE_SORTS},
         "empty_studio": empty_studio,
         "connect": _connect_info(request) if empty_studio else None,
     }

@@ -205,6 +205,40 @@ def test_span_content_is_escaped(client: Client, db: None) -> None:
     assert "<img src=x" not in html
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "name",
+        "label",
+        "service_name",
+        "conversation_id",
+        "span_type",
+        "root_span_id",
+        "input_preview",
+        "output_preview",
+    ],
+)
+def test_each_text_of_a_row_is_escaped(field: str) -> None:
+    # The row is built in Python (overview.trace_row), outside the template's autoescape: every
+    # text a span sent must go through html.escape there.
+    from django.template.loader import render_to_string
+
+    trace = Trace(**{**ROW_FIELDS, "name": "plain", "label": "", field: '"><b x="1'})
+    html = render_to_string("studio/trace_list.html#trace-row", {"trace": trace, "max_duration": 0})
+    assert '"><b x="1' not in html and "&quot;&gt;&lt;b x=&quot;1" in html
+
+
+ROW_FIELDS: dict[str, Any] = {
+    "trace_id": "ab" * 16,
+    "start_ns": 1_764_000_000 * SECOND,
+    "end_ns": 1_764_000_001 * SECOND,
+    "duration_ns": SECOND,
+    "span_count": 2,
+    "unpriced_spans": 1,
+    "has_root": True,
+}
+
+
 # Filters.
 
 
