@@ -96,7 +96,7 @@ def run(name: str, write: Callable[[Sequence], object], records: list, batches: 
             # With the tables kept from the spans, which a TRUNCATE's triggers do not empty.
             cursor.execute(
                 "TRUNCATE tracing_span, tracing_trace, tracing_span_search, tracing_span_attr, "
-                "tracing_span_search_backlog"
+                "tracing_span_search_backlog, tracing_tracetotal"
             )
         else:
             cursor.execute("DELETE FROM tracing_span")

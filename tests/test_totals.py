@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import pytest
+from django.core.management.sql import emit_post_migrate_signal
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
@@ -246,3 +247,16 @@ def test_the_apis_count_of_every_trace_reads_the_totals(
         assert body["count"] == expected
         kept = any(totals.TABLE in query["sql"] for query in queries.captured_queries)
         assert kept == ("status" not in params)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_totals_are_cleared_after_a_flush_that_emptied_them_before_the_traces() -> None:
+    # `flush` (the tests' TransactionTestCase) deletes the tables in any order: emptied first,
+    # the totals would get the traces' negative rows.
+    Trace.objects.bulk_create(trace_row(n, n, "default") for n in range(3))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {totals.TABLE}")
+        cursor.execute(f"DELETE FROM {totals.TRACES}")
+    assert totals.count() == -3
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+    assert not TraceTotal.objects.exists()
