@@ -643,10 +643,13 @@ PG_PROBE_SPANS = 1000
 PG_BROAD_SPANS = 20
 
 # A page that counts its cards up to a bound (studio.filters.STATS_BOUND) also walks a word in
-# few spans of many traces: one in MID_TRACES of the traces the probe covers, and at least
-# MID_MIN of them (a smaller sample says little). A walk checks about STATS_BOUND * MID_TRACES
-# traces at most, ~2,000; collecting costs a read of every matching text and card row.
-MID_TRACES = 20
+# few spans of many traces: in one in MID_TRACES of the traces the probe covers, and in at
+# least MID_MIN of them (a smaller sample says little). Its walk then checks about
+# STATS_BOUND * MID_TRACES traces, 1,000; collecting reads every matching text and card row.
+# Measured at 100,000 traces of agent spans with messages (benchmarks/bench_search.py): a word
+# in one trace in twenty ("error") costs about the same either way; in one in seven
+# (bench_overview's Friday-3), collecting took four times as long.
+MID_TRACES = 10
 MID_MIN = 5
 
 
@@ -727,7 +730,8 @@ def is_broad(q: str, using: str = "default", *, walk_mid: bool = False) -> bool:
 def _holds_in_many_traces(traces: int, probed: float) -> bool:
     """A word in `traces` of the `probed` newest traces is walked by a page that counts its
     cards up to a bound: it finds them sooner than collecting its many traces would (a word in
-    one span of one trace in seven: 14,000 traces collected, 185 ms, against about 700 walked)."""
+    one span of one trace in seven: 14,000 traces collected, 165 to 200 ms, against about 700
+    walked)."""
     return traces >= MID_MIN and traces * MID_TRACES >= probed
 
 
