@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from html import unescape
 from dataclasses import replace
+from html import unescape
 from typing import Any
 
 import pytest
@@ -313,10 +313,11 @@ def store_mid_breadth() -> None:
     few spans (a sixth) of many traces (half)."""
     for n, trace_id in enumerate(MIDDAY):
         name = f"invoke_agent Friday-{3 if n % 2 else 1}"
+        root, start = f"{n + 1:016x}", n * 10**9
         store([
-            span(trace_id, f"{n + 1:016x}", name, start=n * 10**9),
-            span(trace_id, f"{n + 1:08x}{1:08x}", "chat step 1", f"{n + 1:016x}", start=n * 10**9 + 1),
-            span(trace_id, f"{n + 1:08x}{2:08x}", "tool step 2", f"{n + 1:016x}", start=n * 10**9 + 2),
+            span(trace_id, root, name, start=start),
+            span(trace_id, f"{n + 1:08x}{1:08x}", "chat step 1", root, start=start + 1),
+            span(trace_id, f"{n + 1:08x}{2:08x}", "tool step 2", root, start=start + 2),
         ])  # fmt: skip
     while search.index_pending():
         pass
@@ -348,9 +349,8 @@ def test_a_word_in_few_spans_of_many_traces_is_walked_by_the_page_and_collected_
     assert re.findall(r'id="trace-([0-9a-f]{32})"', html) == matched[:1]
     assert re.search(r"<dt>Traces</dt><dd[^>]*>2\+</dd>", html)  # at least: the bound
     # One walk, to the cards' bound: the cards count the rows it read, by id.
-    assert [bool(WALK.search(q["sql"])) for q in queries.captured_queries] == [
-        False, True, False, False, False
-    ]
+    walks = [n for n, query in enumerate(queries.captured_queries) if WALK.search(query["sql"])]
+    assert walks == [1]
     older = re.search(r'href="(/traces/\?[^"]*after=[^"]*)"', html)
     assert older, html
     html = client.get(unescape(older[1])).content.decode()
