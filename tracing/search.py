@@ -125,6 +125,9 @@ def _sqlite_text(n: str) -> str:
 
 
 STATE = f"{TABLE}_state"
+# The shadow table where FTS5 keeps each row's columns (id = rowid, c0 = trace_id, c1 = body:
+# the columns in their declared order; FTS5's documented file format).
+CONTENT = f"{TABLE}_content"
 SQLITE_CREATE = [
     f"CREATE VIRTUAL TABLE {TABLE} USING fts5(trace_id UNINDEXED, body, tokenize='trigram')",
     # The spans indexed are exactly those with id <= last_id (see index_pending).
@@ -771,11 +774,13 @@ def text_exists(q: str, outer: str, using: str = "default") -> RawSQL | None:
         return RawSQL(sql, params, output_field=BooleanField())
     # LIKE on the indexed text, read by rowid (a MATCH correlated with each span would read the
     # whole posting list every time): it folds the case of ASCII only, which is why is_broad()
-    # leaves words with other cased letters to the index.
-    like = " AND ".join("f.body LIKE %s ESCAPE '\\'" for _ in words)
+    # leaves words with other cased letters to the index. The text is read from the FTS5
+    # table's own content table (CONTENT: column c1 is `body`), a plain rowid table: through
+    # the virtual table the same read cost a third more CPU over a walk.
+    like = " AND ".join("f.c1 LIKE %s ESCAPE '\\'" for _ in words)
     tail = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
     sql = (
-        f"(EXISTS (SELECT 1 FROM tracing_span s JOIN {TABLE} f ON f.rowid = s.id "
+        f"(EXISTS (SELECT 1 FROM tracing_span s JOIN {CONTENT} f ON f.id = s.id "
         f"WHERE s.trace_id = {outer}.trace_id AND {like}) OR EXISTS (SELECT 1 FROM "
         f"(SELECT {_sqlite_text('s')} AS body FROM tracing_span s "
         f"WHERE s.trace_id = {outer}.trace_id AND s.id > (SELECT last_id FROM {STATE})) t "
