@@ -504,9 +504,9 @@ class TraceFilter:
             prefix = "-" if self.descending else ""
             ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
             return timelines.timeline(ordered[:STATS_BOUND], since_ns, until_ns)
-        # The window is the buckets' bounds (tracing.timeline), not a filter of the rows.
-        unwindowed = replace(self, range=DEFAULT_RANGE, since=None, until=None)
-        unwindowed = replace(unwindowed, every=True)  # charts read every match
+        # The window is the buckets' bounds (tracing.timeline), not a filter of the rows; the
+        # charts read every match (`every`).
+        unwindowed = replace(self, range=DEFAULT_RANGE, since=None, until=None, every=True)
         return timelines.timeline(unwindowed.traces(now), since_ns, until_ns)
 
     def charts_query(self) -> str:
