@@ -145,7 +145,8 @@ class TraceList(APIView):
     """
 
     def get(self, request: Request) -> Response:
-        trace_filter = TraceFilter.from_query(request.query_params)
+        # `count` counts every match: only a broad search is walked (TraceFilter.every).
+        trace_filter = replace(TraceFilter.from_query(request.query_params), every=True)
         if trace_filter.errors:
             raise ValidationError(trace_filter.errors)
         limit = _limit(request.query_params.get("limit"))
@@ -176,7 +177,7 @@ class TraceTimeline(APIView):
     times in Unix seconds, as chart libraries take them."""
 
     def get(self, request: Request) -> Response:
-        trace_filter = TraceFilter.from_query(request.query_params)
+        trace_filter = replace(TraceFilter.from_query(request.query_params), every=True)
         if trace_filter.errors:
             raise ValidationError(trace_filter.errors)
         line = trace_filter.timeline(trace_filter.traces())

@@ -281,6 +281,9 @@ class TraceFilter:
     error_type: str = ""
     model: str = ""
     agent: str = ""
+    # The caller reads every match (the API's count, the charts): only a broad search is walked
+    # then, not a word in few spans of many traces (walked_search). Not from the URL.
+    every: bool = field(default=False, compare=False)
     # What was wrong with the URL, for the page to say, and for the API's 400 (by parameter).
     problems: tuple[str, ...] = field(default=(), compare=False)
     errors: dict[str, list[str]] = field(default_factory=dict, compare=False)
@@ -427,6 +430,15 @@ class TraceFilter:
         return bool(self.q) and not self.trace_id and search.is_broad(self.q)
 
     @cached_property
+    def walked_search(self) -> bool:
+        """A broad search, or one for a word in few spans of many traces (search.is_broad's
+        `walk_mid`): a page whose cards count up to STATS_BOUND walks its traces too. What
+        reads every match (`every`: the API's count, the charts) collects the latter instead."""
+        if self.every:
+            return self.broad_search
+        return bool(self.q) and not self.trace_id and search.is_broad(self.q, walk_mid=True)
+
+    @cached_property
     def broad_clauses(self) -> bool:
         """The same for the attribute clauses (tracing.search.clauses_broad)."""
         return bool(self.clauses) and not self.trace_id and search.clauses_broad(self.clauses)
@@ -442,18 +454,30 @@ class TraceFilter:
         )
         return frozenset(name for name, spans in filtered.items() if spans.holds_widely())
 
+    @property
+    def counts_first(self) -> bool:
+        """True if the cards count the first STATS_BOUND matches in the page's order only (a
+        walked search or clauses). Span-level filters that are walked count up to the bound only
+        when none of them is narrow (a narrow one bounds the matches)."""
+        span_filters = sum(1 for name in ("error_type", "model", "agent") if getattr(self, name))
+        walked = bool(self.walked_spans) and len(self.walked_spans) == span_filters
+        return self.walked_search or self.broad_clauses or walked
+
     def stats(self, traces: TraceQuerySet) -> TraceStats:
-        """The cards: over every match, or for a broad search over the first STATS_BOUND in the
-        page's order (the count then reads "at least"). Span-level filters that are walked count
-        up to the bound only when none of them is narrow (a narrow one bounds the matches)."""
+        """The cards: over every match, or for a walked search over the first STATS_BOUND in
+        the page's order (the count then reads "at least"): when page() has just read them from
+        these `traces`, by their ids (a walk is not done twice)."""
         if not self.narrows and not self.trace_id:
             # Every trace (of the project): the totals kept as traces change, not a read of each.
             return totals.stats(self.project)
-        span_filters = sum(1 for name in ("error_type", "model", "agent") if getattr(self, name))
-        walked = bool(self.walked_spans) and len(self.walked_spans) == span_filters
-        if self.broad_search or self.broad_clauses or walked:
-            return traces.stats(first=(self.sort_field, self.descending, STATS_BOUND))
-        return traces.stats(walk=self.walks_durations)
+        if not self.counts_first:
+            return traces.stats(walk=self.walks_durations)
+        first = (self.sort_field, self.descending, STATS_BOUND)
+        read = self.__dict__.get("_first_matches")
+        if read is not None and read[0] is traces and read[1]:
+            matched = Trace.objects.using(traces.db).filter(trace_id__in=read[1])
+            return matched.stats(first=first)
+        return traces.stats(first=first)
 
     def count(self, traces: TraceQuerySet) -> int:
         """How many traces `traces` (what this filter selects) holds."""
@@ -489,8 +513,9 @@ class TraceFilter:
             prefix = "-" if self.descending else ""
             ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
             return timelines.timeline(ordered[:STATS_BOUND], since_ns, until_ns)
-        # The window is the buckets' bounds (tracing.timeline), not a filter of the rows.
-        unwindowed = replace(self, range=DEFAULT_RANGE, since=None, until=None)
+        # The window is the buckets' bounds (tracing.timeline), not a filter of the rows; the
+        # charts read every match (`every`).
+        unwindowed = replace(self, range=DEFAULT_RANGE, since=None, until=None, every=True)
         return timelines.timeline(unwindowed.traces(now), since_ns, until_ns)
 
     def charts_query(self) -> str:
@@ -527,14 +552,29 @@ class TraceFilter:
             error_type=self.error_type,
             model=self.model,
             agent=self.agent,
-            broad_text=self.broad_search,
+            broad_text=self.walked_search,
             broad_clauses=self.broad_clauses,
             walked_spans=self.walked_spans,
         )
 
     def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:
-        """The page of `traces` (default: what this filter selects) this filter's URL asks for."""
-        return (self.traces() if traces is None else traces).keyset_page(
+        """The page of `traces` (default: what this filter selects) this filter's URL asks for.
+        A first page whose cards count the first STATS_BOUND matches reads that many rows in
+        one walk, and stats() then counts them by id: the walk to the page's end and the one to
+        the bound were the same walk twice (two thirds of a mid-breadth search's time)."""
+        traces = self.traces() if traces is None else traces
+        first = self.is_first_page and not self.offset and not self.every
+        if first and size < STATS_BOUND and self.counts_first:
+            prefix = "-" if self.descending else ""
+            ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
+            rows = list(ordered[:STATS_BOUND])
+            # A frozen dataclass: cached_property's way in.
+            self.__dict__["_first_matches"] = (traces, [row.trace_id for row in rows])
+            shown = rows[:size]
+            last = shown[-1] if len(rows) > size else None
+            following = (getattr(last, self.sort_field), last.trace_id) if last else None
+            return TracePage(shown, None, following)
+        return traces.keyset_page(
             self.sort_field,
             descending=self.descending,
             after=self.after,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from dataclasses import replace
 from html import unescape
 from typing import Any
 
@@ -197,7 +198,7 @@ def ids(client: Client, **params: Any) -> list[str]:
         ("كيف", [ARABIC]),
     ],
 )
-@pytest.mark.parametrize("plan", ["collected", "walked"])
+@pytest.mark.parametrize("plan", ["collected", "walked", "walked by the page"])
 def test_full_text_matches_any_field_of_any_span(
     client: Client,
     stored: None,
@@ -209,6 +210,9 @@ def test_full_text_matches_any_field_of_any_span(
     if plan == "walked":  # as if every word were in many spans: the traces walked, not collected
         monkeypatch.setattr(search, "BROAD_SPANS", 1)
         monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
+    if plan == "walked by the page":  # as if in few spans of many traces: the API collects
+        monkeypatch.setattr(search, "MID_MIN", 1)
+        monkeypatch.setattr(search, "MID_TRACES", 1000)
     assert ids(client, q=q) == expected
     html = client.get("/traces/", {"q": q}).content.decode()
     assert sorted(re.findall(r'id="trace-([0-9a-f]{32})"', html)) == expected
@@ -299,6 +303,105 @@ def test_a_broad_search_walks_the_traces_and_counts_its_cards_up_to_a_bound(
     # A narrow search is counted whole.
     html = client.get("/traces/", {"q": "旅行助手"}).content.decode()
     assert re.search(r"<dt>Traces</dt><dd>1</dd>", html)
+
+
+MIDDAY = [f"{n:032x}" for n in range(0xA0, 0xA6)]  # newest last
+
+
+def store_mid_breadth() -> None:
+    """Six traces of three spans; "Friday-3" is in the root span of three of them: a word in
+    few spans (a sixth) of many traces (half)."""
+    for n, trace_id in enumerate(MIDDAY):
+        name = f"invoke_agent Friday-{3 if n % 2 else 1}"
+        root, start = f"{n + 1:016x}", n * 10**9
+        store([
+            span(trace_id, root, name, start=start),
+            span(trace_id, f"{n + 1:08x}{1:08x}", "chat step 1", root, start=start + 1),
+            span(trace_id, f"{n + 1:08x}{2:08x}", "tool step 2", root, start=start + 2),
+        ])  # fmt: skip
+    while search.index_pending():
+        pass
+
+
+# The text check of a walk, per trace row (search.text_exists, either database).
+WALK = re.compile(r'\.trace_id = "tracing_trace"\.trace_id')
+
+
+def test_a_word_in_few_spans_of_many_traces_is_walked_by_the_page_and_collected_for_the_api(
+    client: Client, db: None, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    from studio import filters, views
+
+    store_mid_breadth()
+    matched = [MIDDAY[5], MIDDAY[3], MIDDAY[1]]  # newest first
+    monkeypatch.setattr(search, "MID_MIN", 2)  # the probe sees three: enough here
+    monkeypatch.setattr(filters, "STATS_BOUND", 2)
+    monkeypatch.setattr(views, "PAGE_SIZE", 1)
+    trace_filter = TraceFilter.from_query({"q": "Friday-3"})
+    # Three spans of eighteen: not broad; three traces of six: walked by a page.
+    assert (trace_filter.broad_search, trace_filter.walked_search) == (False, True)
+    assert not replace(trace_filter, every=True).walked_search
+    with django_assert_num_queries(5):  # how broad, rows, snippets, cards, services
+        with CaptureQueriesContext(connection) as queries:
+            html = client.get("/traces/", {"q": "Friday-3"}).content.decode()
+    assert re.findall(r'id="trace-([0-9a-f]{32})"', html) == matched[:1]
+    assert re.search(r"<dt>Traces</dt><dd[^>]*>2\+</dd>", html)  # at least: the bound
+    # One walk, to the cards' bound: the cards count the rows it read, by id.
+    walks = [n for n, query in enumerate(queries.captured_queries) if WALK.search(query["sql"])]
+    assert walks == [1]
+    older = re.search(r'href="(/traces/\?[^"]*after=[^"]*)"', html)
+    assert older, html
+    html = client.get(unescape(older[1])).content.decode()
+    assert re.findall(r'id="trace-([0-9a-f]{32})"', html) == matched[1:2]
+    # The API counts every match: collected, not walked.
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/traces/", {"q": "Friday-3"}).json()
+    assert response["count"] == 3
+    assert [row["trace_id"] for row in response["results"]] == matched
+    assert not any(WALK.search(q["sql"]) for q in queries.captured_queries)
+    # So do the charts.
+    assert client.get("/api/traces/stats/", {"q": "Friday-3"}).json()["count"] == 3
+
+
+def test_a_walked_pages_cards_are_the_cards_of_its_first_matches(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio import filters
+
+    store_mid_breadth()
+    monkeypatch.setattr(search, "MID_MIN", 2)
+    monkeypatch.setattr(filters, "STATS_BOUND", 2)
+    for query in ({"q": "Friday-3"}, {"q": "Friday-3", "sort": "duration"}, {"q": "Friday"}):
+        read = TraceFilter.from_query(query)
+        traces = read.traces()
+        page = read.page(1, traces)
+        assert len(page.rows) == 1 and page.next is not None and page.previous is None
+        cards = read.stats(traces)  # counted by id, from the rows the page read
+        walked = TraceFilter.from_query(query)
+        assert cards == walked.stats(walked.traces())  # a walk of its own
+        assert cards.capped and cards.traces == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's ILIKE collation")
+def test_a_walk_folds_case_as_the_index_does_for_every_word(
+    client: Client, db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A walk's ILIKE under COLLATE "C" folds ASCII only: İ and the Kelvin sign fold to ASCII
+    # letters in the database's collation, so a word with an i or a k keeps that ILIKE.
+    store([span(WEATHER, "a" * 16, "İSTANBUL \u212aELVIN TOWN17 Ärger")])
+    search.index_pending()
+    for plan in ("collected", "walked"):
+        if plan == "walked":
+            monkeypatch.setattr(search, "PG_BROAD_SPANS", 1)
+        for q in ("istanbul", "kelvin", "town17", "TOWN17", "ärger", "tanbul kel"):
+            html = client.get("/traces/", {"q": q}).content.decode()
+            assert re.findall(r'id="trace-([0-9a-f]{32})"', html) == [WEATHER], (plan, q)
+    assert 'COLLATE "C"' in search._pg_holds("f.body", "town17")
+    assert 'COLLATE "C"' not in search._pg_holds("f.body", "istanbul")
+    assert 'COLLATE "C"' not in search._pg_holds("f.body", "Kelvin")
+    assert 'COLLATE "C"' not in search._pg_holds("f.body", "ärger")
 
 
 # Attribute clauses.

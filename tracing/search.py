@@ -125,6 +125,9 @@ def _sqlite_text(n: str) -> str:
 
 
 STATE = f"{TABLE}_state"
+# The shadow table where FTS5 keeps each row's columns (id = rowid, c0 = trace_id, c1 = body:
+# the columns in their declared order; FTS5's documented file format).
+CONTENT = f"{TABLE}_content"
 SQLITE_CREATE = [
     f"CREATE VIRTUAL TABLE {TABLE} USING fts5(trace_id UNINDEXED, body, tokenize='trigram')",
     # The spans indexed are exactly those with id <= last_id (see index_pending).
@@ -524,9 +527,12 @@ def _vendor(using: str) -> str:
     return connections[using].vendor
 
 
-def _text_condition(alias: str, words: Sequence[str], vendor: str) -> tuple[str, list[Any]]:
+def _text_condition(
+    alias: str, words: Sequence[str], vendor: str, *, scan: bool = False
+) -> tuple[str, list[Any]]:
     """Every word is in `alias`'s body (a row of the search table), as index lookups where the
-    index can answer."""
+    index can answer; `scan` (PostgreSQL): checked row by row, never through the index (a walk,
+    a probe), where a cheaper equivalent of ILIKE may serve (_pg_holds)."""
     if vendor == "sqlite":
         long = [w for w in words if len(w) >= 3]
         short = [w for w in words if len(w) < 3]
@@ -538,7 +544,10 @@ def _text_condition(alias: str, words: Sequence[str], vendor: str) -> tuple[str,
             parts.append(f"{alias}.body LIKE %s ESCAPE '\\'")
             params.append(_like(w))
         return " AND ".join(parts), params
-    parts = [f"{alias}.body {_pg_like(w)} %s" for w in words]
+    if scan:
+        parts = [_pg_holds(f"{alias}.body", w) for w in words]
+    else:
+        parts = [f"{alias}.body {_pg_like(w)} %s" for w in words]
     return " AND ".join(parts), [_like(w) for w in words]
 
 
@@ -546,6 +555,19 @@ def _pg_like(word: str) -> str:
     """ILIKE, or LIKE for a word without cased letters (东京, 4500): the same matches, without
     folding the case of every text it is checked on (several times as fast on long texts)."""
     return "ILIKE" if any(c.lower() != c.upper() for c in word) else "LIKE"
+
+
+def _pg_holds(text: str, word: str) -> str:
+    """SQL for "`text` holds `word`" (one %s: _like(word)), checked on each row, not through the
+    trigram index. ILIKE lower()s the whole text first, by the database's collation (libc's
+    towlower() per character); under COLLATE "C" it folds ASCII only, about twice as fast over
+    a walk's texts, and answers the same for an ASCII word without i or k: the only characters
+    whose lower case is ASCII are İ (i) and the Kelvin sign K (k), so they can take part in the
+    match of no other ASCII word."""
+    operator = _pg_like(word)
+    if operator == "ILIKE" and word.isascii() and not {"i", "k"} & set(word.lower()):
+        return f'({text}) COLLATE "C" ILIKE %s'
+    return f"{text} {operator} %s"
 
 
 def text_trace_ids(q: str, using: str = "default") -> RawSQL | Collected | None:
@@ -568,7 +590,7 @@ def text_trace_ids(q: str, using: str = "default") -> RawSQL | Collected | None:
         params += [_like(w) for w in words]
         return RawSQL(sql, params)
     # The spans in the backlog, their text built on the fly.
-    tail = " AND ".join(f"t.body {_pg_like(w)} %s" for w in words)
+    tail = " AND ".join(_pg_holds("t.body", w) for w in words)
     sql += f" UNION ALL SELECT t.trace_id FROM ({_PG_TAIL}) t WHERE {tail}"
     params += [_like(w) for w in words]
     return _pg_collected(sql, params, using)
@@ -623,6 +645,16 @@ BROAD_SPANS = 400  # 2 % of the newest spans
 PG_PROBE_SPANS = 1000
 PG_BROAD_SPANS = 20
 
+# A page that counts its cards up to a bound (studio.filters.STATS_BOUND) also walks a word in
+# few spans of many traces: in one in MID_TRACES of the traces the probe covers, and in at
+# least MID_MIN of them (a smaller sample says little). Its walk then checks about
+# STATS_BOUND * MID_TRACES traces, 1,000; collecting reads every matching text and card row.
+# Measured at 100,000 traces of agent spans with messages (benchmarks/bench_search.py): a word
+# in one trace in twenty ("error") costs about the same either way; in one in seven
+# (bench_overview's Friday-3), collecting took four times as long.
+MID_TRACES = 10
+MID_MIN = 5
+
 
 def _pg_newest(table: str, columns: str) -> str:
     """`columns` of the rows of `table` (keyed by trace_id first) of the newest traces, at most
@@ -635,12 +667,14 @@ def _pg_newest(table: str, columns: str) -> str:
     )
 
 
-def is_broad(q: str, using: str = "default") -> bool:
+def is_broad(q: str, using: str = "default", *, walk_mid: bool = False) -> bool:
     """True if walking the traces finds a page of matches sooner than collecting every match
     would: on SQLite, a search of short terms only (a scan either way), or one whose index terms
     match at least BROAD_SPANS of the newest PROBE_SPANS spans indexed (one bounded index read);
     on PostgreSQL, likewise short terms only, or one that PG_BROAD_SPANS of the newest
-    PG_PROBE_SPANS spans' texts hold."""
+    PG_PROBE_SPANS spans' texts hold. With `walk_mid`, for a page whose cards stop at a bound
+    (not the API's exact count), also a word in few spans of many traces: in at least one in
+    MID_TRACES of the traces the probe covers (and MID_MIN of them)."""
     words = terms(q)
     if not words or conventions_trace_id(q):
         return False
@@ -651,22 +685,60 @@ def is_broad(q: str, using: str = "default") -> bool:
     if not long:
         return True  # no trigram to look up: collecting would read every text
     if not sqlite:
-        condition, params = _text_condition("f", words, "postgresql")
+        condition, params = _text_condition("f", words, "postgresql", scan=True)
         with connections[using].cursor() as cursor:
+            if not walk_mid:
+                cursor.execute(
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM ({_pg_newest(TABLE, 'body')}) f "
+                    f"WHERE {condition} LIMIT %s) matches",
+                    [PG_PROBE_SPANS, PG_PROBE_SPANS, *params, PG_BROAD_SPANS],
+                )
+                return cursor.fetchone()[0] >= PG_BROAD_SPANS
+            # The same read, stopping as early, with the traces of its matches, and how many
+            # traces it covers (their ids only: the key's index, not the texts).
+            covered = _pg_newest(TABLE, f"{TABLE}.trace_id")
+            newest = _pg_newest(TABLE, f"{TABLE}.trace_id, body")
             cursor.execute(
-                f"SELECT COUNT(*) FROM (SELECT 1 FROM ({_pg_newest(TABLE, 'body')}) f "
+                f"SELECT COUNT(*), COUNT(DISTINCT trace_id), (SELECT COUNT(DISTINCT trace_id) "
+                f"FROM ({covered}) c) FROM (SELECT f.trace_id FROM ({newest}) f "
                 f"WHERE {condition} LIMIT %s) matches",
-                [PG_PROBE_SPANS, PG_PROBE_SPANS, *params, PG_BROAD_SPANS],
+                [PG_PROBE_SPANS] * 4 + [*params, PG_BROAD_SPANS],
             )
-            return cursor.fetchone()[0] >= PG_BROAD_SPANS
+            spans, traces, probed = cursor.fetchone()
+            # Stopping at PG_BROAD_SPANS matches hides nothing: that many walk anyway.
+            return spans >= PG_BROAD_SPANS or _holds_in_many_traces(traces, probed)
     match = " AND ".join('"' + w.replace('"', '""') + '"' for w in long)
     with connections[using].cursor() as cursor:
+        if not walk_mid:
+            cursor.execute(
+                f"SELECT COUNT(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s "
+                f"AND rowid > (SELECT last_id FROM {STATE}) - %s LIMIT %s)",
+                [match, PROBE_SPANS, BROAD_SPANS],
+            )
+            return cursor.fetchone()[0] >= BROAD_SPANS
+        # The matching spans' traces through the span rows (their first bytes; the index's
+        # copy of the trace id would read each text whole), and how many traces the window
+        # covers, estimated from the ids (neither table's rowids are reused): spans per trace.
         cursor.execute(
-            f"SELECT COUNT(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s "
+            f"SELECT COUNT(*), COUNT(DISTINCT s.trace_id), (SELECT last_id FROM {STATE}), "
+            f"(SELECT MAX(rowid) FROM tracing_trace) FROM tracing_span s WHERE s.id IN "
+            f"(SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s "
             f"AND rowid > (SELECT last_id FROM {STATE}) - %s LIMIT %s)",
             [match, PROBE_SPANS, BROAD_SPANS],
         )
-        return cursor.fetchone()[0] >= BROAD_SPANS
+        spans, traces, last_id, all_traces = cursor.fetchone()
+        if spans >= BROAD_SPANS:
+            return True
+        probed = (all_traces or 0) * min(PROBE_SPANS, last_id) / last_id if last_id else 0
+        return _holds_in_many_traces(traces, probed)
+
+
+def _holds_in_many_traces(traces: int, probed: float) -> bool:
+    """A word in `traces` of the `probed` newest traces is walked by a page that counts its
+    cards up to a bound: it finds them sooner than collecting its many traces would (a word in
+    one span of one trace in seven: 14,000 traces collected, 165 to 200 ms, against about 700
+    walked)."""
+    return traces >= MID_MIN and traces * MID_TRACES >= probed
 
 
 def _folds_beyond_ascii(word: str) -> bool:
@@ -692,9 +764,9 @@ def text_exists(q: str, outer: str, using: str = "default") -> RawSQL | None:
         # The trace's rows of the search table through its trace_id index. A scalar subquery,
         # not EXISTS: the planner would turn EXISTS into a join and, misjudging how many texts
         # an ILIKE holds on, read every text first; this it evaluates per trace, in page order.
-        condition, params = _text_condition("f", words, "postgresql")
+        condition, params = _text_condition("f", words, "postgresql", scan=True)
         # Then the trace's spans in the backlog, their text built on the fly.
-        tail = " AND ".join(f"tracing_span_search_text(n) {_pg_like(w)} %s" for w in words)
+        tail = " AND ".join(_pg_holds("tracing_span_search_text(n)", w) for w in words)
         sql = (
             f"COALESCE((SELECT TRUE FROM {TABLE} f WHERE f.trace_id = {outer}.trace_id "
             f"AND {condition} LIMIT 1), (SELECT TRUE FROM {BACKLOG} b JOIN tracing_span n "
@@ -705,11 +777,13 @@ def text_exists(q: str, outer: str, using: str = "default") -> RawSQL | None:
         return RawSQL(sql, params, output_field=BooleanField())
     # LIKE on the indexed text, read by rowid (a MATCH correlated with each span would read the
     # whole posting list every time): it folds the case of ASCII only, which is why is_broad()
-    # leaves words with other cased letters to the index.
-    like = " AND ".join("f.body LIKE %s ESCAPE '\\'" for _ in words)
+    # leaves words with other cased letters to the index. The text is read from the FTS5
+    # table's own content table (CONTENT: column c1 is `body`), a plain rowid table: through
+    # the virtual table the same read cost a third more CPU over a walk.
+    like = " AND ".join("f.c1 LIKE %s ESCAPE '\\'" for _ in words)
     tail = " AND ".join("t.body LIKE %s ESCAPE '\\'" for _ in words)
     sql = (
-        f"(EXISTS (SELECT 1 FROM tracing_span s JOIN {TABLE} f ON f.rowid = s.id "
+        f"(EXISTS (SELECT 1 FROM tracing_span s JOIN {CONTENT} f ON f.id = s.id "
         f"WHERE s.trace_id = {outer}.trace_id AND {like}) OR EXISTS (SELECT 1 FROM "
         f"(SELECT {_sqlite_text('s')} AS body FROM tracing_span s "
         f"WHERE s.trace_id = {outer}.trace_id AND s.id > (SELECT last_id FROM {STATE})) t "
@@ -1024,7 +1098,7 @@ def _rows_matching(
         # the planner from turning the lateral into a join, which with a stale estimate of the
         # search table's size it ran as a scan of every span's text (4 to 9 s a query). A span
         # in the backlog has its text built on the fly instead.
-        condition = " AND ".join(f"f.body {_pg_like(w)} %s ESCAPE '\\'" for w in words)
+        condition = " AND ".join(_pg_holds("f.body", w) for w in words)
         sql = (
             f"SELECT s.trace_id, s.span_id, f.body FROM tracing_span s "
             f"CROSS JOIN LATERAL (SELECT body FROM {TABLE} "
