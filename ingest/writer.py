@@ -360,7 +360,13 @@ FROM v WHERE tracing_trace.trace_id = v.trace_id AND tracing_trace.root_span_id 
 
 
 def set_output_previews(cursor: Any, previews: Sequence[tuple[str, str, str]]) -> None:
-    """(preview, trace id, span id): one statement a chunk, as the fold."""
+    """(preview, trace id, span id): one statement a chunk, as the fold. A span sent twice in
+    one batch is stored as it came first (the second is not inserted): so is its preview (in
+    one UPDATE the database would pick either)."""
+    first: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for preview in previews:
+        first.setdefault(preview[1:], preview)
+    previews = list(first.values())
     for start in range(0, len(previews), SUMMARY_CHUNK):
         chunk = previews[start : start + SUMMARY_CHUNK]
         values = ", ".join(["(%s, %s, %s)"] * len(chunk))

@@ -474,7 +474,9 @@ class TraceFilter:
             return traces.stats(walk=self.walks_durations)
         first = (self.sort_field, self.descending, STATS_BOUND)
         read = self.__dict__.get("_first_matches")
-        if read is not None and read[0] is traces and read[1]:
+        if read is not None and read[0] is traces:
+            if not read[1]:
+                return TraceStats(0, 0, 0, 0, 0, 0, None, None, None)  # walked: nothing matched
             matched = Trace.objects.using(traces.db).filter(trace_id__in=read[1])
             return matched.stats(first=first)
         return traces.stats(first=first)

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.core.management.sql import emit_post_migrate_signal
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -260,3 +261,47 @@ def test_the_totals_are_cleared_after_a_flush_that_emptied_them_before_the_trace
     assert totals.count() == -3
     emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
     assert not TraceTotal.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_big_projects_percentiles_walk_the_duration_index_from_the_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Below WALK_PERCENTILES a project's own traces are sorted; above, the walk, as for all.
+    Trace.objects.bulk_create(
+        trace_row(n, EDGES[n % len(EDGES)] + n, PROJECTS[n % 3]) for n in range(90)
+    )
+    sorted_stats = {p: totals.stats(p) for p in PROJECTS}
+    monkeypatch.setattr(totals, "WALK_PERCENTILES", 0)
+    assert {p: totals.stats(p) for p in PROJECTS} == sorted_stats
+    assert_totals_right()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_and_forth_with_the_command_keeps_the_totals() -> None:
+    Trace.objects.bulk_create(trace_row(n, n, "default") for n in range(3))
+    call_command("migrate", "tracing", "0015_search_backlog", verbosity=0)
+    try:
+        Trace.objects.bulk_create(trace_row(n, n, "shop") for n in range(3, 5))
+    finally:
+        call_command("migrate", verbosity=0)
+    assert totals.stats("shop").traces == 2
+    assert_totals_right()
+    Trace.objects.all().delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_triggers_lost_to_a_table_rebuild_are_made_again_after_a_migrate() -> None:
+    # SQLite alters a column by copying the table, without its triggers.
+    Trace.objects.bulk_create(trace_row(n, n * 10**6, "default") for n in range(4))
+    with connection.cursor() as cursor:
+        for statement in totals.SQLITE_DROP if connection.vendor == "sqlite" else totals.PG_DROP:
+            cursor.execute(statement)
+    Trace.objects.bulk_create(trace_row(n, n, "shop") for n in range(4, 9))
+    Trace.objects.filter(project="default").update(duration_ns=7)
+    assert totals.count() == 4
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+    assert_totals_right()
+    Trace.objects.bulk_create([trace_row(9, 9, "shop")])  # kept again
+    assert_totals_right()
+    Trace.objects.all().delete()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -467,3 +468,18 @@ def test_a_database_outage_answers_grpc_unavailable(monkeypatch: pytest.MonkeyPa
     finally:
         server.stop(0)
         assert unavailable.close(5)
+
+
+@pytest.mark.django_db
+def test_a_root_sent_twice_in_one_batch_keeps_the_preview_of_the_span_stored() -> None:
+    records = agentscope_records()
+    root = next(r for r in records if not r.parent_span_id)
+    attributes = json.loads(root.attributes_json)
+    attributes["gen_ai.output.messages"] = json.dumps(
+        [{"role": "assistant", "parts": [{"type": "text", "content": "the retry's answer"}]}]
+    )
+    retry = dataclasses.replace(root, attributes_json=json.dumps(attributes))
+    writer.write_batch([*records, retry])
+    stored = Span.objects.get(trace_id=AGENTSCOPE_TRACE, span_id=root.span_id)
+    assert stored.attributes_json == root.attributes_json  # the first is stored
+    assert summary(AGENTSCOPE_TRACE)["output_preview"] == "120 EUR is about 19,500 JPY."

@@ -13,4 +13,4 @@ class TracingConfig(AppConfig):
         connection_created.connect(
             retention.prepare_sqlite_connection, dispatch_uid="tracing.sqlite_connection"
         )
-        post_migrate.connect(totals.clear_if_empty, sender=self, dispatch_uid="tracing.totals")
+        post_migrate.connect(totals.keep, sender=self, dispatch_uid="tracing.totals")
