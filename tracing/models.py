@@ -468,8 +468,13 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             # The sums read a covering index (CARD_COLUMNS): at the default random_page_cost
             # (4, for disks that seek) the planner reads the wide table instead once a filter
             # holds on a third of the traces or more, twice as slow with the table in memory
-            # (`min_cost` at 100,000 traces: 43-47 ms against 20-22). For this statement only.
-            cursor.execute(f"SET LOCAL random_page_cost = {CARDS_RANDOM_PAGE_COST}")
+            # (`min_cost` at 100,000 traces: 43-47 ms against 20-22), and in parallel workers,
+            # whose CPU the pages and ingest then lack. For this statement only.
+            cursor.execute(
+                "SELECT set_config('random_page_cost', %s, true), "
+                "set_config('max_parallel_workers_per_gather', '0', true)",
+                [str(CARDS_RANDOM_PAGE_COST)],
+            )
             cursor.execute(sql, params)
             return _trace_stats(cursor.fetchone(), first)
 
