@@ -27,6 +27,7 @@ from tracing import conventions, search, totals
 from tracing import timeline as timelines
 from tracing.clauses import Clause
 from tracing.models import (
+    NO_TRACES,
     STATUS_CODES,
     Cursor,
     Span,
@@ -463,27 +464,25 @@ class TraceFilter:
         walked = bool(self.walked_spans) and len(self.walked_spans) == span_filters
         return self.walked_search or self.broad_clauses or walked
 
-    def stats(self, traces: TraceQuerySet) -> TraceStats:
+    def stats(self, traces: TraceQuerySet, page: TracePage | None = None) -> TraceStats:
         """The cards: over every match, or for a walked search over the first STATS_BOUND in
-        the page's order (the count then reads "at least"): when page() has just read them from
-        these `traces`, by their ids (a walk is not done twice)."""
-        if not self.narrows and not self.trace_id:
+        the page's order (the count then reads "at least"): by their ids when `page`, read
+        from these `traces`, holds them (a walk is not done twice)."""
+        if not self.narrows:
             # Every trace (of the project): the totals kept as traces change, not a read of each.
             return totals.stats(self.project)
         if not self.counts_first:
             return traces.stats(walk=self.walks_durations)
         first = (self.sort_field, self.descending, STATS_BOUND)
-        read = self.__dict__.get("_first_matches")
-        if read is not None and read[0] is traces:
-            if not read[1]:
-                return TraceStats(0, 0, 0, 0, 0, 0, None, None, None)  # walked: nothing matched
-            matched = Trace.objects.using(traces.db).filter(trace_id__in=read[1])
-            return matched.stats(first=first)
-        return traces.stats(first=first)
+        if page is None or page.first is None:
+            return traces.stats(first=first)
+        if not page.first:
+            return NO_TRACES  # walked, and nothing matched
+        return Trace.objects.using(traces.db).filter(trace_id__in=page.first).stats(first=first)
 
     def count(self, traces: TraceQuerySet) -> int:
         """How many traces `traces` (what this filter selects) holds."""
-        if not self.narrows and not self.trace_id:
+        if not self.narrows:  # every trace (of the project)
             return totals.count(self.project)
         return traces.count()
 
@@ -562,20 +561,19 @@ class TraceFilter:
     def page(self, size: int, traces: TraceQuerySet | None = None) -> TracePage:
         """The page of `traces` (default: what this filter selects) this filter's URL asks for.
         A first page whose cards count the first STATS_BOUND matches reads that many rows in
-        one walk, and stats() then counts them by id: the walk to the page's end and the one to
-        the bound were the same walk twice (two thirds of a mid-breadth search's time)."""
+        one walk and carries their ids (`first`), which stats() then counts: the walk to the
+        page's end and the one to the bound were the same walk twice (two thirds of a
+        mid-breadth search's time)."""
         traces = self.traces() if traces is None else traces
         first = self.is_first_page and not self.offset and not self.every
         if first and size < STATS_BOUND and self.counts_first:
             prefix = "-" if self.descending else ""
             ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
             rows = list(ordered[:STATS_BOUND])
-            # A frozen dataclass: cached_property's way in.
-            self.__dict__["_first_matches"] = (traces, [row.trace_id for row in rows])
             shown = rows[:size]
             last = shown[-1] if len(rows) > size else None
             following = (getattr(last, self.sort_field), last.trace_id) if last else None
-            return TracePage(shown, None, following)
+            return TracePage(shown, None, following, first=[row.trace_id for row in rows])
         return traces.keyset_page(
             self.sort_field,
             descending=self.descending,

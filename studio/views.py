@@ -234,7 +234,7 @@ def _overview_context(
         found = search.snippets([trace.trace_id for trace in page.rows], trace_filter.q)
         for trace in page.rows:
             trace.snippet = found.get(trace.trace_id)
-    stats = trace_filter.stats(traces)
+    stats = trace_filter.stats(traces, page)
     empty_studio = stats.traces == 0 and not (trace_filter.narrows and Trace.objects.exists())
     context: dict[str, Any] = {
         "nav": "traces",

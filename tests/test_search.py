@@ -381,7 +381,8 @@ def test_a_walked_pages_cards_are_the_cards_of_its_first_matches(
         traces = read.traces()
         page = read.page(1, traces)
         assert len(page.rows) == 1 and page.next is not None and page.previous is None
-        cards = read.stats(traces)  # counted by id, from the rows the page read
+        assert page.first is not None
+        cards = read.stats(traces, page)  # counted by id, from the rows the page read
         walked = TraceFilter.from_query(query)
         assert cards == walked.stats(walked.traces())  # a walk of its own
         assert cards.capped and cards.traces == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,9 +96,14 @@ DEFAULT_PROJECT = "default"
 MAX_PROJECT_LENGTH = 200
 
 
+_HEX = re.compile("[0-9a-f]*")
+
+
 def is_hex_id(value: str, length: int) -> bool:
-    """A trace (32) or span (16) id as Studio stores it: lowercase hex of that length."""
-    return len(value) == length and all(c in "0123456789abcdef" for c in value)
+    """A trace (32) or span (16) id as Studio stores it: lowercase hex of that length. (A
+    regular expression: the overview checks each row's id, and a loop over the characters cost
+    several times as much.)"""
+    return len(value) == length and _HEX.fullmatch(value) is not None
 
 
 def operation(attributes: Attributes) -> str:

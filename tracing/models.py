@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +85,9 @@ class TracePage:
     rows: list[Trace]
     previous: Cursor | None
     next: Cursor | None
+    # The ids of the first matches a walked first page read beyond its rows, for its cards
+    # (studio.filters.TraceFilter.page); None when it read only its rows.
+    first: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,10 @@ class TraceStats:
     unpriced_spans: int = 0
     # True when the totals stop at a bound (a broad search): `traces` is then "at least".
     capped: bool = False
+
+
+# The cards of no trace at all.
+NO_TRACES = TraceStats(0, 0, 0, 0, 0, 0, None, None, None)
 
 
 # What the cards read and what a filter walkable to its percentiles tests (see
@@ -459,22 +467,22 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             params = (*params, *up_params, *up_params, *down_params, *down_params)
         else:
             sql = _STATS_SQL.format(matching=matching, **offsets)
-        if connection.vendor != "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return _trace_stats(cursor.fetchone(), first)
-        # (No savepoint inside a caller's transaction: SET LOCAL then lasts until its end.)
-        with transaction.atomic(using=self.db, savepoint=False), connection.cursor() as cursor:
-            # The sums read a covering index (CARD_COLUMNS): at the default random_page_cost
-            # (4, for disks that seek) the planner reads the wide table instead once a filter
-            # holds on a third of the traces or more, twice as slow with the table in memory
-            # (`min_cost` at 100,000 traces: 43-47 ms against 20-22), and in parallel workers,
-            # whose CPU the pages and ingest then lack. For this statement only.
-            cursor.execute(
-                "SELECT set_config('random_page_cost', %s, true), "
-                "set_config('max_parallel_workers_per_gather', '0', true)",
-                [str(CARDS_RANDOM_PAGE_COST)],
-            )
+        postgresql = connection.vendor == "postgresql"
+        # On PostgreSQL in a transaction of its own, for the planner settings below (no
+        # savepoint inside a caller's: they then last until its end).
+        own = transaction.atomic(using=self.db, savepoint=False) if postgresql else nullcontext()
+        with own, connection.cursor() as cursor:
+            if postgresql:
+                # The sums read a covering index (CARD_COLUMNS): at the default
+                # random_page_cost (4, for disks that seek) the planner reads the wide table
+                # instead once a filter holds on a third of the traces or more, twice as slow
+                # with the table in memory (`min_cost` at 100,000 traces: 43-47 ms against
+                # 20-22), and in parallel workers, whose CPU the pages and ingest then lack.
+                cursor.execute(
+                    "SELECT set_config('random_page_cost', %s, true), "
+                    "set_config('max_parallel_workers_per_gather', '0', true)",
+                    [str(CARDS_RANDOM_PAGE_COST)],
+                )
             cursor.execute(sql, params)
             return _trace_stats(cursor.fetchone(), first)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.db import connection, connections, transaction
 
-from tracing.models import WALK_PERCENTILES, Trace, TraceStats, TraceTotal
+from tracing.models import NO_TRACES, WALK_PERCENTILES, Trace, TraceStats, TraceTotal
 
 TABLE = TraceTotal._meta.db_table
 TRACES = Trace._meta.db_table
@@ -156,15 +156,22 @@ SELECT project, bucket, {_SUMS} FROM ({_pg_rows(TRACES, "+")}) AS d GROUP BY pro
 """
 
 
+def _made(vendor: str) -> list[str]:
+    """The triggers (and index) that keep the totals, then the totals of the traces stored."""
+    return [*(SQLITE_CREATE if vendor == "sqlite" else PG_CREATE), _FILL_SQL]
+
+
+def _dropped(vendor: str) -> list[str]:
+    return SQLITE_DROP if vendor == "sqlite" else PG_DROP
+
+
 def create(apps: Any, schema_editor: Any) -> None:
-    sqlite = schema_editor.connection.vendor == "sqlite"
-    for statement in [*(SQLITE_CREATE if sqlite else PG_CREATE), _FILL_SQL]:
+    for statement in _made(schema_editor.connection.vendor):
         schema_editor.execute(statement, params=None)
 
 
 def drop(apps: Any, schema_editor: Any) -> None:
-    sqlite = schema_editor.connection.vendor == "sqlite"
-    for statement in SQLITE_DROP if sqlite else PG_DROP:
+    for statement in _dropped(schema_editor.connection.vendor):
         schema_editor.execute(statement, params=None)
 
 
@@ -214,13 +221,11 @@ def keep(using: str = "default", **kwargs: Any) -> None:
         if _kept(cursor, connection.vendor):
             cursor.execute(f"DELETE FROM {TABLE} WHERE NOT EXISTS (SELECT 1 FROM {TRACES})")
             return
-    sqlite = connection.vendor == "sqlite"
+    vendor = connection.vendor
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        if not sqlite:
+        if vendor == "postgresql":
             cursor.execute(f"LOCK TABLE {TRACES} IN SHARE ROW EXCLUSIVE MODE")
-        for statement in [*(SQLITE_DROP if sqlite else PG_DROP), f"DELETE FROM {TABLE}"]:
-            cursor.execute(statement)
-        for statement in [*(SQLITE_CREATE if sqlite else PG_CREATE), _FILL_SQL]:
+        for statement in [*_dropped(vendor), f"DELETE FROM {TABLE}", *_made(vendor)]:
             cursor.execute(statement)
 
 
@@ -243,11 +248,21 @@ SELECT bucket, {_SUMS} FROM {TABLE} {{where}} GROUP BY bucket ORDER BY bucket
 """
 
 
+def _of(project: str) -> tuple[list[str], list[str]]:
+    """The conditions "of `project`" (none: of every project) and their parameters."""
+    return (["project = %s"], [project]) if project else ([], [])
+
+
+def _where(conditions: list[str]) -> str:
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
 def count(project: str = "") -> int:
     """How many traces there are (of `project`, if given): one short read."""
-    where, params = ("WHERE project = %s", [project]) if project else ("", [])
+    conditions, params = _of(project)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COALESCE(SUM(traces), 0) FROM {TABLE} {where}", params)
+        sql = f"SELECT COALESCE(SUM(traces), 0) FROM {TABLE} {_where(conditions)}"
+        cursor.execute(sql, params)
         return int(cursor.fetchone()[0])
 
 
@@ -255,14 +270,14 @@ def stats(project: str = "") -> TraceStats:
     """The cards of every trace (of `project`, if given), as the overview shows them: two short
     statements whatever the number of traces. (A commit between them can move a percentile by
     a rank or two, as it would a moment later.)"""
-    where, params = ("WHERE project = %s", [project]) if project else ("", [])
+    conditions, params = _of(project)
     with connection.cursor() as cursor:
-        cursor.execute(_READ_SQL.format(where=where), params)
+        cursor.execute(_READ_SQL.format(where=_where(conditions)), params)
         rows = cursor.fetchall()
     sums = [sum(row[column] for row in rows) for column in range(1, len(ADDS) + 1)]
     count = int(sums[0])
     if count <= 0:
-        return TraceStats(0, 0, 0, 0, 0, 0, None, None, None)
+        return NO_TRACES
     if project and count <= WALK_PERCENTILES:
         # Few traces: sorting the project's own (through its index) costs less than walking the
         # duration index past every other project's traces in the bucket.
@@ -308,22 +323,21 @@ def _picks(project: str, places: list[tuple[int | None, int]], walk: bool) -> li
     indexed = (
         "INDEXED BY trace_duration_cards_idx" if walk and connection.vendor == "sqlite" else ""
     )
+    of_project, of_params = _of(project)
     selects, params = [], []
     for floor, offset in places:
-        conditions = ["project = %s"] if project else []
-        params += [project] if project else []
+        conditions = list(of_project)
+        params += of_params
         if floor is not None:
             conditions.append("duration_ns >= %s")
             params.append(floor)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         selects.append(
-            f"(SELECT duration_ns FROM {TRACES} {indexed} {where} "
+            f"(SELECT duration_ns FROM {TRACES} {indexed} {_where(conditions)} "
             "ORDER BY duration_ns LIMIT 1 OFFSET %s)"
         )
         params.append(offset)
-    of_project = "WHERE project = %s" if project else ""
-    selects.append(f"(SELECT MAX(start_ns) FROM {TRACES} {of_project})")
-    params += [project] if project else []
+    selects.append(f"(SELECT MAX(start_ns) FROM {TRACES} {_where(of_project)})")
+    params += of_params
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(selects), params)
         return [None if value is None else int(value) for value in cursor.fetchone()]
@@ -348,7 +362,7 @@ def compact(force: bool = False) -> bool:
     safe (a row the other deleted is skipped, a row it inserted is not seen), but one waits
     for the other: the second skips instead."""
     global _compacted
-    if connections["default"].vendor != "postgresql":
+    if connection.vendor != "postgresql":
         return False
     with _compact_lock:
         now = time.monotonic()

@@ -3,7 +3,6 @@ numbers, dollars."""
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from datetime import datetime
 from html import escape
@@ -17,13 +16,12 @@ from django.utils.text import Truncator
 
 from studio import formatting
 from studio.filters import TraceFilter
+from tracing import conventions
 from tracing.models import Trace, ns_to_datetime
 from tracing.retention import policy_for
 from tracing.search import Snippet
 
 register = template.Library()
-
-_HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 # A valid trace id standing in for each row's in the reversed trace page path.
 _PLACEHOLDER = "f" * 32
@@ -36,7 +34,7 @@ def trace_url(trace_id: str) -> str:
     """`{% url 'trace_detail' trace_id %}` for the overview's rows: reverse() costs tens of
     microseconds a call, a few milliseconds a page of rows, so the path is reversed once (per
     script prefix) and each stored id (32 hex digits) put in its place."""
-    if not _HEX_ID.fullmatch(trace_id):
+    if not conventions.is_hex_id(trace_id, 32):
         return reverse("trace_detail", args=[trace_id])  # refuses what the path would not take
     prefix = get_script_prefix()
     path = _TRACE_PATHS.get(prefix)
@@ -205,7 +203,7 @@ def trace_row(context: template.Context, trace: Trace) -> SafeString:
     start = ns_to_datetime(trace.start_ns)
     zone = timezone.get_current_timezone()  # once for both times
     end = trace.end_time
-    tid = trace.trace_id if _HEX_ID.fullmatch(trace.trace_id) else escape(trace.trace_id)
+    tid = trace.trace_id if conventions.is_hex_id(trace.trace_id, 32) else escape(trace.trace_id)
     url = trace_url(trace.trace_id)
     status = trace.status  # one of STATUS_NAMES
     classes = " is-error" if status == "ERROR" else ""
