@@ -511,13 +511,16 @@ class TraceFilter:
         if self.trace_id:
             since_ns = until_ns = None
         if self.broad_search or self.broad_clauses:
-            prefix = "-" if self.descending else ""
-            ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
-            return timelines.timeline(ordered[:STATS_BOUND], since_ns, until_ns)
+            return timelines.timeline(self.in_page_order(traces)[:STATS_BOUND], since_ns, until_ns)
         # The window is the buckets' bounds (tracing.timeline), not a filter of the rows; the
         # charts read every match (`every`).
         unwindowed = replace(self, range=DEFAULT_RANGE, since=None, until=None, every=True)
         return timelines.timeline(unwindowed.traces(now), since_ns, until_ns)
+
+    def in_page_order(self, traces: TraceQuerySet) -> TraceQuerySet:
+        """`traces` in the order the page shows them (the order the capped cards count in)."""
+        prefix = "-" if self.descending else ""
+        return traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
 
     def charts_query(self) -> str:
         """The query of this filter's charts: what it selects, whatever page or sort is shown."""
@@ -567,9 +570,7 @@ class TraceFilter:
         traces = self.traces() if traces is None else traces
         first = self.is_first_page and not self.offset and not self.every
         if first and size < STATS_BOUND and self.counts_first:
-            prefix = "-" if self.descending else ""
-            ordered = traces.order_by(f"{prefix}{self.sort_field}", f"{prefix}trace_id")
-            rows = list(ordered[:STATS_BOUND])
+            rows = list(self.in_page_order(traces)[:STATS_BOUND])
             shown = rows[:size]
             last = shown[-1] if len(rows) > size else None
             following = (getattr(last, self.sort_field), last.trace_id) if last else None

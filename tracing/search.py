@@ -527,6 +527,11 @@ def _vendor(using: str) -> str:
     return connections[using].vendor
 
 
+def _fts_match(words: Sequence[str]) -> str:
+    """An FTS5 query for every word, each a quoted string (trigrams, whatever it holds)."""
+    return " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
 def _text_condition(
     alias: str, words: Sequence[str], vendor: str, *, scan: bool = False
 ) -> tuple[str, list[Any]]:
@@ -539,7 +544,7 @@ def _text_condition(
         parts, params = [], []
         if long:
             parts.append(f"{TABLE} MATCH %s")
-            params.append(" AND ".join('"' + w.replace('"', '""') + '"' for w in long))
+            params.append(_fts_match(long))
         for w in short:
             parts.append(f"{alias}.body LIKE %s ESCAPE '\\'")
             params.append(_like(w))
@@ -707,7 +712,7 @@ def is_broad(q: str, using: str = "default", *, walk_mid: bool = False) -> bool:
             spans, traces, probed = cursor.fetchone()
             # Stopping at PG_BROAD_SPANS matches hides nothing: that many walk anyway.
             return spans >= PG_BROAD_SPANS or _holds_in_many_traces(traces, probed)
-    match = " AND ".join('"' + w.replace('"', '""') + '"' for w in long)
+    match = _fts_match(long)
     with connections[using].cursor() as cursor:
         if not walk_mid:
             cursor.execute(
